@@ -1,0 +1,1 @@
+"""Skeleton data: array operations, augmentations, datasets and atomic file I/O."""

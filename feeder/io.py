@@ -1,0 +1,122 @@
+"""Atomic file output and memmap helpers shared by data scripts and processors.
+
+Nothing is ever half-written: every writer produces a temporary file beside the
+target (``.<name>.tmp-<pid>``) and renames it into place only on success; on any
+exception the temporary file is removed and the previous target (if any) stays.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Iterator, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "temp_path_for", "atomic_path", "atomic_open", "open_memmap_atomic",
+    "save_npy_atomic", "save_pickle_atomic", "save_json_atomic", "save_text_atomic",
+    "load_label_pkl",
+]
+
+
+def temp_path_for(path: os.PathLike) -> Path:
+    """A hidden temporary name in the same folder (same filesystem, so rename is atomic).
+
+    Keeps the suffix so that libraries which append one (``np.save``) do not.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path; on clean exit rename it to ``path``, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: os.PathLike, mode: str = "w", **kwargs) -> Iterator[Any]:
+    """``open`` whose result appears at ``path`` only when the block succeeds."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def open_memmap_atomic(path: os.PathLike, shape: Sequence[int], dtype=np.float32,
+                       fill: float | None = 0.0) -> Iterator[np.memmap]:
+    """A writable ``.npy`` memmap of ``shape`` that becomes ``path`` on success.
+
+    The array never lives in RAM as a whole: callers write slices, the OS pages
+    them out.  ``fill=None`` skips zero-filling (a fresh file is already zero on
+    every mainstream filesystem, so this is the usual choice).
+    """
+    with atomic_path(path) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+        try:
+            if fill not in (None, 0.0):
+                array[...] = fill
+            yield array
+            array.flush()
+        finally:
+            del array
+
+
+def save_npy_atomic(path: os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+
+
+def save_pickle_atomic(path: os.PathLike, obj: Any) -> None:
+    with atomic_open(path, "wb") as handle:
+        pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def save_json_atomic(path: os.PathLike, obj: Any, indent: int = 2) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=indent, sort_keys=False, default=_json_default)
+        handle.write("\n")
+
+
+def save_text_atomic(path: os.PathLike, text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def load_label_pkl(path: os.PathLike) -> Tuple[list, list]:
+    """Read a 2s-AGCN style ``(sample_names, labels)`` pickle with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {path}")
+    with open(path, "rb") as handle:
+        obj = pickle.load(handle)
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and len(obj[0]) == len(obj[1])):
+        raise ValueError(f"{path}: expected a pickled (sample_names, labels) pair of equal length")
+    names, labels = list(obj[0]), [int(x) for x in obj[1]]
+    return names, labels

@@ -1,0 +1,62 @@
+"""Test-wide settings: offline switches for every hub-aware library, paths and seeds."""
+import os
+import sys
+from pathlib import Path
+
+# No test may reach the network: set every library's offline switch before any import.
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "false",
+    "YOLO_VERBOSE": "false",
+    "TOKENIZERS_PARALLELISM": "false",
+    "MPLBACKEND": "Agg",
+}.items():
+    os.environ.setdefault(_key, _value)
+os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "acsar-yolo-config"))
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def ntu_samples_dir() -> Path:
+    path = SHARED_DATA / "ntu_samples"
+    if not path.is_dir():
+        pytest.skip(f"real NTU samples not available ({path} is absent; only developers have ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def nwucla_dir() -> Path:
+    path = SHARED_DATA / "nw_ucla"
+    if not path.is_dir():
+        pytest.skip(f"NW-UCLA not available ({path} is absent; only developers have ../shared/data)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    yield
