@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""AC-SAR entry point: ``python main.py <processor> --config <yaml> [key.sub=value ...]``.
+
+``python main.py --help`` lists the processors; ``python main.py <processor> --help``
+shows that processor's config keys with their defaults and sources.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _top_level_help(processors) -> str:
+    width = max(len(n) for n in processors)
+    rows = "\n".join(f"  {name:<{width}}  {cls.description}" for name, cls in processors.items())
+    return (
+        "usage: python main.py <processor> --config <yaml> [--resume] [--overwrite] [--summary] [key.sub=value ...]\n\n"
+        "AC-SAR: skeleton action recognition with generated action descriptions.\n\n"
+        f"processors:\n{rows}\n\n"
+        "python main.py <processor> --help shows its config keys and defaults."
+    )
+
+
+def _processor_parser(cls) -> argparse.ArgumentParser:
+    defaults_text = cls.defaults_path().read_text(encoding="utf-8") if cls.defaults_path().is_file() else ""
+    parser = argparse.ArgumentParser(
+        prog=f"python main.py {cls.name}",
+        description=f"{cls.description}\n\nConfig keys and defaults ({cls.defaults_path().relative_to(ROOT)}):\n\n"
+                    + defaults_text,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (may use _base_)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in the work dir (resume=true)")
+    parser.add_argument("--overwrite", action="store_true", help="run again into a finished run's work dir")
+    parser.add_argument("--summary", action="store_true",
+                        help="build the model from the config, print parameter counts and exit (reads no data)")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="config overrides; values are YAML (e.g. optim.lr=0.1 data.stream=bone)")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from processor.config import ConfigError
+    from processor.registry import discover
+    from processor.runtime import RunDirError
+
+    processors = discover()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_level_help(processors))
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in processors:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(processors), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"error: unknown processor {name!r}{hint}\n\n{_top_level_help(processors)}", file=sys.stderr)
+        return 2
+    cls = processors[name]
+    args = _processor_parser(cls).parse_args(rest)
+    overrides = list(args.overrides)
+    if args.resume:
+        overrides.append("resume=true")
+    if args.overwrite:
+        overrides.append("overwrite=true")
+    try:
+        processor = cls.from_config(args.config, overrides, argv=[str(ROOT / "main.py"), *argv])
+        if args.summary:
+            logging.basicConfig(level=logging.WARNING)
+            print(processor.summary())
+            return 0
+        processor.run()
+    except (ConfigError, RunDirError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

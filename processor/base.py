@@ -1,0 +1,379 @@
+"""The processor lifecycle shared by every ``main.py`` command.
+
+:class:`Processor` owns what every run has: the resolved config, the work
+directory ``<work_dir>/<name>/``, logging to the console and ``log.txt``, the
+run record (config, command line, git commit, versions) and the ``FINISHED``
+marker with ``results.json``.  Subclasses implement :meth:`Processor.execute`.
+
+:class:`TrainProcessor` adds the epoch loop: build data, model, optimizer and
+scheduler; train epochs with tqdm, meters, TensorBoard and ``metrics.jsonl``;
+evaluate; save atomic checkpoints; resume exactly (also in the middle of an
+epoch).  Subclasses override only what differs (``build_data``,
+``build_model``, ``train_step``, ``evaluate`` and a few hooks).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from feeder.io import save_json_atomic
+from processor import runtime
+from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
+from processor.config import AttrDict, dump_yaml, resolve_config
+from processor.meters import MeterGroup
+from processor.sampler import ResumableSampler
+from processor.schedule import PlateauRule, build_scheduler
+
+__all__ = ["Processor", "TrainProcessor", "count_parameters"]
+
+logger = logging.getLogger(__name__)
+REPO_ROOT = runtime.REPO_ROOT
+CONFIG_ROOT = REPO_ROOT / "config"
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+class Processor:
+    """Base of every processor. Subclasses set ``description`` and implement :meth:`execute`."""
+
+    name: str = "processor"
+    description: str = ""
+    #: processors that never train a model (fusion, report) say False: ``--summary`` has nothing to show
+    has_model: bool = False
+
+    def __init__(self, cfg: Dict[str, Any], config_path: Optional[Path] = None, argv: Sequence[str] = ()) -> None:
+        self.cfg = AttrDict(cfg)
+        self.config_path = Path(config_path) if config_path else None
+        self.argv = list(argv)
+        self.work_dir: Optional[Path] = None
+        self.results: Dict[str, Any] = {}
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def defaults_path(cls) -> Path:
+        return CONFIG_ROOT / "defaults" / f"{cls.name}.yaml"
+
+    @classmethod
+    def from_config(cls, config_path: Optional[Path], overrides: Iterable[str] = (), argv: Sequence[str] = ()):
+        cfg = resolve_config(cls.defaults_path(), config_path, overrides)
+        if not cfg.get("name"):
+            cfg["name"] = cls.default_run_name(config_path)
+        return cls(cfg, config_path, argv)
+
+    @classmethod
+    def default_run_name(cls, config_path: Optional[Path]) -> str:
+        if config_path is None:
+            return cls.name
+        path = Path(config_path).resolve()
+        try:
+            return str(path.relative_to(CONFIG_ROOT).with_suffix(""))
+        except ValueError:
+            return path.stem
+
+    # ---------------------------------------------------------------- running
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.work_dir) / self.cfg.name
+
+    def run(self) -> Dict[str, Any]:
+        """Prepare the work dir, log, execute, and mark the run finished."""
+        distributed = runtime.init_distributed(self.cfg.get("device", "cpu"))
+        main = runtime.is_main_process()
+        self.work_dir = self.run_dir
+        if main:
+            runtime.prepare_work_dir(self.work_dir, resume=bool(self.cfg.get("resume")),
+                                     overwrite=bool(self.cfg.get("overwrite")))
+        if distributed:
+            torch.distributed.barrier()
+        runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
+        try:
+            if main:
+                runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv)
+            logger.info("%s: work dir %s", self.name, self.work_dir)
+            started = time.time()
+            self.results = self.execute() or {}
+            self.results.setdefault("wall_time_s", round(time.time() - started, 2))
+            if main:
+                save_json_atomic(self.work_dir / "results.json", self.results)
+                (self.work_dir / runtime.FINISHED_MARKER).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+            logger.info("%s finished in %.1f s", self.name, self.results["wall_time_s"])
+            return self.results
+        finally:
+            self.close()
+            runtime.teardown_logging()
+
+    def close(self) -> None:
+        """Release resources (writers, process groups); safe to call twice."""
+
+    def execute(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        return f"{self.name}: builds no model"
+
+
+class TrainProcessor(Processor):
+    """A processor with an epoch loop, checkpoints and exact resume."""
+
+    has_model = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.device = torch.device("cpu")
+        self.model: Optional[torch.nn.Module] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.scheduler = None
+        self.train_set: Optional[Dataset] = None
+        self.epoch = 0
+        self.global_step = 0
+        self.stop_requested = False
+        self._tb = None
+        self._metrics_file: Optional[Path] = None
+
+    # ------------------------------------------------------------ to override
+    def build_data(self) -> None:
+        """Set ``self.train_set`` (and whatever evaluation data the processor needs)."""
+        raise NotImplementedError
+
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def train_step(self, batch: Any) -> Dict[str, torch.Tensor]:
+        """One step's forward: return a dict with ``loss`` and any scalar tensors to log."""
+        raise NotImplementedError
+
+    def evaluate(self, epoch: int) -> Dict[str, float]:
+        """Evaluation after an epoch; ``{}`` when the processor has none."""
+        return {}
+
+    def monitored_value(self, metrics: Dict[str, float]) -> Optional[float]:
+        """The value a ``plateau`` scheduler watches (subclasses with one override this)."""
+        return None
+
+    def finalize(self) -> Dict[str, Any]:
+        """Results of the finished run (written to ``results.json``)."""
+        return {"epochs_run": self.epoch, "global_step": self.global_step}
+
+    def extra_state(self) -> Dict[str, Any]:
+        """Processor-specific state saved in checkpoints (e.g. best accuracy)."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        pass
+
+    # ---------------------------------------------------------------- helpers
+    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        if o.name == "sgd":
+            return torch.optim.SGD(self.trainable_parameters(), lr=o.lr, momentum=o.momentum,
+                                   weight_decay=o.weight_decay, nesterov=bool(o.get("nesterov", False)))
+        if o.name == "adam":
+            return torch.optim.Adam(self.trainable_parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        raise ValueError(f"unknown optimizer {o.name!r}; expected sgd or adam")
+
+    def make_loader(self, dataset: Dataset, batch_size: int, epoch: int, shuffle: bool,
+                    drop_last: bool, start_batch: int = 0, indices: Optional[Sequence[int]] = None,
+                    distributed: bool = True) -> DataLoader:
+        """A DataLoader whose order depends only on (seed, epoch); workers seeded per (seed, epoch, id)."""
+        world = runtime.world_size() if distributed else 1
+        rank = runtime.rank() if distributed else 0
+        sampler = ResumableSampler(len(dataset), batch_size, seed=self.cfg.seed, shuffle=shuffle,
+                                   drop_last=drop_last, rank=rank, world_size=world, indices=indices)
+        if sampler.num_batches() == 0:
+            raise ValueError(f"{len(sampler.indices)} samples cannot fill one batch of {batch_size}"
+                             f"{f' x {world} processes' if world > 1 else ''}; lower the batch size")
+        sampler.set_epoch(epoch, start_batch)
+        generator = torch.Generator()
+        generator.manual_seed(runtime.worker_seed(self.cfg.seed, epoch, 1 << 16))
+        workers = int(self.cfg.get("num_workers", 0))
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          drop_last=False, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=runtime.WorkerInit(self.cfg.seed, epoch), generator=generator,
+                          persistent_workers=False)
+
+    def to_device(self, obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj.to(self.device, non_blocking=True)
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.to_device(x) for x in obj)
+        if isinstance(obj, dict):
+            return {k: self.to_device(v) for k, v in obj.items()}
+        return obj
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def log_scalars(self, values: Dict[str, float], step: int) -> None:
+        if self._tb is not None:
+            for key, value in values.items():
+                self._tb.add_scalar(key, value, step)
+
+    def append_metrics(self, record: Dict[str, Any]) -> None:
+        if self._metrics_file is not None and runtime.is_main_process():
+            with open(self._metrics_file, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def summary(self) -> str:
+        model = self.build_model()
+        lines = [f"{self.name}: {type(model).__name__}"]
+        parts = getattr(model, "summary", None)
+        if callable(parts):
+            table = parts()
+        else:
+            table = {"model": count_parameters(model)}
+        width = max(len(k) for k in table)
+        for key, value in table.items():
+            lines.append(f"  {key:<{width}}  {value:>14,}")
+        if "total" not in table:
+            lines.append(f"  {'total':<{width}}  {count_parameters(model):>14,}")
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------- checkpoints
+    def checkpoint_state(self, epoch: int, step_in_epoch: int) -> Dict[str, Any]:
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        return {
+            "model": model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": self.global_step,
+            "rng": runtime.rng_state(),
+            "config": self.cfg.to_dict(),
+            "processor": self.name,
+            "extra": self.extra_state(),
+        }
+
+    def save(self, epoch: int, step_in_epoch: int, periodic: bool = False) -> None:
+        if not runtime.is_main_process():
+            return
+        copy = f"epoch_{epoch:04d}.pt" if periodic else None
+        save_checkpoint(self.checkpoint_state(epoch, step_in_epoch), self.work_dir, copy)
+
+    def try_resume(self) -> tuple[int, int]:
+        """(epoch, step_in_epoch) to start from: (0, 0) for a new run."""
+        path = self.work_dir / LATEST
+        if not (self.cfg.get("resume") and path.exists()):
+            return 0, 0
+        state = load_checkpoint(path, map_location=self.device)
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.global_step = state["global_step"]
+        runtime.set_rng_state(state["rng"])
+        self.load_extra_state(state.get("extra") or {})
+        logger.info("resumed from %s: epoch %d, step %d in epoch, global step %d",
+                    path, state["epoch"], state["step_in_epoch"], self.global_step)
+        return state["epoch"], state["step_in_epoch"]
+
+    # ---------------------------------------------------------------- the loop
+    def setup(self) -> None:
+        self.device = runtime.resolve_device(self.cfg.device)
+        runtime.seed_everything(self.cfg.seed, bool(self.cfg.get("deterministic")))
+        self.build_data()
+        self.model = self.build_model().to(self.device)
+        if runtime.world_size() > 1:
+            if self.cfg.get("sync_bn", True):
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = self.build_optimizer()
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.get("scheduler", {"name": "none"}))
+
+    def execute(self) -> Dict[str, Any]:
+        self.setup()
+        start_epoch, start_batch = self.try_resume()
+        if runtime.is_main_process():
+            self._metrics_file = self.work_dir / "metrics.jsonl"
+            if self.cfg.get("tensorboard"):
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self._tb = SummaryWriter(str(self.work_dir / "tensorboard"))
+                except ImportError:
+                    logger.info("tensorboard is not installed: scalars go to metrics.jsonl only")
+        self.epoch = start_epoch
+        for epoch in range(start_epoch, int(self.cfg.epochs)):
+            self.epoch = epoch
+            train_metrics = self.train_epoch(epoch, start_batch)
+            start_batch = 0
+            if self.stop_requested:
+                break
+            eval_metrics = self.evaluate(epoch)
+            stop = self.scheduler_step(eval_metrics)
+            self.epoch = epoch + 1
+            record = {"epoch": epoch + 1, "lr": self.lr, **{f"train/{k}": v for k, v in train_metrics.items()},
+                      **{f"eval/{k}": v for k, v in eval_metrics.items()}}
+            self.append_metrics(record)
+            self.log_scalars({k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
+            logger.info("epoch %d/%d  %s", epoch + 1, self.cfg.epochs,
+                        "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
+            interval = int(self.cfg.get("save_interval", 0) or 0)
+            self.save(epoch + 1, 0, periodic=bool(interval) and (epoch + 1) % interval == 0)
+            if stop:
+                logger.info("stopping early after epoch %d (no improvement)", epoch + 1)
+                break
+        return self.finalize()
+
+    def scheduler_step(self, eval_metrics: Dict[str, float]) -> bool:
+        if self.scheduler is None:
+            return False
+        if isinstance(self.scheduler, PlateauRule):
+            value = self.monitored_value(eval_metrics)
+            if value is None:
+                raise RuntimeError(f"{self.name}: a plateau scheduler needs evaluate() to return the monitored value")
+            return self.scheduler.step(value)
+        self.scheduler.step()
+        return False
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def train_epoch(self, epoch: int, start_batch: int = 0) -> Dict[str, float]:
+        self.model.train()
+        batch_size = int(self.cfg.batch_size)
+        loader = self.make_loader(self.train_set, batch_size, epoch, shuffle=True, drop_last=True,
+                                  start_batch=start_batch)
+        meters = MeterGroup()
+        every = int(self.cfg.get("save_every_steps", 0) or 0)
+        log_every = int(self.cfg.get("log_interval", 0) or 0)
+        bar = tqdm(loader, desc=f"{self.name} epoch {epoch + 1}", leave=False, dynamic_ncols=True,
+                   disable=not (runtime.is_main_process() and self.cfg.get("progress_bar", True)))
+        step = start_batch
+        for step, batch in enumerate(bar, start=start_batch):
+            out = self.train_step(self.to_device(batch))
+            self.optimize(out["loss"])
+            meters.update(out)
+            self.global_step += 1
+            if log_every and self.global_step % log_every == 0:
+                means = meters.means()
+                bar.set_postfix({k: f"{v:.3f}" for k, v in list(means.items())[:3]})
+                self.log_scalars({f"step/{k}": v for k, v in means.items()}, self.global_step)
+            if every and self.global_step % every == 0:
+                self.save(epoch, step + 1)
+            if self.stop_requested:
+                break
+        bar.close()
+        return meters.means()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

@@ -1,0 +1,42 @@
+"""Atomic checkpoints: ``latest.pt`` plus periodic copies.
+
+A checkpoint is a dict ``{model, optimizer, scheduler, epoch, step_in_epoch,
+global_step, rng, config, extra}``.  It is written to a temporary file and
+renamed, so a crash while saving leaves the previous ``latest.pt`` readable.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from feeder.io import atomic_path
+
+__all__ = ["save_checkpoint", "load_checkpoint", "LATEST"]
+
+logger = logging.getLogger(__name__)
+LATEST = "latest.pt"
+
+
+def save_checkpoint(state: Dict[str, Any], work_dir: Path, copy_name: str | None = None) -> Path:
+    """Write ``latest.pt`` atomically; optionally keep a copy under ``copy_name``."""
+    work_dir = Path(work_dir)
+    target = work_dir / LATEST
+    with atomic_path(target) as tmp:
+        torch.save(state, tmp)
+    if copy_name:
+        with atomic_path(work_dir / copy_name) as tmp:
+            shutil.copyfile(target, tmp)
+    return target
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    # Our checkpoints hold RNG states and configs (plain python / numpy objects):
+    # they are trusted files written by this code, hence weights_only=False.
+    return torch.load(path, map_location=map_location, weights_only=False)

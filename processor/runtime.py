@@ -1,0 +1,224 @@
+"""Run plumbing: work directories, logging, run records, devices, seeds and DDP.
+
+A run writes into ``<work_dir>/<name>/``; :func:`prepare_work_dir` creates it,
+never deletes anything, and refuses to reuse a folder that holds a finished
+run (unless ``overwrite``) or an unfinished one (unless ``resume`` or
+``overwrite``).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import logging
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from feeder.io import save_json_atomic, save_text_atomic
+
+__all__ = [
+    "FINISHED_MARKER", "RunDirError", "prepare_work_dir", "setup_logging", "teardown_logging",
+    "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
+    "set_rng_state", "is_main_process", "init_distributed", "world_size", "rank",
+]
+
+logger = logging.getLogger(__name__)
+
+FINISHED_MARKER = "FINISHED"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_RECORDED_PACKAGES = ("torch", "torchvision", "numpy", "pyyaml", "scipy", "scikit-learn",
+                      "open_clip_torch", "ultralytics", "transformers", "einops")
+
+
+class RunDirError(RuntimeError):
+    """The work directory cannot be used as asked (finished run, unfinished run, ...)."""
+
+
+def prepare_work_dir(path: Path, resume: bool, overwrite: bool, checkpoint_name: str = "latest.pt") -> Path:
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"work dir {path} exists and is not a folder")
+    finished = (path / FINISHED_MARKER).exists()
+    has_checkpoint = (path / checkpoint_name).exists()
+    if finished and not overwrite:
+        raise RunDirError(f"{path} holds a finished run; set overwrite=true (or --overwrite) to run again "
+                          f"into it, or choose another name=")
+    if has_checkpoint and not finished and not (resume or overwrite):
+        raise RunDirError(f"{path} holds an unfinished run ({checkpoint_name}); pass --resume to continue it "
+                          f"or --overwrite to start again")
+    if overwrite and finished:
+        (path / FINISHED_MARKER).unlink()  # the marker is ours; results are replaced as the run writes them
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_HANDLERS: list = []
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Console handler that keeps tqdm bars intact."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - fall back to plain stream output
+            super().emit(record)
+
+
+def setup_logging(log_file: Optional[Path] = None, level: int = logging.INFO, console: bool = True) -> None:
+    """Console (tqdm-safe) and ``log.txt`` handlers on the root logger."""
+    teardown_logging()
+    root = logging.getLogger()
+    root.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    if console:
+        handler = _TqdmHandler()
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+        _HANDLERS.append(handler)
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+        _HANDLERS.append(handler)
+
+
+def teardown_logging() -> None:
+    root = logging.getLogger()
+    while _HANDLERS:
+        handler = _HANDLERS.pop()
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _versions() -> Dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _RECORDED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str]) -> None:
+    """Save the resolved config, the command line, the git commit and library versions."""
+    save_text_atomic(work_dir / "config.yaml", config_yaml)
+    status = _git("status", "--porcelain")
+    save_json_atomic(work_dir / "run_info.json", {
+        "command": [sys.executable, *argv],
+        "cwd": os.getcwd(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "host": socket.gethostname(),
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+    })
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was requested but torch sees no CUDA device; use device=auto or cpu")
+    if name.startswith("cuda") and world_size() > 1 and name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def worker_seed(seed: int, epoch: int, worker_id: int) -> int:
+    """A 32-bit seed derived from (seed, epoch, worker id)."""
+    return int(np.random.SeedSequence([seed, epoch, worker_id]).generate_state(1)[0])
+
+
+class WorkerInit:
+    """DataLoader ``worker_init_fn`` seeding python, numpy and torch per (seed, epoch, worker)."""
+
+    def __init__(self, seed: int, epoch: int) -> None:
+        self.seed, self.epoch = seed, epoch
+
+    def __call__(self, worker_id: int) -> None:
+        s = worker_seed(self.seed, self.epoch, worker_id)
+        random.seed(s)
+        np.random.seed(s)
+        torch.manual_seed(s)
+
+
+def rng_state() -> Dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------- distributed
+def world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", 0))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def init_distributed(device_name: str) -> bool:
+    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        return False
+    if torch.distributed.is_initialized():
+        return True
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    torch.distributed.init_process_group(backend=backend)
+    logger.info("distributed: rank %d of %d (%s)", rank(), world_size(), backend)
+    return True

@@ -1,0 +1,101 @@
+"""Config system: _base_ inheritance, overrides, strict keys."""
+from pathlib import Path
+
+import pytest
+from processor.config import (ConfigError, apply_overrides, flatten, load_with_bases, parse_override,
+                              resolve_config)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def defaults(tmp_path):
+    return write(tmp_path / "defaults.yaml", """
+name: null
+seed: 1
+optim: {lr: 0.01, momentum: 0.9, milestones: [350]}
+data: {stream: joint, window: 64, extra: {}}
+""")
+
+
+def test_base_chain_merges_in_order(tmp_path, defaults):
+    write(tmp_path / "cfg/base.yaml", "seed: 2\noptim: {lr: 0.1}\ndata: {stream: bone}\n")
+    write(tmp_path / "cfg/mid.yaml", "_base_: base.yaml\noptim: {momentum: 0.5}\n")
+    leaf = write(tmp_path / "cfg/sub/leaf.yaml", "_base_: [../mid.yaml]\ndata: {window: 32}\n")
+    cfg = resolve_config(defaults, leaf)
+    assert cfg["seed"] == 2
+    assert cfg["optim"] == {"lr": 0.1, "momentum": 0.5, "milestones": [350]}
+    assert cfg["data"] == {"stream": "bone", "window": 32, "extra": {}}
+
+
+def test_list_of_bases_later_wins(tmp_path, defaults):
+    write(tmp_path / "a.yaml", "seed: 3\n")
+    write(tmp_path / "b.yaml", "seed: 4\n")
+    leaf = write(tmp_path / "leaf.yaml", "_base_: [a.yaml, b.yaml]\n")
+    assert resolve_config(defaults, leaf)["seed"] == 4
+
+
+def test_overrides_are_yaml_and_win(tmp_path, defaults):
+    leaf = write(tmp_path / "leaf.yaml", "seed: 3\n")
+    cfg = resolve_config(defaults, leaf, ["seed=7", "optim.lr=1e-3", "optim.milestones=[10, 20]",
+                                          "data.stream=motion", "data.extra.anything=true"])
+    assert cfg["seed"] == 7 and cfg["optim"]["lr"] == pytest.approx(1e-3)
+    assert cfg["optim"]["milestones"] == [10, 20]
+    assert cfg["data"]["stream"] == "motion" and cfg["data"]["extra"] == {"anything": True}
+
+
+def test_override_value_is_never_evaluated():
+    keys, value = parse_override("name=__import__('os').getcwd()")
+    assert keys == ["name"] and value == "__import__('os').getcwd()"
+
+
+def test_unknown_key_names_key_file_and_nearest(tmp_path, defaults):
+    leaf = write(tmp_path / "typo.yaml", "optim:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        resolve_config(defaults, leaf)
+    message = str(err.value)
+    assert "'optim.lrr'" in message and "typo.yaml" in message and "'optim.lr'" in message
+
+
+def test_unknown_key_from_base_names_the_base(tmp_path, defaults):
+    write(tmp_path / "base.yaml", "sede: 3\n")
+    leaf = write(tmp_path / "leaf.yaml", "_base_: base.yaml\n")
+    with pytest.raises(ConfigError, match=r"'sede'.*base\.yaml.*'seed'"):
+        resolve_config(defaults, leaf)
+
+
+def test_unknown_override_says_command_line(tmp_path, defaults):
+    with pytest.raises(ConfigError, match="command line"):
+        resolve_config(defaults, None, ["optim.momentun=0.1"])
+
+
+def test_wrong_kind_is_an_error(tmp_path, defaults):
+    with pytest.raises(ConfigError, match="must be a number"):
+        resolve_config(defaults, None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        resolve_config(defaults, None, ["data=3"])
+
+
+def test_base_cycle_and_missing_base(tmp_path, defaults):
+    write(tmp_path / "a.yaml", "_base_: b.yaml\n")
+    write(tmp_path / "b.yaml", "_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_with_bases(tmp_path / "a.yaml")
+    write(tmp_path / "c.yaml", "_base_: nope.yaml\n")
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_with_bases(tmp_path / "c.yaml")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path, defaults):
+    bad = write(tmp_path / "bad.yaml", "seed: 1\noptim: {lr: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+"):
+        resolve_config(defaults, bad)
+
+
+def test_flatten_and_apply():
+    cfg = apply_overrides({"a": {"b": 1}}, ["a.c=2", "d=x"])
+    assert flatten(cfg) == {"a.b": 1, "a.c": 2, "d": "x"}

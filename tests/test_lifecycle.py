@@ -1,0 +1,148 @@
+"""Processor lifecycle: work dirs, exact resume, crash-safe checkpoints, run records."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from processor import checkpoint as ckpt_module
+from processor.base import TrainProcessor
+from processor.checkpoint import LATEST, load_checkpoint
+from processor.runtime import FINISHED_MARKER, RunDirError
+
+DEFAULTS = """
+_base_: {train}
+model_width: 8
+"""
+
+
+class RandomSet(Dataset):
+    def __init__(self, n=40, dim=6):
+        g = torch.Generator().manual_seed(123)
+        self.x = torch.randn(n, dim, generator=g)
+        self.y = (self.x.sum(1) > 0).long()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+class Interrupt(Exception):
+    pass
+
+
+class ToyProcessor(TrainProcessor):
+    name = "toy"
+    description = "a tiny classifier for lifecycle tests"
+    defaults_file: Path = None
+    interrupt_at = None  # global step at which train_step raises (simulated kill)
+
+    @classmethod
+    def defaults_path(cls):
+        return cls.defaults_file
+
+    def build_data(self):
+        self.train_set = RandomSet()
+
+    def build_model(self):
+        w = self.cfg.model_width
+        return nn.Sequential(nn.Linear(6, w), nn.ReLU(), nn.Dropout(0.3), nn.Linear(w, 2))
+
+    def train_step(self, batch):
+        if self.interrupt_at is not None and self.global_step == self.interrupt_at:
+            raise Interrupt
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.model(x), y)
+        return {"loss": loss}
+
+
+@pytest.fixture
+def toy(tmp_path, repo_root):
+    defaults = tmp_path / "toy_defaults.yaml"
+    defaults.write_text(DEFAULTS.format(train=repo_root / "config/defaults/train.yaml"))
+    ToyProcessor.defaults_file = defaults
+    ToyProcessor.interrupt_at = None
+    return tmp_path
+
+
+def make(tmp_path, *overrides):
+    base = [f"work_dir={tmp_path / 'runs'}", "name=toy", "epochs=4", "batch_size=8", "tensorboard=false",
+            "progress_bar=false", "scheduler.name=multistep", "scheduler.milestones=[2]",
+            "save_every_steps=1"]
+    return ToyProcessor.from_config(None, base + list(overrides))
+
+
+def final_weights(tmp_path, name):
+    return load_checkpoint(tmp_path / "runs" / name / LATEST)["model"]
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(toy):
+    make(toy, "name=straight").run()
+    reference = final_weights(toy, "straight")
+
+    ToyProcessor.interrupt_at = 7  # in the middle of the second epoch (5 steps per epoch)
+    with pytest.raises(Interrupt):
+        make(toy, "name=killed").run()
+    partial = load_checkpoint(toy / "runs/killed" / LATEST)
+    assert (partial["epoch"], partial["step_in_epoch"]) == (1, 2)
+    assert not (toy / "runs/killed" / FINISHED_MARKER).exists()
+
+    ToyProcessor.interrupt_at = None
+    with pytest.raises(RunDirError, match="unfinished run"):
+        make(toy, "name=killed").run()
+    make(toy, "name=killed", "resume=true").run()
+    resumed = final_weights(toy, "killed")
+    assert reference.keys() == resumed.keys()
+    for key in reference:
+        assert torch.equal(reference[key], resumed[key]), key
+
+
+def test_finished_run_is_not_overwritten(toy):
+    make(toy, "name=done", "epochs=1").run()
+    run_dir = toy / "runs/done"
+    assert (run_dir / FINISHED_MARKER).exists()
+    with pytest.raises(RunDirError, match="finished run"):
+        make(toy, "name=done", "epochs=1").run()
+    make(toy, "name=done", "epochs=1", "overwrite=true").run()
+    assert (run_dir / FINISHED_MARKER).exists()
+
+
+def test_run_record_is_written(toy):
+    make(toy, "name=record", "epochs=2").run()
+    run_dir = toy / "runs/record"
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert {"command", "git_commit", "versions", "host"} <= set(info)
+    assert info["versions"]["torch"] == torch.__version__.split("+")[0] or info["versions"]["torch"]
+    assert "epochs: 2" in (run_dir / "config.yaml").read_text()
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+    assert (run_dir / "log.txt").read_text().count("epoch") >= 2
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["epochs_run"] == 2
+
+
+def test_crash_while_saving_keeps_previous_checkpoint(toy, monkeypatch):
+    make(toy, "name=crash", "epochs=1").run()
+    run_dir = toy / "runs/crash"
+    before = load_checkpoint(run_dir / LATEST)
+
+    def broken_save(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_module.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt_module.save_checkpoint({"model": {}}, run_dir)
+    after = load_checkpoint(run_dir / LATEST)
+    assert after["global_step"] == before["global_step"]
+    assert not [p for p in run_dir.iterdir() if ".tmp-" in p.name]
+
+
+def test_periodic_copies(toy):
+    make(toy, "name=periodic", "epochs=4", "save_interval=2").run()
+    names = sorted(p.name for p in (toy / "runs/periodic").glob("epoch_*.pt"))
+    assert names == ["epoch_0002.pt", "epoch_0004.pt"]
