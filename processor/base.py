@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from feeder.io import save_json_atomic
+from net.sync_bn import convert_sync_batchnorm
 from processor import runtime
 from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from processor.config import AttrDict, dump_yaml, resolve_config
@@ -110,6 +111,8 @@ class Processor:
         finally:
             self.close()
             runtime.teardown_logging()
+            if distributed and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
     def close(self) -> None:
         """Release resources (writers, process groups); safe to call twice."""
@@ -289,7 +292,7 @@ class TrainProcessor(Processor):
         self.model = self.build_model().to(self.device)
         if runtime.world_size() > 1:
             if self.cfg.get("sync_bn", True):
-                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+                self.model = convert_sync_batchnorm(self.model, self.device)
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = self.build_optimizer()
@@ -349,6 +352,8 @@ class TrainProcessor(Processor):
     def train_epoch(self, epoch: int, start_batch: int = 0) -> Dict[str, float]:
         self.model.train()
         batch_size = int(self.cfg.batch_size)
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
         loader = self.make_loader(self.train_set, batch_size, epoch, shuffle=True, drop_last=True,
                                   start_batch=start_batch)
         meters = MeterGroup()
@@ -371,7 +376,7 @@ class TrainProcessor(Processor):
             if self.stop_requested:
                 break
         bar.close()
-        return meters.means()
+        return runtime.mean_over_processes(meters.means())
 
     def close(self) -> None:
         if self._tb is not None:

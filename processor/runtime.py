@@ -28,6 +28,7 @@ __all__ = [
     "FINISHED_MARKER", "RunDirError", "prepare_work_dir", "setup_logging", "teardown_logging",
     "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
     "set_rng_state", "is_main_process", "init_distributed", "world_size", "rank",
+    "mean_over_processes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -207,6 +208,19 @@ def rank() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def mean_over_processes(values: Dict[str, float]) -> Dict[str, float]:
+    """Average scalar metrics over DDP processes (identity in a single process)."""
+    if world_size() <= 1 or not torch.distributed.is_initialized() or not values:
+        return values
+    keys = sorted(values)
+    backend = torch.distributed.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    tensor /= world_size()
+    return {k: float(v) for k, v in zip(keys, tensor.tolist())}
 
 
 def init_distributed(device_name: str) -> bool:

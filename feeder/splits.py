@@ -1,0 +1,39 @@
+"""File names of one prepared split (acsar_facts.md §6 conventions), with clear errors.
+
+``<root>/{split}_data_joint.npy``, ``{split}_num_frame.npy``, ``{split}_label.pkl``
+and, for text, ``<root>/text/{split}_{text}.npy``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["SplitFiles", "split_files"]
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    data: Path
+    num_frame: Path
+    label: Path
+    text: Optional[Path] = None
+
+
+def split_files(root: str | Path, split: str, text: Optional[str] = None, check: bool = True) -> SplitFiles:
+    if root is None:
+        raise ValueError("data.root is not set: point it at a folder prepared by data_gen/ (e.g. data/ntu60/xsub)")
+    root = Path(root)
+    files = SplitFiles(
+        data=root / f"{split}_data_joint.npy",
+        num_frame=root / f"{split}_num_frame.npy",
+        label=root / f"{split}_label.pkl",
+        text=(root / "text" / f"{split}_{text}.npy") if text else None,
+    )
+    if check:
+        missing = [str(p) for p in (files.data, files.num_frame, files.label, files.text) if p and not p.is_file()]
+        if missing:
+            hint = ("; text features come from data_gen/encode_text.py" if files.text and str(files.text) in missing
+                    else "; prepare the data with the data_gen/ scripts (see README)")
+            raise FileNotFoundError(f"split {split!r} of {root}: missing {', '.join(missing)}{hint}")
+    return files

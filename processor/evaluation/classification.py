@@ -1,0 +1,320 @@
+"""Base processor of the supervised downstream evaluations: linear, semi-supervised, fine-tuning.
+
+A :class:`net.classifier.SkeletonClassifier` (the SCD-Net encoder + a linear head on
+``[z_t, z_s]``, 2·C2 -> classes) is trained with cross-entropy on the labelled training
+data (optionally a class-balanced ``label_fraction`` of it), with the paper's plateau
+rule (reduce lr ×0.1 after 3 epochs without improvement, stop after 5; acsar_facts.md §7).
+
+Monitored split (``monitor``): ``holdout`` (default) = a class-balanced, seeded
+``holdout_fraction`` of the (labelled) training data, excluded from training; ``test`` =
+the paper's protocol (the test split drives the lr schedule and the stop).  The weights of
+the best monitored epoch are kept in ``best.pt``; at the end the test split is scored with
+the last and with the best weights; both are reported, clearly labelled, and the test
+scores are saved (``scores.pkl`` = best monitored epoch, ``scores_last.pkl`` = last epoch)
+for :mod:`processor.fusion`.
+
+Frozen encoder (``freeze_encoder: true``, linear evaluation): the encoder stays in eval
+mode without gradient; with ``cache_features: true`` its features of every split are
+computed once (no augmentation: the downstream data has none, and dropout is off in eval
+mode) and the head trains on them, the same computation as running the frozen encoder
+every step, only faster.  After training a :class:`FrozenGuard` asserts that no encoder
+weight or BatchNorm statistic changed.
+
+Run dir outputs: ``results.json`` (``kind``, test top-1/top-5 at the last and best
+monitored epoch, ...), ``metrics.jsonl``, ``scores.pkl``, ``scores_last.pkl``, ``best.pt``,
+``subset_indices.json`` (semi-supervised), ``confusion_matrix.png``,
+``training_curves.png``, ``report.md``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from feeder.datasets import DownstreamDataset
+from feeder.io import atomic_path, save_json_atomic, save_text_atomic
+from feeder.splits import split_files
+from net.classifier import SkeletonClassifier
+from processor import runtime
+from processor.base import TrainProcessor
+from processor.evaluation.encoder_loading import encoder_config, expand_path, load_pretrained
+from processor.evaluation.features import FeatureDataset, extract_features
+from processor.evaluation.figures import plot_confusion, plot_training_curves, read_metrics
+from processor.evaluation.frozen import FrozenGuard
+from processor.evaluation.scores import (confusion_matrix, load_class_names, save_scores, topk_accuracy)
+from processor.evaluation.subsets import class_balanced_subset, holdout_split
+from processor.evaluation.markdown import markdown_table
+
+__all__ = ["ClassificationEvaluation", "resolve_repo_path"]
+
+logger = logging.getLogger(__name__)
+MONITORS = ("holdout", "test")
+
+
+def resolve_repo_path(path: Optional[str]) -> Optional[Path]:
+    """A path as given, or relative to the repository root when it does not exist from the cwd."""
+    if not path:
+        return None
+    p = Path(path)
+    if not p.exists() and not p.is_absolute() and (runtime.REPO_ROOT / p).exists():
+        return runtime.REPO_ROOT / p
+    return p
+
+
+class ClassificationEvaluation(TrainProcessor):
+    """Shared by ``linear_evaluation``, ``semi_supervised`` and ``finetune`` (they differ by config)."""
+
+    kind = "classification"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard: Optional[FrozenGuard] = None
+        self.best_value: Optional[float] = None
+        self.best_epoch = 0
+        self.pretrained_info: Dict[str, Any] = {"path": None, "format": "random init"}
+        self.cached = False
+        self.split_sizes: Dict[str, int] = {}
+
+    # ------------------------------------------------------------------ data
+    @property
+    def monitor(self) -> str:
+        value = self.cfg.monitor
+        if value not in MONITORS:
+            raise ValueError(f"monitor must be one of {MONITORS}, got {value!r}")
+        return value
+
+    def _dataset(self, split: str, indices=None) -> DownstreamDataset:
+        d = self.cfg.data
+        files = split_files(d.root, split)
+        return DownstreamDataset(files.data, files.num_frame, files.label, layout=d.layout, stream=d.stream,
+                                 window=d.window, center_crop_ratio=d.center_crop_ratio, indices=indices)
+
+    def build_data(self) -> None:
+        d = self.cfg.data
+        full = self._dataset(d.train_split)
+        labels = full.all_labels
+        labelled = np.arange(len(labels), dtype=np.int64)
+        fraction = float(self.cfg.label_fraction)
+        if fraction < 1.0:
+            labelled = class_balanced_subset(labels, fraction, seed=int(self.cfg.subset_seed))
+            if runtime.is_main_process():
+                save_json_atomic(self.work_dir / "subset_indices.json", {
+                    "label_fraction": fraction, "subset_seed": int(self.cfg.subset_seed), "split": d.train_split,
+                    "num_samples": int(len(labelled)), "num_split": int(len(labels)),
+                    "indices": labelled.tolist(), "sample_names": [full.all_sample_names[i] for i in labelled]})
+            logger.info("labelled subset: %d of %d training samples (%.1f %%, class-balanced, seed %d)",
+                        len(labelled), len(labels), 100 * fraction, self.cfg.subset_seed)
+        if self.monitor == "holdout":
+            keep, held = holdout_split(labels[labelled], float(self.cfg.holdout_fraction), seed=int(self.cfg.seed))
+            train_idx, holdout_idx = labelled[keep], labelled[held]
+            self.monitor_set = self._dataset(d.train_split, holdout_idx)
+        else:
+            train_idx = labelled
+            self.monitor_set = None
+        self.train_set = self._dataset(d.train_split, train_idx)
+        self.test_set = self._dataset(d.test_split)
+        if self.monitor_set is None:
+            self.monitor_set = self.test_set
+        self.split_sizes = {"train": len(self.train_set), "monitor": len(self.monitor_set), "test": len(self.test_set)}
+        logger.info("monitor split: %s (%d samples); training on %d, testing on %d", self.monitor,
+                    len(self.monitor_set), len(self.train_set), len(self.test_set))
+
+    # ----------------------------------------------------------------- model
+    def build_model(self) -> torch.nn.Module:
+        return SkeletonClassifier.from_config(encoder_config(self.cfg), num_classes=int(self.cfg.data.num_classes),
+                                              freeze_encoder=bool(self.cfg.freeze_encoder),
+                                              head_init_std=float(self.cfg.head_init_std))
+
+    @property
+    def net(self) -> SkeletonClassifier:
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    def setup(self) -> None:
+        if self.cfg.cache_features and not self.cfg.freeze_encoder:
+            raise ValueError("cache_features needs freeze_encoder: true (a trained encoder changes its features)")
+        if self.cfg.cache_features and runtime.world_size() > 1:
+            raise ValueError("cache_features runs in one process; launch without torchrun or set cache_features=false")
+        super().setup()
+        path = expand_path(self.cfg.pretrained, self.cfg.work_dir)
+        if path is not None:
+            self.pretrained_info = load_pretrained(self.net, path, self.cfg.pretrained_format, self.cfg,
+                                                   check_config=bool(self.cfg.check_pretrained_config))
+        else:
+            logger.warning("pretrained: null: the encoder keeps its random initialisation (baseline)")
+        if self.cfg.freeze_encoder:
+            self.guard = FrozenGuard(self.net.encoder)
+        if self.cfg.cache_features:
+            self._cache_features()
+
+    def _cache_features(self) -> None:
+        """Replace the raw datasets with the frozen encoder's features (computed once, eval mode)."""
+        self.net.eval()
+        sets = {"train": self.train_set, "monitor": self.monitor_set, "test": self.test_set}
+        cached: Dict[int, FeatureDataset] = {}
+        for name, dataset in sets.items():
+            if id(dataset) not in cached:
+                feats, labels, index = extract_features(self.net.features, dataset, int(self.cfg.eval_batch_size),
+                                                        self.device, int(self.cfg.get("num_workers", 0)),
+                                                        desc=f"features ({name})",
+                                                        progress=bool(self.cfg.progress_bar))
+                cached[id(dataset)] = FeatureDataset(feats, labels, index)
+        self.raw_test_set = self.test_set
+        self.train_set, self.monitor_set, self.test_set = (cached[id(sets[k])] for k in ("train", "monitor", "test"))
+        self.cached = True
+        logger.info("cached frozen features: train %s, test %s", tuple(self.train_set.tensors[0].shape),
+                    tuple(self.test_set.tensors[0].shape))
+
+    # -------------------------------------------------------------- training
+    def make_loader(self, dataset, batch_size, epoch, shuffle, drop_last, start_batch=0, indices=None,
+                    distributed=True):
+        n = len(dataset) if indices is None else len(indices)
+        world = runtime.world_size() if distributed else 1
+        if batch_size * world > n:
+            logger.warning("batch size %d x %d process(es) exceeds the %d training samples: using %d", batch_size,
+                           world, n, max(1, n // world))
+            batch_size = max(1, n // world)
+        return super().make_loader(dataset, batch_size, epoch, shuffle, bool(self.cfg.drop_last), start_batch,
+                                   indices, distributed)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.fc(x) if self.cached else self.model(x)
+
+    def train_step(self, batch) -> Dict[str, torch.Tensor]:
+        x, y, _ = batch
+        out = self.logits(x)
+        loss = F.cross_entropy(out, y)
+        acc = (out.detach().argmax(1) == y).float().mean() * 100.0
+        return {"loss": loss, "acc": acc}
+
+    @torch.no_grad()
+    def scores(self, dataset, desc: str):
+        self.model.eval()
+        out = extract_features(self.logits, dataset, int(self.cfg.eval_batch_size), self.device,
+                               0 if self.cached else int(self.cfg.get("num_workers", 0)), desc=desc,
+                               progress=bool(self.cfg.progress_bar))
+        self.model.train()
+        return out
+
+    def evaluate(self, epoch: int) -> Dict[str, float]:
+        logits, labels, _ = self.scores(self.monitor_set, f"{self.monitor} epoch {epoch + 1}")
+        acc = topk_accuracy(logits, labels, (1, 5))
+        loss = float(F.cross_entropy(torch.as_tensor(logits), torch.as_tensor(labels)))
+        value = acc[1]
+        if self.best_value is None or value > self.best_value:
+            self.best_value, self.best_epoch = value, epoch + 1
+            self._save_best()
+        return {f"{self.monitor}_top1": acc[1], f"{self.monitor}_top5": acc[5], f"{self.monitor}_loss": loss}
+
+    def monitored_value(self, metrics: Dict[str, float]) -> Optional[float]:
+        return metrics.get(f"{self.monitor}_top1")
+
+    def _trained_state(self) -> Dict[str, torch.Tensor]:
+        """What training changes: the head alone when the encoder is frozen, else the whole classifier."""
+        module = self.net.fc if self.cfg.freeze_encoder else self.net
+        return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    def _load_trained_state(self, state: Dict[str, torch.Tensor]) -> None:
+        (self.net.fc if self.cfg.freeze_encoder else self.net).load_state_dict(state)
+
+    def _save_best(self) -> None:
+        if runtime.is_main_process():
+            with atomic_path(self.work_dir / "best.pt") as tmp:
+                torch.save({"epoch": self.best_epoch, "monitor": self.monitor, "value": self.best_value,
+                            "head_only": bool(self.cfg.freeze_encoder), "model": self._trained_state()}, tmp)
+
+    def extra_state(self) -> Dict[str, Any]:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        self.best_value = state.get("best_value")
+        self.best_epoch = int(state.get("best_epoch", 0))
+
+    # ----------------------------------------------------------------- results
+    def _score_test(self, tag: str, filename: str, class_names) -> Dict[str, Any]:
+        logits, labels, index = self.scores(self.test_set, f"test ({tag})")
+        acc = topk_accuracy(logits, labels, (1, 5))
+        names = [self.test_sample_names[i] for i in index]
+        if runtime.is_main_process():
+            save_scores(self.work_dir / filename, names, logits, labels, class_names)
+        return {"top1": acc[1], "top5": acc[5], "scores": filename, "pred": logits.argmax(1), "labels": labels}
+
+    @property
+    def test_sample_names(self):
+        raw = getattr(self, "raw_test_set", self.test_set)
+        return raw.all_sample_names
+
+    def finalize(self) -> Dict[str, Any]:
+        out = super().finalize()
+        frozen = "not frozen (encoder trained)"
+        if self.guard is not None:
+            checked = self.guard.check()
+            frozen = f"passed: {checked} encoder tensors (weights and BatchNorm statistics) unchanged"
+            logger.info("frozen-encoder check %s", frozen)
+        d = self.cfg.data
+        num_classes = int(d.num_classes)
+        class_names = load_class_names(str(resolve_repo_path(d.class_names)) if d.class_names else None, num_classes)
+        last = self._score_test("last epoch", "scores_last.pkl", class_names)
+        best_path = self.work_dir / "best.pt"
+        if best_path.is_file():
+            self._load_trained_state(torch.load(best_path, map_location=self.device, weights_only=True)["model"])
+        best = self._score_test("best monitored epoch", "scores.pkl", class_names)
+        logger.info("test top-1/top-5 at the last epoch (%d): %.2f / %.2f", self.epoch, last["top1"], last["top5"])
+        logger.info("test top-1/top-5 at the best %s epoch (%d, %s top-1 %.2f): %.2f / %.2f", self.monitor,
+                    self.best_epoch, self.monitor, self.best_value or float("nan"), best["top1"], best["top5"])
+        out.update({
+            "kind": self.kind,
+            "processor": self.name,
+            "dataset_root": d.root,
+            "stream": d.stream,
+            "num_classes": num_classes,
+            "monitor": self.monitor,
+            "monitor_note": ("class-balanced held-out part of the training set (holdout_fraction "
+                             f"{self.cfg.holdout_fraction})" if self.monitor == "holdout"
+                             else "the test split (the paper's protocol)"),
+            "label_fraction": float(self.cfg.label_fraction),
+            "freeze_encoder": bool(self.cfg.freeze_encoder),
+            "cache_features": bool(self.cached),
+            "pretrained": self.pretrained_info,
+            "split_sizes": self.split_sizes,
+            "frozen_check": frozen,
+            "best_epoch": self.best_epoch,
+            "best_monitor_top1": self.best_value,
+            "test_last_epoch": {"epoch": self.epoch, "top1": last["top1"], "top5": last["top5"],
+                                "scores": last["scores"]},
+            "test_best_monitored_epoch": {"epoch": self.best_epoch, "top1": best["top1"], "top5": best["top5"],
+                                          "scores": best["scores"]},
+            "top1": best["top1"],
+            "top5": best["top5"],
+        })
+        if runtime.is_main_process() and self.cfg.figures:
+            self._figures(best, class_names, out)
+        return out
+
+    def _figures(self, best: Dict[str, Any], class_names, out: Dict[str, Any]) -> None:
+        num_classes = int(self.cfg.data.num_classes)
+        cm = confusion_matrix(best["pred"], best["labels"], num_classes)
+        title = (f"{self.name} ({self.cfg.data.stream}): confusion matrix, test top-1 {best['top1']:.1f} % "
+                 f"(best {self.monitor} epoch {self.best_epoch})")
+        plot_confusion(cm, self.work_dir / "confusion_matrix.png", class_names, title=title)
+        rows = read_metrics(self.work_dir / "metrics.jsonl")
+        if rows:
+            plot_training_curves(rows, self.work_dir / "training_curves.png",
+                                 title=f"{self.name} ({self.cfg.name}): loss, accuracy, learning rate")
+        table = markdown_table(
+            ["test split", "epoch", "top-1 (%)", "top-5 (%)"],
+            [[f"best {self.monitor} epoch", out["test_best_monitored_epoch"]["epoch"], out["top1"], out["top5"]],
+             ["last epoch", out["test_last_epoch"]["epoch"], out["test_last_epoch"]["top1"],
+              out["test_last_epoch"]["top5"]]])
+        text = (f"# {self.cfg.name}\n\n{self.description}\n\n"
+                f"- stream: {self.cfg.data.stream}; pretrained: {self.pretrained_info.get('path')} "
+                f"({self.pretrained_info.get('format')})\n"
+                f"- monitored split: {out['monitor']} ({out['monitor_note']})\n"
+                f"- label fraction: {out['label_fraction']}; encoder frozen: {out['freeze_encoder']} "
+                f"({out['frozen_check']})\n\n{table}\n"
+                f"![confusion matrix](confusion_matrix.png)\n\n"
+                + ("![training curves](training_curves.png)\n" if rows else ""))
+        save_text_atomic(self.work_dir / "report.md", text)

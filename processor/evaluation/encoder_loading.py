@@ -1,0 +1,103 @@
+"""Load a pretrained skeleton encoder into a downstream :class:`net.classifier.SkeletonClassifier`.
+
+Two checkpoint formats:
+
+- ``acsar``: our pretraining checkpoint ``latest.pt`` = ``{model: ACSAR state_dict, config:
+  resolved config, ...}`` (processor/checkpoint.py).  Its ``config["model"]`` and
+  ``config["data"]`` (layout, window) describe the encoder; they must equal the evaluation
+  config's, else :class:`PretrainedMismatch` lists every differing key.
+- ``scdnet``: an official SCD-Net ``checkpoint.pth.tar`` (``{state_dict: ...}``), read with
+  ``weights_only=True`` and mapped by :mod:`net.scdnet_checkpoint`; it carries no config, so
+  only the tensor shapes are checked (by ``load_encoder_state``).
+
+``auto`` tries the SCD-Net reader first (a plain tensor file) and falls back to ours.
+Paths may contain ``{work_dir}``, replaced by the config's ``work_dir``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from net.encoder import ENCODER_KWARGS
+from net.scdnet_checkpoint import read_state_dict
+from processor.checkpoint import load_checkpoint
+
+__all__ = ["PretrainedMismatch", "expand_path", "encoder_config", "compare_encoder_configs", "load_pretrained"]
+
+logger = logging.getLogger(__name__)
+FORMATS = ("auto", "acsar", "scdnet")
+
+
+class PretrainedMismatch(ValueError):
+    """The pretrained checkpoint's encoder differs from the one the config builds."""
+
+
+def expand_path(path: Optional[str], work_dir: str) -> Optional[Path]:
+    if path is None:
+        return None
+    return Path(str(path).replace("{work_dir}", str(work_dir))).expanduser()
+
+
+def encoder_config(cfg: Mapping[str, Any]) -> Dict[str, Any]:
+    """The encoder's constructor arguments from a resolved config (``model`` + ``data.layout``/``window``)."""
+    model, data = dict(cfg["model"]), dict(cfg["data"])
+    out = {k: model[k] for k in ENCODER_KWARGS if k in model}
+    out["layout"] = data["layout"]
+    out["num_frame"] = data["window"]
+    return out
+
+
+def _norm(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def compare_encoder_configs(ours: Mapping[str, Any], saved: Mapping[str, Any]) -> Dict[str, tuple]:
+    """{key: (ours, checkpoint)} for every encoder key present in both and different."""
+    return {k: (ours[k], saved[k]) for k in ours if k in saved and _norm(ours[k]) != _norm(saved[k])}
+
+
+def _read(path: Path, fmt: str):
+    if fmt not in FORMATS:
+        raise ValueError(f"pretrained_format must be one of {FORMATS}, got {fmt!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
+    if fmt in ("auto", "scdnet"):
+        try:
+            return "scdnet", read_state_dict(path), None
+        except ValueError:
+            if fmt == "scdnet":
+                raise
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state, Mapping) or "model" not in state:
+        raise ValueError(f"{path}: not an AC-SAR checkpoint (expected a dict with 'model' and 'config')")
+    return "acsar", state["model"], state.get("config")
+
+
+def load_pretrained(classifier: torch.nn.Module, path: Path, fmt: str, cfg: Mapping[str, Any],
+                    check_config: bool = True) -> Dict[str, Any]:
+    """Load the encoder weights into ``classifier``; return a record for results.json."""
+    path = Path(path)
+    found, state, saved_cfg = _read(path, fmt)
+    info: Dict[str, Any] = {"path": str(path), "format": found}
+    if saved_cfg is not None:
+        ours = encoder_config(cfg)
+        theirs = encoder_config(saved_cfg)
+        diff = compare_encoder_configs(ours, theirs)
+        if diff and check_config:
+            lines = "; ".join(f"{k}: config {a!r} vs checkpoint {b!r}" for k, a, b in
+                              ((k, *v) for k, v in sorted(diff.items())))
+            raise PretrainedMismatch(f"{path}: the encoder in the config differs from the pretrained one ({lines}); "
+                                     f"set the model/data keys to the pretraining values")
+        saved_stream = saved_cfg.get("data", {}).get("stream")
+        info["pretrain_stream"] = saved_stream
+        if saved_stream and saved_stream != cfg["data"]["stream"]:
+            logger.warning("%s was pretrained on the %s stream but this evaluation uses %s", path, saved_stream,
+                           cfg["data"]["stream"])
+        info["pretrain_text_mode"] = (saved_cfg.get("text") or {}).get("mode")
+        info["pretrain_epochs"] = saved_cfg.get("epochs")
+    classifier.load_encoder_state(state)
+    logger.info("loaded the pretrained encoder from %s (%s format)", path, found)
+    return info

@@ -1,0 +1,99 @@
+"""Accuracy metrics and the per-run test score file that fusion reads.
+
+- ``topk_accuracy(logits (N, K), labels (N,), ks) -> {k: percent}``;
+- ``confusion_matrix(pred (N,), labels (N,), num_classes) -> (K, K)`` int64, rows = true class;
+- ``per_class_accuracy(pred, labels, num_classes) -> (K,)`` percent (NaN for absent classes);
+- ``softmax(logits) -> probabilities`` (numpy, row-wise, numerically stable);
+- ``save_scores(path, names, logits, labels, class_names)`` / ``load_scores(path) -> dict``:
+  ``scores.pkl`` = ``{"names": [str] (N), "logits": float32 (N, K), "labels": int64 (N),
+  "class_names": [str] | None}``; ``logits`` are pre-softmax scores in the order of ``names``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import pickle
+
+from feeder.io import save_pickle_atomic
+
+__all__ = ["topk_accuracy", "confusion_matrix", "per_class_accuracy", "softmax", "save_scores", "load_scores",
+           "load_class_names", "SCORES_FILE"]
+
+SCORES_FILE = "scores.pkl"
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, ks: Iterable[int] = (1, 5)) -> Dict[int, float]:
+    logits = np.asarray(logits)
+    labels = np.asarray(labels).reshape(-1)
+    if logits.ndim != 2 or len(logits) != len(labels):
+        raise ValueError(f"topk_accuracy: logits {logits.shape} and labels {labels.shape} do not match")
+    if len(labels) == 0:
+        return {int(k): float("nan") for k in ks}
+    order = np.argsort(-logits, axis=1, kind="stable")
+    out = {}
+    for k in ks:
+        k_eff = min(int(k), logits.shape[1])
+        hit = (order[:, :k_eff] == labels[:, None]).any(axis=1)
+        out[int(k)] = float(100.0 * hit.mean())
+    return out
+
+
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    pred = np.asarray(pred, dtype=np.int64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    return cm
+
+
+def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    cm = confusion_matrix(pred, labels, num_classes)
+    total = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 100.0 * np.diag(cm) / np.maximum(total, 1), np.nan)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def save_scores(path: Path, names: Sequence[str], logits: np.ndarray, labels: np.ndarray,
+                class_names: Optional[List[str]] = None) -> None:
+    logits = np.asarray(logits, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if not (len(names) == len(logits) == len(labels)):
+        raise ValueError(f"save_scores: {len(names)} names, {len(logits)} logits, {len(labels)} labels")
+    save_pickle_atomic(path, {"names": [str(n) for n in names], "logits": logits, "labels": labels,
+                              "class_names": list(class_names) if class_names else None})
+
+
+def load_scores(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"score file not found: {path} (every finished evaluation writes {SCORES_FILE} "
+                                f"into its run dir)")
+    with open(path, "rb") as handle:
+        obj = pickle.load(handle)
+    if not isinstance(obj, dict) or not {"names", "logits", "labels"} <= set(obj):
+        raise ValueError(f"{path}: expected a dict with names, logits and labels")
+    if not (len(obj["names"]) == len(obj["logits"]) == len(obj["labels"])):
+        raise ValueError(f"{path}: names, logits and labels have different lengths")
+    return obj
+
+
+def load_class_names(path: Optional[str], num_classes: int) -> Optional[List[str]]:
+    """Class names from a text file (one per line); None when ``path`` is None or the file is absent."""
+    if not path:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return None
+    names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(names) != num_classes:
+        raise ValueError(f"{p}: {len(names)} class names but num_classes={num_classes}")
+    return names

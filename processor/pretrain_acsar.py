@@ -1,0 +1,90 @@
+"""``pretrain_acsar``: self-supervised pretraining of the AC-SAR skeleton encoder.
+
+Each step takes two independently augmented views of a batch (and the
+samples' text token features), runs :class:`net.acsar.ACSAR` and minimises
+``L_domain + λ·L_cross`` (paper eq. 3-12; acsar_facts.md §3-4).  Logged per
+step and epoch: ``loss``, ``loss_domain``, ``loss_cross`` and the accuracy of
+the positive among the logits (``acc_domain``, ``acc_cross``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict
+
+import numpy as np
+import torch
+
+from feeder.batch_augment import BatchAugmenter
+from feeder.datasets import PretrainDataset
+from feeder.splits import split_files
+from net.acsar import ACSAR
+from processor.base import TrainProcessor
+from processor.registry import register
+
+logger = logging.getLogger(__name__)
+
+
+def acsar_kwargs(cfg) -> Dict[str, Any]:
+    """ACSAR constructor arguments from a resolved config (model, data, moco and text sections)."""
+    kwargs = dict(cfg["model"])
+    kwargs.update(layout=cfg["data"]["layout"], num_frame=cfg["data"]["window"], **cfg["moco"])
+    text = dict(cfg["text"])
+    kwargs["text"] = None if text["mode"] == "none" else text
+    return kwargs
+
+
+@register("pretrain_acsar")
+class PretrainACSAR(TrainProcessor):
+    description = "pretrain the skeleton encoder: SCD-Net MoCo v2 + FiLM-modulated text alignment"
+
+    @property
+    def use_text(self) -> bool:
+        return self.cfg.text.mode != "none"
+
+    def build_data(self) -> None:
+        d = self.cfg.data
+        if self.use_text and not d.text:
+            raise ValueError("the text branch is on (text.mode=%s) but data.text names no text features; "
+                             "set data.text (e.g. clip, minilm) or text.mode=none" % self.cfg.text.mode)
+        files = split_files(d.root, d.train_split, d.text if self.use_text else None)
+        self.train_set = PretrainDataset(
+            files.data, files.num_frame, files.label, text_path=files.text, layout=d.layout, stream=d.stream,
+            window=d.window, transform=self.cfg.augment.to_dict(), seed=self.cfg.seed,
+            return_raw=bool(self.cfg.augment_on_device))
+        if self.use_text:
+            _, length, dim = self.train_set.text_shape
+            expected = (self.cfg.text.num_tokens if self.cfg.text.level == "token" else 1, self.cfg.text.feature_dim)
+            if (length, dim) != expected:
+                raise ValueError(f"text features {files.text} are (N, {length}, {dim}) but the config expects "
+                                 f"(N, {expected[0]}, {expected[1]}): set text.num_tokens / text.feature_dim / "
+                                 f"text.level to match the encoder that wrote them")
+        self.augmenter = (BatchAugmenter(self.train_set.pipeline, self.cfg.seed)
+                          if self.cfg.augment_on_device else None)
+
+    def build_model(self) -> torch.nn.Module:
+        return ACSAR(**acsar_kwargs(self.cfg))
+
+    def train_step(self, batch) -> Dict[str, torch.Tensor]:
+        if self.augmenter is not None:
+            clip, num_frame, text, index = batch
+            x1 = self.augmenter(clip, num_frame, index, epoch=self.epoch, view=0)
+            x2 = self.augmenter(clip, num_frame, index, epoch=self.epoch, view=1)
+        else:
+            x1, x2, text, index = batch
+        out = self.model(x1, x2, text if self.use_text else None)
+        return {k: v for k, v in out.items() if k in ("loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross")}
+
+    def summary(self) -> str:
+        model = self.build_model()
+        table = model.summary()
+        table["query side (encoder + projectors)"] = table["query encoder"] + table["query projectors"]
+        width = max(len(k) for k in table)
+        lines = [f"{self.name}: ACSAR (text mode: {self.cfg.text.mode}, level: {self.cfg.text.level})"]
+        lines += [f"  {k:<{width}}  {v:>14,}" for k, v in table.items()]
+        return "\n".join(lines)
+
+    def finalize(self) -> Dict[str, Any]:
+        out = super().finalize()
+        out.update(kind="pretrain", stream=self.cfg.data.stream, text_mode=self.cfg.text.mode,
+                   checkpoint=str(self.work_dir / "latest.pt"))
+        return out

@@ -1,0 +1,104 @@
+"""pretrain_acsar end to end on tiny data: runs, logs, resumes exactly; CLI behaviour."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from processor.checkpoint import LATEST, load_checkpoint
+from processor.pretrain_acsar import PretrainACSAR
+from tests.helpers import TINY_MODEL, make_split
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    make_split(tmp_path / "data", "train", n=24, text="tiny", text_shape=(77, 12))
+    return tmp_path / "data"
+
+
+def tiny(tmp_path, data_root, *extra):
+    overrides = [f"work_dir={tmp_path / 'runs'}", f"data.root={data_root}", "data.window=16",
+                 "data.text=tiny", "text.feature_dim=12", "batch_size=8", "moco.queue_size=20", "epochs=3",
+                 "num_workers=0", "tensorboard=false", "progress_bar=false", "save_every_steps=1",
+                 *TINY_MODEL, *extra]
+    return PretrainACSAR.from_config(None, overrides)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_pretrain_runs_and_logs(tmp_path, data_root):
+    results = tiny(tmp_path, data_root, "name=run").run()
+    run_dir = tmp_path / "runs/run"
+    records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for key in ("train/loss", "train/loss_domain", "train/loss_cross", "train/acc_domain", "train/acc_cross"):
+        assert all(torch.isfinite(torch.tensor(r[key])) for r in records), key
+    assert records[0]["train/loss_cross"] > 0
+    assert results["kind"] == "pretrain"
+    state = load_checkpoint(run_dir / LATEST)
+    assert state["epoch"] == 3 and state["global_step"] == 9
+    assert {"model", "optimizer", "scheduler", "rng", "config"} <= set(state)
+
+
+def test_text_off_has_no_cross_loss(tmp_path, data_root):
+    tiny(tmp_path, data_root, "name=notext", "text.mode=none", "data.text=null", "epochs=1").run()
+    record = json.loads((tmp_path / "runs/notext/metrics.jsonl").read_text().splitlines()[0])
+    assert record["train/loss_cross"] == 0.0
+    assert record["train/loss"] == pytest.approx(record["train/loss_domain"])
+
+
+def test_text_mode_without_text_data_is_an_error(tmp_path, data_root):
+    with pytest.raises(ValueError, match="data.text"):
+        tiny(tmp_path, data_root, "name=bad", "data.text=null").run()
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_killed_and_resumed_pretraining_is_identical(tmp_path, data_root, monkeypatch, on_device):
+    extra = [f"augment_on_device={str(on_device).lower()}"]
+    tiny(tmp_path, data_root, "name=straight", *extra).run()
+    reference = load_checkpoint(tmp_path / "runs/straight" / LATEST)["model"]
+
+    original = PretrainACSAR.train_step
+
+    def dying_step(self, batch):
+        if self.global_step == 4:
+            raise Killed
+        return original(self, batch)
+
+    monkeypatch.setattr(PretrainACSAR, "train_step", dying_step)
+    with pytest.raises(Killed):
+        tiny(tmp_path, data_root, "name=killed", *extra).run()
+    monkeypatch.setattr(PretrainACSAR, "train_step", original)
+    tiny(tmp_path, data_root, "name=killed", "resume=true", *extra).run()
+    resumed = load_checkpoint(tmp_path / "runs/killed" / LATEST)["model"]
+    assert reference.keys() == resumed.keys()
+    for key in reference:
+        assert torch.equal(reference[key], resumed[key]), key
+
+
+def test_cli_typo_key_fails_fast_without_work_dir(tmp_path, repo_root):
+    config = tmp_path / "typo.yaml"
+    config.write_text(f"_base_: {repo_root}/config/ntu60/xsub/pretrain.yaml\nwork_dir: {tmp_path}/runs\n"
+                      "optim:\n  learning_rate: 0.1\n")
+    started = time.time()
+    proc = subprocess.run([sys.executable, str(repo_root / "main.py"), "pretrain_acsar", "--config", str(config)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    elapsed = time.time() - started
+    assert proc.returncode == 2
+    assert "'optim.learning_rate'" in proc.stderr and "typo.yaml" in proc.stderr and "'optim.lr'" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+    assert elapsed < 30  # generous: the acceptance figure (< 5 s) is measured in the README, not here
+
+
+def test_cli_help_lists_processors_and_summary_counts(repo_root):
+    out = subprocess.run([sys.executable, str(repo_root / "main.py"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "pretrain_acsar" in out.stdout
+    out = subprocess.run([sys.executable, str(repo_root / "main.py"), "pretrain_acsar", "--config",
+                          str(repo_root / "config/ntu60/xsub/pretrain.yaml"), "--summary", "text.mode=none"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "92,017,840" in out.stdout
