@@ -179,17 +179,42 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def nearest_key(key: str, prefix: str, siblings: Mapping[str, Any], root: Mapping[str, Any]) -> Optional[str]:
+    """The valid key a misspelt ``key`` most likely meant (dotted), or None.
+
+    Tries, in order: a sibling whose name is the key's initials (``learning_rate`` -> ``lr``);
+    the closest sibling by spelling; a key of that name (or spelling) anywhere in the config.
+    """
+    words = [w for w in key.lower().replace("-", "_").split("_") if w]
+    initials = "".join(w[0] for w in words)
+    names = [str(k) for k in siblings]
+    for name in names:
+        if len(words) > 1 and name.lower() == initials:
+            return prefix + name
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if close:
+        return prefix + close[0]
+    everywhere = list(flatten(root).keys())
+    same = [k for k in everywhere if k.rsplit(".", 1)[-1] == key]
+    if same:
+        return same[0]
+    tails = {k.rsplit(".", 1)[-1]: k for k in everywhere}
+    close = difflib.get_close_matches(key, list(tails), n=1, cutoff=0.75)
+    if close:
+        return tails[close[0]]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.4)
+    return prefix + close[0] if close else None
+
+
 def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mapping[str, str],
-             prefix: str = "") -> None:
+             prefix: str = "", root_defaults: Optional[Mapping[str, Any]] = None) -> None:
     """Raise :class:`ConfigError` on the first key of ``cfg`` unknown to ``defaults`` or of the wrong kind."""
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
         origin = origins.get(dotted, "<config>")
         if key not in defaults:
-            siblings = [f"{prefix}{k}" for k in defaults]
-            every = list(flatten(defaults).keys()) + siblings
-            close = difflib.get_close_matches(dotted, every, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            near = nearest_key(str(key), prefix, defaults, root_defaults or defaults)
+            hint = f"; did you mean {near!r}?" if near else ""
             valid = ", ".join(sorted(str(k) for k in defaults)) or "(none)"
             raise ConfigError(f"unknown config key {dotted!r} (set in {origin}){hint} "
                               f"Valid keys at this level: {valid}")
@@ -200,7 +225,7 @@ def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mappi
             if not isinstance(value, Mapping):
                 raise ConfigError(f"config key {dotted!r} (set in {origin}) must be a mapping, got {_kind(value)}")
             if default:  # an empty default mapping is open: anything goes
-                validate(value, default, origins, dotted + ".")
+                validate(value, default, origins, dotted + ".", root_defaults or defaults)
             continue
         if _kind(default) != _kind(value):
             raise ConfigError(f"config key {dotted!r} (set in {origin}) must be a {_kind(default)} "

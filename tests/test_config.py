@@ -99,3 +99,14 @@ def test_invalid_yaml_names_file_and_line(tmp_path, defaults):
 def test_flatten_and_apply():
     cfg = apply_overrides({"a": {"b": 1}}, ["a.c=2", "d=x"])
     assert flatten(cfg) == {"a.b": 1, "a.c": 2, "d": "x"}
+
+
+@pytest.mark.parametrize("typo,expected", [
+    ("optim.learning_rate=0.1", "optim.lr"),
+    ("optim.momentun=0.1", "optim.momentum"),
+    ("lr=0.1", "optim.lr"),
+    ("data.windw=32", "data.window"),
+])
+def test_nearest_key_suggestions(defaults, typo, expected):
+    with pytest.raises(ConfigError, match=f"did you mean '{expected}'"):
+        resolve_config(defaults, None, [typo])

@@ -59,21 +59,34 @@ def compare_encoder_configs(ours: Mapping[str, Any], saved: Mapping[str, Any]) -
     return {k: (ours[k], saved[k]) for k in ours if k in saved and _norm(ours[k]) != _norm(saved[k])}
 
 
+def _read_acsar(path: Path):
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state, Mapping) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path}: not an AC-SAR checkpoint (expected a dict with 'model' and 'config')")
+    return "acsar", state["model"], state["config"]
+
+
 def _read(path: Path, fmt: str):
+    """(format found, state dict, saved config or None). ``auto`` tries the likelier reader first by
+    suffix (``.tar`` / ``.pth``: SCD-Net; otherwise ours) and falls back to the other one."""
     if fmt not in FORMATS:
         raise ValueError(f"pretrained_format must be one of {FORMATS}, got {fmt!r}")
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
-    if fmt in ("auto", "scdnet"):
+    if fmt == "acsar":
+        return _read_acsar(path)
+    if fmt == "scdnet":
+        return "scdnet", read_state_dict(path), None
+    readers = [_read_acsar, lambda p: ("scdnet", read_state_dict(p), None)]
+    if path.suffix in (".tar", ".pth"):
+        readers.reverse()
+    errors = []
+    for reader in readers:
         try:
-            return "scdnet", read_state_dict(path), None
-        except ValueError:
-            if fmt == "scdnet":
-                raise
-    state = load_checkpoint(path, map_location="cpu")
-    if not isinstance(state, Mapping) or "model" not in state:
-        raise ValueError(f"{path}: not an AC-SAR checkpoint (expected a dict with 'model' and 'config')")
-    return "acsar", state["model"], state.get("config")
+            return reader(path)
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            errors.append(str(err))
+    raise ValueError(f"{path}: neither an AC-SAR checkpoint nor an SCD-Net state dict ({'; '.join(errors)})")
 
 
 def load_pretrained(classifier: torch.nn.Module, path: Path, fmt: str, cfg: Mapping[str, Any],

@@ -138,8 +138,9 @@ def plot_embeddings(panels: Sequence[tuple], path: Path, title: str = "t-SNE", d
         points = np.asarray(points)
         colours = np.asarray(colours)
         ncol = int(colours.max()) + 1 if colours.size else 1
-        cmap = plt.get_cmap("tab20" if ncol <= 20 else "nipy_spectral")
-        ax.scatter(points[:, 0], points[:, 1], c=colours, cmap=cmap, s=6, alpha=0.8, linewidths=0,
+        cmap = plt.get_cmap("tab10" if ncol <= 10 else "tab20" if ncol <= 20 else "nipy_spectral")
+        size = float(np.clip(4000.0 / max(len(points), 1), 3, 40))
+        ax.scatter(points[:, 0], points[:, 1], c=colours, cmap=cmap, s=size, alpha=0.8, linewidths=0,
                    vmin=0, vmax=max(ncol - 1, 1))
         ax.set_title(name)
         ax.set_xticks([])

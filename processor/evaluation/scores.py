@@ -10,11 +10,12 @@
 """
 from __future__ import annotations
 
+import logging
+import pickle
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
-import pickle
 
 from feeder.io import save_pickle_atomic
 
@@ -92,6 +93,7 @@ def load_class_names(path: Optional[str], num_classes: int) -> Optional[List[str
         return None
     p = Path(path)
     if not p.is_file():
+        logging.getLogger(__name__).warning("class-name file %s not found: figures use class numbers", p)
         return None
     names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(names) != num_classes:

@@ -1,0 +1,122 @@
+"""Benchmarks for the text side of data generation (run by hand; prints a table).
+
+- ``speed``: 1,000 description-like sentences through the CLIP ViT-B-32 text tower
+  (random weights: the speed and the equality do not depend on the weights) and
+  MiniLM, ``pad_mode="full"`` (all 77 positions) vs ``"truncate"`` (positions up to
+  the batch's longest sentence; zeros after each sentence's EOT); reports seconds,
+  speed-up and the max abs difference on the real tokens.
+- ``kinematic``: the kinematic describer on the synthetic demo data
+  (``data_gen/synth_gendata.py`` -> ``data_gen/ntu_gendata.process_file``): mean
+  MiniLM cosine similarity of the sentences within a class vs across classes; then
+  the sentences of the real NTU samples in ``../shared/data/ntu_samples`` if present.
+
+Usage::
+
+    python bench/text_encoders.py speed [--num 1000] [--batch-size 64] [--threads 2]
+    python bench/text_encoders.py kinematic [--classes 17] [--performers 4]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_gen import offline  # noqa: E402,F401
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_sentences(num: int, seed: int = 0) -> list:
+    """Description-like sentences of varied length (like the describers' output)."""
+    rng = np.random.default_rng(seed)
+    subj = ["a person", "a man", "a woman", "two people", "someone"]
+    verbs = ["raises the right hand to the head", "brings the left hand to the mouth", "sits down",
+             "stretches both arms forward", "claps the hands together", "bows forward and rises again",
+             "approach each other and shake hands", "kicks with the right leg", "steps with alternating legs"]
+    extra = ["quickly", "slowly", "repeatedly", "then lowers it", "while standing", "and looks down", ""]
+    return [" ".join(filter(None, [subj[rng.integers(len(subj))], verbs[rng.integers(len(verbs))],
+                                   extra[rng.integers(len(extra))], extra[rng.integers(len(extra))]]))[:75]
+            for _ in range(num)]
+
+
+def _timed(encoder, texts, batch_size):
+    start = time.perf_counter()
+    out = np.concatenate([encoder.encode_tokens(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+    return out, time.perf_counter() - start
+
+
+def bench_speed(num: int, batch_size: int) -> None:
+    from data_gen.encode_text import ClipTextEncoder, MiniLMEncoder
+
+    texts = make_sentences(num)
+    rows = []
+    for name, enc in (("clip ViT-B-32", ClipTextEncoder(allow_random_weights=True)), ("minilm", MiniLMEncoder())):
+        enc.pad_mode = "full"
+        full, t_full = _timed(enc, texts, batch_size)
+        enc.pad_mode = "truncate"
+        fast, t_fast = _timed(enc, texts, batch_size)
+        real = np.abs(fast).sum(-1) > 0
+        rows.append((name, t_full, t_fast, t_full / t_fast, float(np.abs(fast - full)[real].max())))
+    print(f"{num} sentences, batch {batch_size}, {torch.get_num_threads()} threads")
+    print(f"{'encoder':<14} {'full 77 (s)':>11} {'truncate (s)':>12} {'speed-up':>8} {'max|diff| real tokens':>22}")
+    for r in rows:
+        print(f"{r[0]:<14} {r[1]:>11.2f} {r[2]:>12.2f} {r[3]:>7.1f}x {r[4]:>22.2e}")
+
+
+def bench_kinematic(classes: int, performers: int) -> None:
+    from data_gen.encode_text import MiniLMEncoder
+    from data_gen.kinematic_describer import KinematicDescriber
+    from data_gen.ntu_gendata import process_file
+    from data_gen.synth_gendata import generate_dataset
+    from net.graph import get_layout
+
+    describer = KinematicDescriber(get_layout("ntu25"))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = generate_dataset(tmp, progress=False, num_classes=classes,
+                                 performers=tuple(range(1, performers + 1)), replications=(1,))
+        names = (Path(tmp) / "class_names.txt").read_text().splitlines()
+        labels = np.array([int(p.stem.split("A")[-1]) - 1 for p in paths])
+        texts = [describer.describe(*process_file(p)) for p in paths]
+    emb = MiniLMEncoder().encode_sentence(texts)[:, 0]
+    sim = emb @ emb.T
+    same = labels[:, None] == labels[None]
+    off = ~np.eye(len(labels), dtype=bool)
+    print(f"synthetic demo data: {len(texts)} samples, {classes} classes, {len(set(texts))} distinct sentences")
+    print(f"mean MiniLM cosine within class {sim[same & off].mean():.3f}, across classes {sim[~same].mean():.3f}")
+    for c in range(classes):
+        first = texts[int(np.flatnonzero(labels == c)[0])]
+        print(f"  {names[c]:<24} {first}")
+    real = ROOT.parent / "shared" / "data" / "ntu_samples"
+    if real.is_dir():
+        print("real NTU samples:")
+        for p in sorted(real.glob("*.skeleton")):
+            print(f"  {p.stem}  {describer.describe(*process_file(p))}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["speed", "kinematic"])
+    parser.add_argument("--num", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=17)
+    parser.add_argument("--performers", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.what == "speed":
+        bench_speed(args.num, args.batch_size)
+    else:
+        bench_kinematic(args.classes, args.performers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

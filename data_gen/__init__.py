@@ -1,0 +1,1 @@
+"""Offline data-generation scripts (gendata, action images, descriptions, text features)."""

@@ -1,0 +1,216 @@
+"""Describers: one short description per sample, ``<out>/<sample>.txt`` (one line).
+
+Two describers (acsar_facts.md §2):
+
+- ``vlm``: a Hugging Face image-text-to-text model loaded from a local folder
+  (``AutoProcessor`` / ``AutoModelForImageTextToText``, ``local_files_only=True``;
+  Ovis2 is native in transformers 5, Ovis 1.x / 2.5 need ``--trust-remote-code``)
+  reads the action image ``<images>/<sample>.jpg`` (made by
+  ``data_gen/action_images.py``) with the paper's prompt; batched greedy decoding.
+- ``kinematic``: :class:`data_gen.kinematic_describer.KinematicDescriber` on the
+  gendata skeletons; no model at all.
+
+Every output is cleaned to one line and cut to ``--max-chars`` (paper: 75) on a
+word boundary.  Samples whose ``.txt`` exists are skipped (resume); each file is
+written atomically as soon as its batch is done, so an interrupted run loses at
+most one batch.
+
+Usage::
+
+    python data_gen/describe.py vlm --images data/ntu60/action_images --model weights/Ovis2-8B \\
+        --out data/ntu60/descriptions [--label-pkl data/ntu60/xsub/train_label.pkl] [--device cuda:0]
+    python data_gen/describe.py kinematic --data data/ntu60/xsub --split train --split val \\
+        --layout ntu25 --out data/ntu60/descriptions
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_gen import offline  # noqa: E402,F401  (offline switches before transformers is imported)
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+from typing import Callable, List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from feeder.io import load_label_pkl, save_text_atomic  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_PROMPT", "clean_description", "VLMDescriber", "describe_samples", "main"]
+
+#: The paper's prompt (§3.3), translated from Chinese.
+DEFAULT_PROMPT = ("This is an action image concatenated along the time axis; "
+                  "please describe the action change in it.")
+
+
+def clean_description(text: str, max_chars: int = 75) -> str:
+    """One line, single spaces, no surrounding quotes, at most ``max_chars`` (cut on a word boundary)."""
+    text = re.sub(r"\s+", " ", str(text)).strip().strip("\"'` ").strip()
+    if len(text) > max_chars:
+        cut = text[: max_chars + 1]
+        text = cut.rsplit(" ", 1)[0] if " " in cut else text[:max_chars]
+        text = text[:max_chars].rstrip(" ,;:-")
+    return text
+
+
+class VLMDescriber:
+    """Batched greedy captioning with a local image-text-to-text model.
+
+    Args:
+        model_dir: local folder with the model and its processor (nothing is downloaded).
+        prompt: instruction given with each image (default: the paper's prompt).
+        max_new_tokens: generation budget; ``max_chars`` cuts the cleaned text.
+        device: torch device string.
+        dtype: ``"auto"`` (checkpoint dtype), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        trust_remote_code: allow the checkpoint's own code (Ovis 1.x / 2.5).
+    """
+
+    def __init__(self, model_dir: str | Path, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 48,
+                 max_chars: int = 75, device: str = "cpu", dtype: str = "auto",
+                 trust_remote_code: bool = False) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"VLM folder not found: {model_dir} (give a local model directory)")
+        self.processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True,
+                                                       trust_remote_code=trust_remote_code)
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=trust_remote_code, dtype=torch_dtype).to(device)
+        self.model.eval()
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.padding_side = "left"  # decoder-only batching: pad on the left
+        self.prompt = prompt
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_chars = int(max_chars)
+        self.device = device
+        self._text = self._prompt_text()
+
+    def _prompt_text(self) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
+        if getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image_token = getattr(self.processor, "image_token", "<image>")
+        return f"{image_token}\n{self.prompt}"
+
+    def __call__(self, images: Sequence) -> List[str]:
+        """Descriptions for a batch of RGB images (PIL images or ``(H, W, 3)`` uint8 arrays)."""
+        import torch
+        from PIL import Image
+
+        pil = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, np.uint8)) for im in images]
+        inputs = self.processor(images=pil, text=[self._text] * len(pil), return_tensors="pt", padding=True)
+        inputs = inputs.to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        texts = self.processor.batch_decode(new, skip_special_tokens=True)
+        return [clean_description(t, self.max_chars) for t in texts]
+
+
+def describe_samples(names: Sequence[str], describe: Callable[[List[str]], List[str]], out_dir: Path,
+                     batch_size: int = 8, limit: Optional[int] = None, desc: str = "describe") -> int:
+    """Write ``describe(batch_of_names)`` to ``out_dir/<name>.txt`` for names without a file.
+
+    Returns the number of descriptions written in this call (finished samples are skipped).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [n for n in dict.fromkeys(names) if not (out_dir / f"{n}.txt").exists()]
+    if limit is not None:
+        todo = todo[:limit]
+    logger.info("%d of %d samples to describe into %s", len(todo), len(names), out_dir)
+    written = 0
+    with tqdm(total=len(todo), desc=desc, unit="sample") as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            texts = describe(batch)
+            if len(texts) != len(batch):
+                raise RuntimeError(f"describer returned {len(texts)} texts for {len(batch)} samples")
+            for name, text in zip(batch, texts):
+                if not text:
+                    logger.warning("%s: empty description", name)
+                save_text_atomic(out_dir / f"{name}.txt", text + "\n")
+                written += 1
+            bar.update(len(batch))
+    return written
+
+
+def _label_names(pkls: Sequence[Path]) -> List[str]:
+    names: List[str] = []
+    for pkl in pkls:
+        names.extend(load_label_pkl(pkl)[0])
+    return names
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="describer", required=True)
+    vlm = sub.add_parser("vlm", help="a local image-text-to-text model on the action images")
+    kin = sub.add_parser("kinematic", help="model-free sentences from the gendata skeletons")
+    for p in (vlm, kin):
+        p.add_argument("--out", type=Path, required=True, help="descriptions folder (<sample>.txt)")
+        p.add_argument("--max-chars", type=int, default=75, help="character limit (paper: 75)")
+        p.add_argument("--limit", type=int, default=None, help="describe at most this many new samples")
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--log-level", default="INFO")
+    vlm.add_argument("--images", type=Path, required=True, help="folder of <sample>.jpg action images")
+    vlm.add_argument("--model", type=Path, required=True, help="local model folder")
+    vlm.add_argument("--label-pkl", type=Path, action="append", default=[],
+                     help="describe these samples (default: every image in --images)")
+    vlm.add_argument("--prompt", default=DEFAULT_PROMPT)
+    vlm.add_argument("--max-new-tokens", type=int, default=48)
+    vlm.add_argument("--device", default="cpu")
+    vlm.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    vlm.add_argument("--trust-remote-code", action="store_true", help="needed for Ovis 1.x / 2.5 checkpoints")
+    kin.add_argument("--data", type=Path, required=True, help="folder with {split}_data_joint.npy etc.")
+    kin.add_argument("--split", action="append", required=True)
+    kin.add_argument("--layout", default="ntu25")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.describer == "vlm":
+        from PIL import Image
+
+        names = _label_names(args.label_pkl) or sorted(p.stem for p in args.images.glob("*.jpg"))
+        missing = [n for n in names if not (args.images / f"{n}.jpg").is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} action images missing in {args.images}, e.g. {missing[0]}.jpg")
+        model = VLMDescriber(args.model, args.prompt, args.max_new_tokens, args.max_chars, args.device,
+                             args.dtype, args.trust_remote_code)
+
+        def run(batch: List[str]) -> List[str]:
+            return model([Image.open(args.images / f"{n}.jpg").convert("RGB") for n in batch])
+
+        written = describe_samples(names, run, args.out, args.batch_size, args.limit)
+    else:
+        from data_gen.kinematic_describer import KinematicDescriber
+        from net.graph import get_layout
+
+        describer = KinematicDescriber(get_layout(args.layout), max_chars=args.max_chars)
+        written = 0
+        for split in args.split:
+            data = np.load(args.data / f"{split}_data_joint.npy", mmap_mode="r")
+            num_frame = np.load(args.data / f"{split}_num_frame.npy")
+            names = load_label_pkl(args.data / f"{split}_label.pkl")[0]
+            index = {n: i for i, n in enumerate(names)}
+            limit = None if args.limit is None else max(0, args.limit - written)
+            written += describe_samples(
+                names, lambda b: [describer.describe(np.asarray(data[index[n]]), int(num_frame[index[n]]))
+                                  for n in b], args.out, args.batch_size, limit, desc=split)
+    logger.info("wrote %d descriptions", written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

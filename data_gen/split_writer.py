@@ -1,0 +1,145 @@
+"""Writes one benchmark split of a skeleton dataset, atomically and with flat memory.
+
+Output in ``out_dir`` (acsar_facts.md §6):
+    ``{split}_data_joint.npy``  (N, C, T, V, M) float32 memmap,
+    ``{split}_num_frame.npy``   (N,) int64 valid frames,
+    ``{split}_label.pkl``       (sample_names, 0-based labels).
+
+The sample list is fixed up front (``names``, ``labels``); rows are written in
+any order with :meth:`SplitWriter.write`, or dropped with :meth:`SplitWriter.skip`
+(bad input under ``--on-error skip``).  On success the array is renamed into
+place, or, if rows were dropped, copied chunk by chunk into a compact array.
+On any exception nothing of this split is left behind.
+
+Memory: rows go straight into a file-backed memmap; every ``flush_every`` rows
+the dirty pages are flushed and released from this process (``madvise
+DONTNEED``), so the resident set does not grow with the dataset.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import mmap
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from feeder.io import open_memmap_atomic, save_npy_atomic, save_pickle_atomic
+
+__all__ = ["SplitWriter", "release_pages"]
+
+logger = logging.getLogger(__name__)
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Flush a ``np.memmap`` and drop its pages from this process's resident set (Linux)."""
+    if not isinstance(array, np.memmap):
+        return
+    array.flush()
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            handle.madvise(mmap.MADV_DONTNEED)
+
+
+class SplitWriter:
+    """Context manager for one split; see the module docstring.
+
+    Args:
+        out_dir: benchmark folder (created if needed).
+        split: ``"train"`` or ``"val"``.
+        names, labels: the samples in output order (0-based labels).
+        sample_shape: ``(C, T, V, M)``.
+        flush_every: rows between page releases.
+    """
+
+    def __init__(self, out_dir, split: str, names: Sequence[str], labels: Sequence[int],
+                 sample_shape: Sequence[int], flush_every: int = 256):
+        if len(names) != len(labels):
+            raise ValueError(f"{len(names)} names but {len(labels)} labels")
+        self.out_dir = Path(out_dir)
+        self.split = split
+        self.names = list(names)
+        self.labels = [int(x) for x in labels]
+        self.sample_shape = tuple(int(x) for x in sample_shape)
+        self.flush_every = max(1, int(flush_every))
+        self.num_frame = np.zeros(len(self.names), dtype=np.int64)
+        self.kept = np.ones(len(self.names), dtype=bool)
+        self.written = np.zeros(len(self.names), dtype=bool)
+        self._stack: Optional[contextlib.ExitStack] = None
+        self._array: Optional[np.ndarray] = None
+        self._since_flush = 0
+
+    # ----------------------------------------------------------- paths
+    def path(self, kind: str) -> Path:
+        suffix = {"joint": "_data_joint.npy", "num_frame": "_num_frame.npy", "label": "_label.pkl"}[kind]
+        return self.out_dir / f"{self.split}{suffix}"
+
+    @property
+    def _scratch(self) -> Path:
+        return self.out_dir / f".{self.split}_data_joint.full-{os.getpid()}.npy"
+
+    # ----------------------------------------------------------- context
+    def __enter__(self) -> "SplitWriter":
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._stack = contextlib.ExitStack()
+        self._array = self._stack.enter_context(
+            open_memmap_atomic(self._scratch, (len(self.names),) + self.sample_shape, np.float32, fill=None))
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack, self._array = self._stack, None, None
+        try:
+            if exc_type is not None:
+                stack.__exit__(exc_type, exc, tb)       # removes the temporary array
+                return False
+            stack.close()                               # temporary -> scratch
+            self._finalise()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self._scratch.unlink()
+        return False
+
+    # ----------------------------------------------------------- rows
+    def write(self, index: int, sample: np.ndarray, num_frame: int) -> None:
+        if sample.shape != self.sample_shape:
+            raise ValueError(f"{self.names[index]}: sample shape {sample.shape}, expected {self.sample_shape}")
+        self._array[index] = sample
+        self.num_frame[index] = int(num_frame)
+        self.written[index] = True
+        self._since_flush += 1
+        if self._since_flush >= self.flush_every:
+            release_pages(self._array)
+            self._since_flush = 0
+
+    def skip(self, index: int) -> None:
+        self.kept[index] = False
+
+    @property
+    def num_kept(self) -> int:
+        return int(self.kept.sum())
+
+    def _finalise(self) -> None:
+        missing = np.flatnonzero(self.kept & ~self.written)
+        if len(missing):
+            raise RuntimeError(f"{self.split}: {len(missing)} samples were neither written nor skipped "
+                               f"(first: {self.names[missing[0]]})")
+        final = self.path("joint")
+        if self.kept.all():
+            os.replace(self._scratch, final)
+        else:
+            keep = np.flatnonzero(self.kept)
+            source = np.load(self._scratch, mmap_mode="r")
+            with open_memmap_atomic(final, (len(keep),) + self.sample_shape, np.float32, fill=None) as out:
+                for a in range(0, len(keep), self.flush_every):
+                    rows = keep[a : a + self.flush_every]
+                    out[a : a + len(rows)] = source[rows]
+                    release_pages(out)
+            del source
+            logger.info("%s: dropped %d skipped samples, %d kept", final, len(self.names) - len(keep), len(keep))
+        names: List[str] = [n for n, k in zip(self.names, self.kept) if k]
+        labels: List[int] = [l for l, k in zip(self.labels, self.kept) if k]
+        save_npy_atomic(self.path("num_frame"), self.num_frame[self.kept])
+        save_pickle_atomic(self.path("label"), (names, labels))

@@ -1,0 +1,160 @@
+"""``fusion``: multi-stream decision-level fusion of the evaluations' test scores (3s-AC-SAR, paper §4, Table 3).
+
+Reads ``<run dir>/scores.pkl`` of every stream in ``streams`` (name -> run dir of a
+finished linear / semi-supervised / fine-tuning evaluation; ``{work_dir}`` expands),
+checks that they hold the same test samples (same names; the order may differ and is
+aligned by name) with the same labels, and for every combination of streams adds the
+softmax probabilities with the streams' ``weights`` (paper: 0.5 each, facts §7) and
+takes the arg-max.  Combinations default to every non-empty subset in the order of
+``streams`` (J, B, M, JB, JM, BM, JBM); a combination's label is the streams'
+abbreviations (first letter, upper case, unless ``abbreviations`` says otherwise).
+
+Writes ``fusion.md`` / ``fusion.csv`` (top-1, top-5 per combination), ``results.json``
+(kind ``fusion``), ``per_class_<A>_vs_<B>.png`` (paper Fig. 4) and ``report.md``,
+and prints the table.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from feeder.io import save_text_atomic
+from processor.base import Processor
+from processor.evaluation.classification import resolve_repo_path
+from processor.evaluation.encoder_loading import expand_path
+from processor.evaluation.figures import plot_per_class_comparison
+from processor.evaluation.markdown import csv_text, markdown_table
+from processor.evaluation.scores import load_class_names, load_scores, per_class_accuracy, softmax, topk_accuracy
+from processor.registry import register
+
+__all__ = ["Fusion", "align_scores", "fuse"]
+
+logger = logging.getLogger(__name__)
+
+
+class ScoreMismatch(ValueError):
+    """The streams' score files do not cover the same test samples."""
+
+
+def align_scores(scores: Dict[str, dict]) -> Tuple[List[str], np.ndarray, Dict[str, np.ndarray]]:
+    """Check the streams cover the same samples with the same labels; return (names, labels, {stream: logits})
+    in the first stream's order."""
+    streams = list(scores)
+    ref = scores[streams[0]]
+    ref_names = list(ref["names"])
+    ref_set = set(ref_names)
+    if len(ref_set) != len(ref_names):
+        raise ScoreMismatch(f"stream {streams[0]!r}: duplicate sample names in its scores")
+    problems = []
+    for name in streams[1:]:
+        other = set(scores[name]["names"])
+        missing, extra = sorted(ref_set - other), sorted(other - ref_set)
+        if missing or extra or len(other) != len(scores[name]["names"]):
+            problems.append(f"{name!r} vs {streams[0]!r}: {len(missing)} missing {missing[:10]}, "
+                            f"{len(extra)} extra {extra[:10]}")
+    if problems:
+        raise ScoreMismatch("the streams' scores do not cover the same test samples: " + "; ".join(problems))
+    labels = np.asarray(ref["labels"], dtype=np.int64)
+    logits = {}
+    for name in streams:
+        pos = {n: i for i, n in enumerate(scores[name]["names"])}
+        order = np.array([pos[n] for n in ref_names], dtype=np.int64)
+        lab = np.asarray(scores[name]["labels"], dtype=np.int64)[order]
+        if not np.array_equal(lab, labels):
+            bad = [ref_names[i] for i in np.flatnonzero(lab != labels)[:10]]
+            raise ScoreMismatch(f"stream {name!r} has different labels than {streams[0]!r} for {bad}")
+        arr = np.asarray(scores[name]["logits"])[order]
+        if arr.shape[1] != np.asarray(ref["logits"]).shape[1]:
+            raise ScoreMismatch(f"stream {name!r} has {arr.shape[1]} classes, {streams[0]!r} has "
+                                f"{np.asarray(ref['logits']).shape[1]}")
+        logits[name] = arr
+    return ref_names, labels, logits
+
+
+def fuse(logits: Dict[str, np.ndarray], weights: Dict[str, float], combo: Sequence[str]) -> np.ndarray:
+    """sum_s weight_s * softmax(logits_s) over the streams of ``combo``."""
+    return sum(float(weights[s]) * softmax(logits[s]) for s in combo)
+
+
+@register("fusion")
+class Fusion(Processor):
+    description = "multi-stream fusion: weighted sum of the streams' softmax scores (J, B, M, JB, JM, BM, JBM)"
+    kind = "fusion"
+
+    def _abbrev(self, stream: str) -> str:
+        return str((self.cfg.abbreviations or {}).get(stream, stream[:1].upper()))
+
+    def combinations(self, streams: List[str]) -> List[Tuple[str, ...]]:
+        if self.cfg.combinations:
+            by_label = {}
+            for r in range(1, len(streams) + 1):
+                for combo in itertools.combinations(streams, r):
+                    by_label["".join(self._abbrev(s) for s in combo)] = combo
+            out = []
+            for item in self.cfg.combinations:
+                if isinstance(item, str):
+                    if item not in by_label:
+                        raise ValueError(f"fusion: unknown combination {item!r}; known: {', '.join(by_label)}")
+                    out.append(by_label[item])
+                else:
+                    unknown = [s for s in item if s not in streams]
+                    if unknown:
+                        raise ValueError(f"fusion: combination {item} names unknown streams {unknown}")
+                    out.append(tuple(item))
+            return out
+        return [c for r in range(1, len(streams) + 1) for c in itertools.combinations(streams, r)]
+
+    def execute(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        streams = list((cfg.streams or {}).keys())
+        if not streams:
+            raise ValueError("fusion: streams is empty; give {name: run dir} for each stream")
+        weights = {s: float((cfg.weights or {}).get(s, cfg.default_weight)) for s in streams}
+        scores, sources = {}, {}
+        for s in streams:
+            run_dir = expand_path(cfg.streams[s], cfg.work_dir)
+            path = run_dir / cfg.scores_file if run_dir.is_dir() else run_dir
+            scores[s] = load_scores(path)
+            sources[s] = str(path)
+        names, labels, logits = align_scores(scores)
+        num_classes = next(iter(logits.values())).shape[1]
+        class_names = next((sc.get("class_names") for sc in scores.values() if sc.get("class_names")), None)
+        if cfg.class_names:
+            class_names = load_class_names(str(resolve_repo_path(cfg.class_names)), num_classes)
+        rows, table, preds = [], {}, {}
+        for combo in self.combinations(streams):
+            label = "".join(self._abbrev(s) for s in combo)
+            fused = fuse(logits, weights, combo)
+            acc = topk_accuracy(fused, labels, (1, 5))
+            preds[label] = fused.argmax(1)
+            table[label] = {"streams": list(combo), "top1": acc[1], "top5": acc[5]}
+            rows.append([label, " + ".join(f"{weights[s]:g}·{s}" for s in combo), acc[1], acc[5]])
+        header = ["streams", "fused (weight·stream)", "top-1 (%)", "top-5 (%)"]
+        md = markdown_table(header, rows)
+        save_text_atomic(self.work_dir / "fusion.md", md)
+        save_text_atomic(self.work_dir / "fusion.csv", csv_text(header, rows))
+        print(md)  # the CLI's final table
+        figures = []
+        compare = list(cfg.compare or [])
+        if len(compare) == 2 and all(c in preds for c in compare):
+            a, b = compare
+            path = self.work_dir / f"per_class_{a}_vs_{b}.png"
+            plot_per_class_comparison(per_class_accuracy(preds[a], labels, num_classes),
+                                      per_class_accuracy(preds[b], labels, num_classes), a, b, path, class_names,
+                                      title=f"Per-class top-1: {a} vs {b} fusion")
+            figures.append(path.name)
+        elif compare:
+            logger.warning("fusion: compare=%s skipped (combinations available: %s)", compare, ", ".join(preds))
+        report = (f"# {cfg.name}\n\n{self.description}\n\nScores: "
+                  + ", ".join(f"{s} = `{p}`" for s, p in sources.items())
+                  + f"; {len(names)} test samples.\n\n{md}\n" + "".join(f"![{f}]({f})\n" for f in figures))
+        save_text_atomic(self.work_dir / "report.md", report)
+        best = max(table.values(), key=lambda r: r["top1"])
+        return {"kind": self.kind, "processor": self.name, "streams": sources, "weights": weights,
+                "num_samples": len(names), "combinations": table, "figures": figures,
+                "top1": table[rows[-1][0]]["top1"], "top5": table[rows[-1][0]]["top5"],
+                "best_combination": {"label": next(k for k, v in table.items() if v is best), **best}}

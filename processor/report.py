@@ -1,0 +1,74 @@
+"""``report``: one table of every finished evaluation under a work dir.
+
+``python main.py report work_dir=work_dir`` (no config needed) walks ``work_dir`` for
+``results.json`` files beside a ``FINISHED`` marker whose ``kind`` is one of ``kinds``
+(linear, semi, finetune, knn, fusion; written by the evaluation processors) and writes
+``report.md`` and ``report.csv`` into its own run dir (``<work_dir>/report`` by default):
+one row per evaluation (run, kind, stream, label fraction, monitored split, test top-1 /
+top-5 at the best monitored epoch and at the last epoch) and, per fusion run, one row
+per stream combination.  The Markdown table is also printed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List
+
+from feeder.io import save_text_atomic
+from processor.base import Processor
+from processor.evaluation.markdown import csv_text, markdown_table
+from processor.registry import register
+from processor.runtime import FINISHED_MARKER
+
+logger = logging.getLogger(__name__)
+
+HEADER = ["run", "kind", "stream", "label fraction", "monitor", "top-1 (%)", "top-5 (%)", "top-1 last (%)",
+          "best epoch", "pretrained"]
+
+
+def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict[str, Any]]:
+    """(run name, results) of every finished run under ``work_dir`` with a ``kind`` in ``kinds``."""
+    found = []
+    for path in sorted(Path(work_dir).rglob("results.json")):
+        run_dir = path.parent
+        if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
+            continue
+        if not (run_dir / FINISHED_MARKER).exists():
+            continue
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            logger.warning("%s: unreadable (%s), skipped", path, err)
+            continue
+        if results.get("kind") in kinds:
+            found.append({"run": str(run_dir.relative_to(work_dir)), "results": results})
+    return found
+
+
+def rows_of(entry: Dict[str, Any]) -> List[List[Any]]:
+    run, r = entry["run"], entry["results"]
+    if r["kind"] == "fusion":
+        return [[f"{run} [{label}]", "fusion", "+".join(c["streams"]), None, None, c["top1"], c["top5"], None, None,
+                 None] for label, c in r.get("combinations", {}).items()]
+    last = (r.get("test_last_epoch") or {}).get("top1")
+    kind = r["kind"] if r["kind"] != "knn" else f"knn (k={r.get('k')})"
+    pre = (r.get("pretrained") or {}).get("path") or "random init"
+    return [[run, kind, r.get("stream"), r.get("label_fraction"), r.get("monitor"), r.get("top1"), r.get("top5"),
+             last, r.get("best_epoch"), pre]]
+
+
+@register("report")
+class Report(Processor):
+    description = "collect every finished evaluation under work_dir into one Markdown / CSV table"
+
+    def execute(self) -> Dict[str, Any]:
+        work_dir = Path(self.cfg.work_dir)
+        entries = collect(work_dir, list(self.cfg.kinds), exclude=self.work_dir)
+        rows = [row for e in entries for row in rows_of(e)]
+        md = markdown_table(HEADER, rows)
+        save_text_atomic(self.work_dir / "report.md", f"# Evaluations under {work_dir}\n\n{md}")
+        save_text_atomic(self.work_dir / "report.csv", csv_text(HEADER, rows))
+        print(md)  # the CLI's final table
+        logger.info("report: %d evaluations, %d rows -> %s", len(entries), len(rows), self.work_dir / "report.md")
+        return {"kind": "report", "num_runs": len(entries), "runs": [e["run"] for e in entries]}

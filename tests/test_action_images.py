@@ -1,0 +1,143 @@
+"""Action images: frame sampling, YOLO person crops from a video file, skeleton strips."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from data_gen import action_images as ai
+from data_gen.person_crop import PersonDetector, box_iou, crop_frames, select_target_boxes
+from data_gen.skeleton_render import RenderStyle, render_skeleton_frames
+from net.graph import get_layout
+
+
+def write_video(path: Path, num_frames: int = 12, size=(160, 120)) -> Path:
+    """A short synthetic MJPG .avi: a dark 'person' rectangle drifting right on grey."""
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
+    assert writer.isOpened()
+    for t in range(num_frames):
+        frame = np.full((h, w, 3), 200, np.uint8)
+        x = 20 + 5 * t
+        frame[20:100, x:x + 30] = (30, 60, 90)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return PersonDetector("yolov8n.yaml", imgsz=640, conf=0.25, person_class=0)
+
+
+def test_sample_frame_indices():
+    assert ai.sample_frame_indices(100, 5).tolist() == [0, 25, 50, 74, 99]
+    assert ai.sample_frame_indices(3, 5).tolist() == [0, 0, 1, 2, 2]
+    assert len(ai.sample_frame_indices(300, 8)) == 8
+    with pytest.raises(ValueError):
+        ai.sample_frame_indices(0)
+
+
+def test_box_selection_tracks_and_falls_back():
+    hw = (100, 200)
+    big_left = [10, 10, 60, 90, 0.9]
+    small_centre = [95, 45, 105, 55, 0.9]
+    moved_left = [14, 10, 64, 90, 0.8]
+    dets = [np.zeros((0, 5)), np.array([big_left, small_centre]), np.zeros((0, 5)),
+            np.array([small_centre, moved_left])]
+    boxes = select_target_boxes(dets, hw, mode="one")
+    assert boxes.shape == (4, 4)
+    np.testing.assert_allclose(boxes[0], big_left[:4])     # leading empty frame: first detected box
+    np.testing.assert_allclose(boxes[2], big_left[:4])     # empty frame: previous box
+    np.testing.assert_allclose(boxes[3], moved_left[:4])   # IoU tracking beats the centre box
+    assert box_iou(np.array([big_left[:4]]), np.array([moved_left[:4]]))[0, 0] > 0.8
+    # nothing ever detected: the full frame
+    np.testing.assert_allclose(select_target_boxes([np.zeros((0, 5))] * 2, hw), [[0, 0, 200, 100]] * 2)
+    # two similar boxes in most frames: auto merges them
+    pair = np.array([[10, 10, 60, 90, 0.9], [120, 12, 170, 92, 0.9]])
+    merged = select_target_boxes([pair, pair, pair[:1]], hw, mode="auto")
+    np.testing.assert_allclose(merged[0], [10, 10, 170, 92])
+
+
+def test_crop_frames_common_height():
+    frames = [np.zeros((100, 200, 3), np.uint8)] * 2
+    crops = crop_frames(frames, np.array([[10, 10, 60, 90], [0, 0, 200, 100]], np.float32), height=64)
+    assert [c.shape[0] for c in crops] == [64, 64]
+    assert crops[1].shape[1] == 128
+
+
+def test_video_to_action_image_with_yolo(tmp_path, detector):
+    video = write_video(tmp_path / "S001C001P001R001A001_rgb.avi")
+    frames = ai.read_video_frames(video, [0, 5, 11, 40])  # 40 is past the end: repeats the last frame
+    assert len(frames) == 4 and frames[0].shape == (120, 160, 3)
+    np.testing.assert_array_equal(frames[3], frames[2])
+    dets = detector.detect(frames[:2])
+    assert len(dets) == 2 and all(d.ndim == 2 and d.shape[1] == 5 for d in dets)
+
+    clip = ai.Clip("S001C001P001R001A001", video)
+    strip = ai.video_action_image(clip, detector, num_frames=5, height=48)
+    assert strip.dtype == np.uint8 and strip.shape[0] == 48 and strip.shape[2] == 3
+    # random weights find nobody: full-frame fallback, 5 crops of 64 px each at height 48
+    assert strip.shape[1] == 5 * 64
+    # a PKU-style clip cut by start/end frames
+    part = ai.video_action_image(ai.Clip("x", video, 2, 6), detector, num_frames=3, height=48)
+    assert part.shape == (48, 3 * 64, 3)
+
+
+def test_cli_video_resumable(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("A", "B", "C"):
+        write_video(videos / f"{name}_rgb.avi", num_frames=6)
+    out = tmp_path / "images"
+    args = ["video", "--videos", str(videos), "--weights", "yolov8n.yaml", "--out", str(out), "--height", "32"]
+    assert ai.main(args + ["--limit", "2"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["A.jpg", "B.jpg"]
+    mtime = (out / "A.jpg").stat().st_mtime_ns
+    assert ai.main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["A.jpg", "B.jpg", "C.jpg"]
+    assert (out / "A.jpg").stat().st_mtime_ns == mtime  # not redone
+    img = cv2.imread(str(out / "C.jpg"))
+    assert img.shape[0] == 32
+
+
+def test_clip_csv(tmp_path):
+    (tmp_path / "clips.csv").write_text("name,video,start,end\nc1,v.avi,10,40\nc2,/abs/w.avi,0,\n")
+    clips = ai.read_clip_csv(tmp_path / "clips.csv")
+    assert clips[0] == ai.Clip("c1", tmp_path / "v.avi", 10, 40)
+    assert clips[1].end is None and clips[1].video == Path("/abs/w.avi")
+    (tmp_path / "bad.csv").write_text("name,video,start\nc1,v.avi,x\n")
+    with pytest.raises(ValueError, match="bad.csv:2"):
+        ai.read_clip_csv(tmp_path / "bad.csv")
+
+
+@pytest.mark.parametrize("layout_name", ["ntu25", "kinect_v1"])
+def test_skeleton_strip(layout_name):
+    layout = get_layout(layout_name)
+    rng = np.random.default_rng(0)
+    sample = np.zeros((3, 40, layout.num_joints, 2), np.float32)
+    base = rng.normal(0, 0.3, (3, 1, layout.num_joints))
+    sample[:, :30, :, 0] = base + np.linspace(0, 0.2, 30)[None, :, None]
+    style = RenderStyle(height=96)
+    frames = render_skeleton_frames(sample, [0, 10, 29], layout, style)
+    assert len({f.shape for f in frames}) == 1 and frames[0].shape[0] == 96
+    assert (frames[0] == 255).mean() > 0.5 and (frames[0] < 255).any()  # white background, a figure drawn
+    assert not np.array_equal(frames[0], frames[2])                      # it moved
+    strip = ai.skeleton_action_image(sample, 30, layout, num_frames=5, style=style)
+    assert strip.shape == (96, 5 * frames[0].shape[1], 3)
+
+
+def test_cli_skeleton(tmp_path):
+    from feeder.io import save_pickle_atomic
+
+    layout = get_layout("ntu25")
+    data = np.random.default_rng(1).normal(0, 0.3, (2, 3, 300, 25, 2)).astype(np.float32)
+    data[..., 1] = 0
+    np.save(tmp_path / "train_data_joint.npy", data)
+    np.save(tmp_path / "train_num_frame.npy", np.array([50, 300]))
+    save_pickle_atomic(tmp_path / "train_label.pkl", (["s1", "s2"], [0, 1]))
+    out = tmp_path / "img"
+    assert ai.main(["skeleton", "--data", str(tmp_path), "--split", "train", "--out", str(out),
+                    "--layout", layout.name, "--height", "64", "--num-frames", "3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["s1.jpg", "s2.jpg"]
+    assert cv2.imread(str(out / "s1.jpg")).shape[0] == 64

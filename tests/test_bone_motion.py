@@ -1,0 +1,65 @@
+"""data_gen/gen_bone_data.py and gen_motion_data.py: chunked memmap conversion of joint arrays."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_gen import gen_bone_data
+from feeder.skeleton_ops import to_bone, to_motion
+from net.graph import get_layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _joint_folder(tmp_path, n=7, v=25, t=12):
+    folder = tmp_path / "xsub"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in (("train", n), ("val", 3)):
+        x = rng.normal(size=(count, 3, t, v, 2)).astype(np.float32)
+        np.save(folder / f"{split}_data_joint.npy", x)
+        arrays[split] = x
+    return folder, arrays
+
+
+def test_bone_and_motion_match_skeleton_ops_across_chunks(tmp_path):
+    folder, arrays = _joint_folder(tmp_path)
+    assert gen_bone_data.stream_main("bone", ["--folder", str(folder), "--chunk", "3", "--no-progress"]) == 0
+    assert gen_bone_data.stream_main("motion", ["--folder", str(folder), "--chunk", "2", "--no-progress"]) == 0
+    layout = get_layout("ntu25")
+    for split, x in arrays.items():
+        bone = np.load(folder / f"{split}_data_bone.npy")
+        motion = np.load(folder / f"{split}_data_motion.npy")
+        assert bone.shape == motion.shape == x.shape and bone.dtype == np.float32
+        np.testing.assert_allclose(bone, to_bone(x, layout), atol=1e-6)
+        np.testing.assert_allclose(motion, to_motion(x), atol=1e-6)
+        assert (motion[:, :, -1] == 0).all()
+        # centre joint's bone is zero, child bone = child - parent
+        assert (bone[..., layout.center, :] == 0).all()
+        np.testing.assert_allclose(bone[..., 0, :], x[..., 0, :] - x[..., 1, :], atol=1e-6)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_layout_inferred_from_joint_count(tmp_path):
+    folder, arrays = _joint_folder(tmp_path, n=2, v=20)
+    gen_bone_data.convert_split(folder, "train", "bone",
+                                lambda x: to_bone(x, gen_bone_data.layout_for_joints(20)), progress=False)
+    np.testing.assert_allclose(np.load(folder / "train_data_bone.npy"),
+                               to_bone(arrays["train"], get_layout("kinect_v1")), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot infer"):
+        gen_bone_data.layout_for_joints(21)
+
+
+def test_missing_joint_file_fails_cleanly(tmp_path):
+    assert gen_bone_data.stream_main("bone", ["--folder", str(tmp_path), "--no-progress"]) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("script", ["gen_bone_data.py", "gen_motion_data.py"])
+def test_help(script):
+    out = subprocess.run([sys.executable, str(ROOT / "data_gen" / script), "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "--folder" in out.stdout and "--chunk" in out.stdout

@@ -1,0 +1,216 @@
+"""Describers: the VLM path on a tiny random Ovis2 (built, saved and reloaded offline),
+the kinematic describer on synthetic and real skeletons, resume after an interruption,
+and the end-to-end chain video -> crops -> strip -> VLM text -> text features."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_gen import describe as ds
+from data_gen.kinematic_describer import KinematicDescriber, count_cycles
+from net.graph import get_layout
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<image>", "<IMG_ATOM>", "<IMG_START>", "<IMG_GRID>", "<IMG_COL>",
+                  "<IMG_ROW>", "<IMG_END>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def build_tiny_ovis2(out_dir: Path) -> Path:
+    """A ~145k-parameter random Ovis2 + processor with an in-process ByteLevel BPE, saved to ``out_dir``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (Ovis2Config, Ovis2ForConditionalGeneration, Ovis2ImageProcessor, Ovis2Processor,
+                              PreTrainedTokenizerFast)
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["a person raises the right hand", "two people shake hands",
+                             "someone walks forward slowly and sits down"] * 10, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    ids = {s: tok.convert_tokens_to_ids(s) for s in SPECIAL_TOKENS}
+    proc = Ovis2Processor(image_processor=Ovis2ImageProcessor(size={"height": 32, "width": 32}),
+                          tokenizer=tok, chat_template=CHAT_TEMPLATE, image_seq_length=4)
+    config = Ovis2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=16, vocab_size=64, num_visual_indicator_tokens=5),
+        text_config=dict(model_type="qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=256, tie_word_embeddings=True),
+        image_token_id=ids["<IMG_ATOM>"], vocab_size=len(tok), hidden_size=64,
+        visual_indicator_token_ids=[ids[s] for s in ("<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>",
+                                                     "<IMG_END>")])
+    torch.manual_seed(0)
+    model = Ovis2ForConditionalGeneration(config)
+    with torch.no_grad():  # random weights: damp whitespace / special tokens so the LM emits visible text
+        emb = model.get_input_embeddings().weight
+        quiet = [i for i in range(len(tok)) if i in ids.values() or not tok.decode([i]).strip()]
+        emb[quiet] *= 0.01
+    model.save_pretrained(out_dir)
+    proc.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_dir(tmp_path_factory):
+    return build_tiny_ovis2(tmp_path_factory.mktemp("tiny_ovis2"))
+
+
+@pytest.fixture(scope="module")
+def vlm(tiny_vlm_dir):
+    return ds.VLMDescriber(tiny_vlm_dir, max_new_tokens=40, max_chars=30)
+
+
+def test_clean_description():
+    assert ds.clean_description('  "A man\n raises  his hand."  ') == "A man raises his hand."
+    text = ds.clean_description("word " * 40, max_chars=75)
+    assert len(text) <= 75 and text.endswith("word") and "\n" not in text
+    assert ds.clean_description("x" * 100, max_chars=10) == "x" * 10
+    assert "concatenated along the time axis" in ds.DEFAULT_PROMPT
+
+
+def test_vlm_describer_loads_and_generates(vlm):
+    from data_gen.action_images import concat_strip
+
+    rng = np.random.default_rng(0)
+    strips = [concat_strip([rng.integers(0, 255, (40, 30, 3), dtype=np.uint8) for _ in range(5)])
+              for _ in range(3)]
+    texts = vlm(strips)
+    assert len(texts) == 3
+    assert all(isinstance(t, str) and 0 < len(t) <= 30 and "\n" not in t for t in texts)
+    assert vlm(strips[:1]) == texts[:1]  # greedy: deterministic, batch-independent (left padding)
+
+
+def test_describe_samples_resume_after_interruption(tmp_path):
+    names = [f"s{i}" for i in range(10)]
+    calls = []
+    crash = {"at_call": 3}
+
+    def flaky(batch):
+        calls.append(list(batch))
+        if len(calls) == crash["at_call"]:
+            raise RuntimeError("simulated crash")
+        return [f"text of {n}" for n in batch]
+
+    with pytest.raises(RuntimeError):
+        ds.describe_samples(names, flaky, tmp_path, batch_size=2)
+    done = sorted(p.name for p in tmp_path.iterdir())
+    assert done == [f"s{i}.txt" for i in range(4)]  # two finished batches, nothing half-written
+    calls.clear()
+    crash["at_call"] = None
+    assert ds.describe_samples(names, flaky, tmp_path, batch_size=2) == 6  # only the rest is redone
+    assert sum(len(b) for b in calls) == 6 and "s0" not in sum(calls, [])
+    assert (tmp_path / "s9.txt").read_text() == "text of s9\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.txt" for n in names)
+    assert ds.describe_samples(names, flaky, tmp_path, limit=3) == 0
+
+
+def test_count_cycles():
+    t = np.linspace(0, 4 * np.pi, 200)
+    assert count_cycles(-np.cos(t), 0.1) == 2.0  # low-high-low-high-low: two round trips
+    assert count_cycles(0.01 * np.sin(t), 0.1) == 0.0
+
+
+def _synthetic_gendata(tmp_path):
+    from data_gen.ntu_gendata import process_file
+    from data_gen.synth_gendata import generate_dataset
+
+    raw = tmp_path / "raw"
+    paths = generate_dataset(raw, progress=False, num_classes=17, performers=(1, 2), cameras=(2,),
+                             replications=(1,), max_frames=120)
+    samples = [process_file(p) for p in paths]
+    labels = [int(p.stem.split("A")[-1]) - 1 for p in paths]
+    return samples, labels
+
+
+def test_kinematic_descriptions_cluster_by_class(tmp_path):
+    """MiniLM features of the sentences: mean cosine within a class > across classes."""
+    from data_gen.encode_text import MiniLMEncoder
+
+    samples, labels = _synthetic_gendata(tmp_path)
+    describer = KinematicDescriber(get_layout("ntu25"))
+    texts = [describer.describe(x, n) for x, n in samples]
+    assert all(0 < len(t) <= 75 and "\n" not in t for t in texts)
+    emb = MiniLMEncoder().encode_sentence(texts)[:, 0]
+    sim = emb @ emb.T
+    lab = np.array(labels)
+    same = lab[:, None] == lab[None]
+    off = ~np.eye(len(lab), dtype=bool)
+    within, across = sim[same & off].mean(), sim[~same].mean()
+    assert within > across + 0.1, (within, across)
+
+
+def test_kinematic_on_real_ntu_samples(ntu_samples_dir):
+    from data_gen.ntu_gendata import process_file
+
+    describer = KinematicDescriber(get_layout("ntu25"))
+    texts = {p.stem: describer.describe(*process_file(p)) for p in sorted(ntu_samples_dir.glob("*.skeleton"))}
+    assert all(0 < len(t) <= 75 for t in texts.values())
+    assert "mouth" in texts["S001C001P001R001A001"]                 # drink water
+    assert "hands together" in texts["S003C001P015R001A034"]        # rub two hands
+    for two in ("S001C001P001R001A050", "S001C003P008R002A058", "S017C003P020R002A054"):
+        assert texts[two].startswith("two people")
+    assert texts["S001C003P008R002A058"].find("touch") > 0         # handshake
+
+
+def test_kinematic_uses_layout_names_and_limit():
+    layout = get_layout("kinect_v1")
+    describer = KinematicDescriber(layout, max_chars=20)
+    sample = np.zeros((3, 30, layout.num_joints, 2), np.float32)
+    sample[:, :, :, 0] = np.random.default_rng(0).normal(0, 0.3, (3, 1, layout.num_joints))
+    hand = layout.joint_names.index("hand_right")
+    sample[2, :, hand, 0] += np.linspace(0, 1.0, 30)
+    text = describer.describe(sample, 30)
+    assert 0 < len(text) <= 20
+    with pytest.raises(ValueError, match="no joint named"):
+        KinematicDescriber(get_layout("coco17"))  # no spine / hip-centre joint names
+
+
+def test_kinematic_cli(tmp_path):
+    from feeder.io import save_pickle_atomic
+
+    data = np.zeros((2, 3, 300, 25, 2), np.float32)
+    rng = np.random.default_rng(2)
+    data[:, :, :, :, 0] = rng.normal(0, 0.3, (2, 3, 1, 25)) + np.linspace(0, 0.5, 300)[None, None, :, None]
+    np.save(tmp_path / "val_data_joint.npy", data)
+    np.save(tmp_path / "val_num_frame.npy", np.array([60, 300]))
+    save_pickle_atomic(tmp_path / "val_label.pkl", (["a", "b"], [0, 1]))
+    out = tmp_path / "desc"
+    assert ds.main(["kinematic", "--data", str(tmp_path), "--split", "val", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]
+    assert len((out / "a.txt").read_text().strip()) <= 75
+
+
+def test_end_to_end_video_to_features(tmp_path, tiny_vlm_dir):
+    """video file -> YOLO crops -> strip .jpg -> tiny Ovis2 text -> MiniLM token features in label order."""
+    from feeder.io import save_pickle_atomic
+    from data_gen import action_images as ai
+    from data_gen import encode_text as et
+    from tests.test_action_images import write_video
+
+    names = ["S001C001P001R001A002", "S001C001P001R001A001"]  # deliberately not sorted
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for n in names:
+        write_video(videos / f"{n}_rgb.avi", num_frames=8)
+    bench = tmp_path / "bench"
+    save_pickle_atomic(bench / "val_label.pkl", (names, [1, 0]))
+    images, desc = tmp_path / "images", tmp_path / "descriptions"
+    assert ai.main(["video", "--videos", str(videos), "--label-pkl", str(bench / "val_label.pkl"),
+                    "--weights", "yolov8n.yaml", "--out", str(images), "--height", "48"]) == 0
+    assert ds.main(["vlm", "--images", str(images), "--model", str(tiny_vlm_dir), "--out", str(desc),
+                    "--max-new-tokens", "12", "--batch-size", "2"]) == 0
+    texts = et.load_descriptions(names, desc)
+    assert len(texts) == 2 and all(0 < len(t) <= 75 for t in texts)
+    assert et.main(["--bench", str(bench), "--split", "val", "--descriptions", str(desc),
+                    "--encoder", "minilm", "--pad-mode", "truncate"]) == 0
+    feats = np.load(bench / "text" / "val_minilm.npy")
+    assert feats.shape == (2, 77, 384) and feats.dtype == np.float16
+    expected = et.MiniLMEncoder(pad_mode="truncate").encode_tokens(texts[1:])[0]
+    np.testing.assert_allclose(feats[1], expected, atol=2e-3)   # row order = label pickle order

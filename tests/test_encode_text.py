@@ -1,0 +1,164 @@
+"""Text encoders: CLIP truncated == full on every real token, sentence pooling, MiniLM,
+split alignment, metadata, resume and crash safety of encode_split."""
+import json
+
+import numpy as np
+import pytest
+
+from data_gen import encode_text as et
+from feeder.io import save_pickle_atomic
+
+TEXTS = ["a person raises the right hand to the head quickly",
+         "two people approach each other, their hands touch",
+         "a person sits down",
+         "a person brings the hands together, then lowers them"]
+
+
+@pytest.fixture(scope="module")
+def clip_full():
+    return et.ClipTextEncoder(allow_random_weights=True, pad_mode="full")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return et.MiniLMEncoder(pad_mode="full")
+
+
+def test_clip_refuses_random_weights_by_default(tmp_path):
+    with pytest.raises(ValueError, match="refusing random weights"):
+        et.ClipTextEncoder()
+    with pytest.raises(FileNotFoundError):
+        et.ClipTextEncoder(tmp_path / "missing.pt")
+
+
+def test_clip_truncated_equals_full_on_real_tokens(clip_full):
+    full = clip_full.encode_tokens(TEXTS)
+    assert full.shape == (4, 77, 512)
+    np.testing.assert_array_equal(full, clip_full.encode_tokens_full(TEXTS))
+    clip_full.pad_mode = "truncate"
+    try:
+        fast = clip_full.encode_tokens(TEXTS)
+    finally:
+        clip_full.pad_mode = "full"
+    eot = clip_full._eot_positions(clip_full.tokenize(TEXTS)).numpy()
+    real = np.arange(77)[None, :] <= eot[:, None]
+    assert np.abs(fast - full)[real].max() <= 1e-5
+    assert np.all(fast[~real] == 0)
+    # padding positions of the full computation depend on the sentence (causal attention over its
+    # own prefix): they cannot be filled from a shared value, hence the two pad modes.
+    last = eot.max() + 3
+    assert np.abs(full[0, last] - full[1, last]).max() > 1e-3
+
+
+def test_clip_sentence_level_is_the_pooled_output(clip_full):
+    import torch
+
+    pooled = clip_full.encode_sentence(TEXTS)
+    assert pooled.shape == (4, 1, 512)
+    with torch.inference_mode():
+        ref = clip_full.model.encode_text(clip_full.tokenize(TEXTS)).numpy()
+    assert np.abs(pooled[:, 0] - ref).max() <= 1e-5
+
+
+def test_minilm_tokens_and_sentences(minilm):
+    full = minilm.encode_tokens(TEXTS)
+    assert full.shape == (4, 77, 384)
+    minilm.pad_mode = "truncate"
+    try:
+        fast = minilm.encode_tokens(TEXTS)
+    finally:
+        minilm.pad_mode = "full"
+    real = np.abs(fast).sum(-1) > 0
+    assert real[:, 0].all() and (~real[:, -1]).all()
+    assert np.abs(fast - full)[real].max() <= 1e-4
+    sent = minilm.encode_sentence(["a person walks", "someone is walking", "a man claps his hands"])[:, 0]
+    assert sent.shape == (3, 384)
+    assert sent[0] @ sent[1] > 0.8 > sent[0] @ sent[2]  # a real pretrained model
+
+
+def _bench(tmp_path, names, texts=None):
+    bench, desc = tmp_path / "bench", tmp_path / "desc"
+    desc.mkdir(parents=True, exist_ok=True)
+    save_pickle_atomic(bench / "train_label.pkl", (names, list(range(len(names)))))
+    for i, n in enumerate(names):
+        (desc / f"{n}.txt").write_text((texts[i] if texts else f"a person number {i} waves {n}") + "\n")
+    return bench, desc
+
+
+class Counting:
+    """Wraps an encoder: counts texts encoded, optionally crashes at the k-th call."""
+
+    def __init__(self, inner, crash_at=None):
+        self.inner, self.crash_at, self.calls, self.texts = inner, crash_at, 0, 0
+        self.name, self.num_tokens = inner.name, inner.num_tokens
+
+    def config(self):
+        return self.inner.config()
+
+    def output_dim(self, level):
+        return self.inner.output_dim(level)
+
+    def encode(self, texts, level="token"):
+        self.calls += 1
+        if self.crash_at is not None and self.calls == self.crash_at:
+            raise RuntimeError("simulated crash")
+        self.texts += len(texts)
+        return self.inner.encode(texts, level)
+
+
+def test_encode_split_alignment_metadata_and_skip(tmp_path, minilm):
+    names = ["S002", "S001", "S003"]
+    bench, desc = _bench(tmp_path, names)
+    enc = Counting(minilm)
+    path = et.encode_split(bench, "train", desc, enc, batch_size=2)
+    assert path == bench / "text" / "train_minilm.npy"
+    feats = np.load(path, mmap_mode="r")
+    assert feats.shape == (3, 77, 384) and feats.dtype == np.float16
+    texts = et.load_descriptions(names, desc)
+    np.testing.assert_allclose(feats[1], minilm.encode_tokens([texts[1]])[0], atol=2e-3)
+    meta = json.loads((bench / "text" / "train_minilm.json").read_text())
+    assert meta["encoder"] == "minilm" and meta["dim"] == 384 and meta["tokens"] == 77
+    assert meta["level"] == "token" and meta["sha256"] == et.descriptions_sha256(texts)
+    assert enc.texts == 3
+    et.encode_split(bench, "train", desc, enc)              # same hash: nothing recomputed
+    assert enc.texts == 3
+    (desc / "S003.txt").write_text("a person sits down\n")  # a changed description: recomputed
+    et.encode_split(bench, "train", desc, enc)
+    assert enc.texts == 6
+    sent = et.encode_split(bench, "train", desc, minilm, level="sentence")
+    assert np.load(sent).shape == (3, 1, 384) and sent.name == "train_minilm_sentence.npy"
+
+
+def test_missing_description_names_the_sample(tmp_path, minilm):
+    bench, desc = _bench(tmp_path, ["A", "B"])
+    (desc / "B.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="'B'"):
+        et.encode_split(bench, "train", desc, minilm)
+
+
+def test_encode_split_resumes_after_crash(tmp_path, clip_full):
+    names = [f"s{i:02d}" for i in range(10)]
+    bench, desc = _bench(tmp_path, names)
+    text_dir = bench / "text"
+    crashing = Counting(clip_full, crash_at=3)
+    with pytest.raises(RuntimeError):
+        et.encode_split(bench, "train", desc, crashing, batch_size=2, chunk_size=4)
+    # no output file; only the finished chunk survives in the hidden partial folder
+    assert not list(text_dir.glob("*.npy")) and not list(text_dir.glob("*.json"))
+    assert not [p for p in text_dir.rglob("*") if ".tmp-" in p.name]
+    assert crashing.texts == 4
+    again = Counting(clip_full)
+    path = et.encode_split(bench, "train", desc, again, batch_size=2, chunk_size=4)
+    assert again.texts == 6  # the 4 finished samples are not redone
+    feats = np.load(path)
+    ref = clip_full.encode_tokens(et.load_descriptions(names, desc)).astype(np.float16)
+    np.testing.assert_array_equal(feats, ref)
+    assert sorted(p.name for p in text_dir.iterdir()) == ["train_clip.json", "train_clip.npy"]
+
+
+def test_cli_minilm_default(tmp_path):
+    bench, desc = _bench(tmp_path, ["x", "y"], ["a person walks", "a person sits down"])
+    assert et.main(["--bench", str(bench), "--split", "train", "--descriptions", str(desc),
+                    "--pad-mode", "truncate", "--batch-size", "1"]) == 0
+    meta = json.loads((bench / "text" / "train_minilm.json").read_text())
+    assert meta["encoder_config"]["pad_mode"] == "truncate" and meta["num_samples"] == 2

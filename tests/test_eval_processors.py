@@ -1,0 +1,227 @@
+"""End-to-end runs of the evaluation processors on tiny data (CPU): linear, semi-supervised, fine-tuning,
+kNN, fusion, report, t-SNE; the frozen-weights assertion; the checkpoint-config check; the plateau rule."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import main as main_module
+from processor.evaluation.encoder_loading import PretrainedMismatch
+from processor.evaluation.frozen import FrozenWeightsChanged
+from processor.evaluation.knn import knn_classify
+from processor.linear_evaluation import LinearEvaluation
+from processor.registry import get_processor
+from processor.runtime import FINISHED_MARKER
+from test_eval_common import NUM_CLASSES, common_overrides, make_checkpoint, make_dataset
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    root = make_dataset(tmp / "data")
+    ckpt = make_checkpoint(tmp / "runs" / "pre", root)
+    return tmp, root, ckpt
+
+
+def run(name, env, *overrides, processor="linear_evaluation", cls=None):
+    tmp, root, ckpt = env
+    cls = cls or get_processor(processor)
+    figures = [] if name in ("linear", "knn") else ["figures=false"]
+    over = common_overrides(tmp, root) + [f"name={name}", f"pretrained={ckpt}", *figures, *overrides]
+    return cls.from_config(None, over).run()
+
+
+def open_png(path):
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        return im.size
+
+
+@pytest.fixture(scope="module")
+def linear_run(env):
+    results = run("linear", env, "epochs=6", "batch_size=16", "optim.lr=0.5")
+    return env[0] / "runs" / "linear", results
+
+
+def test_linear_evaluation_end_to_end(linear_run, env):
+    run_dir, r = linear_run
+    assert (run_dir / FINISHED_MARKER).exists()
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["kind"] == "linear" and saved["monitor"] == "holdout" and saved["freeze_encoder"]
+    assert saved["cache_features"] and saved["frozen_check"].startswith("passed")
+    assert saved["split_sizes"] == {"train": 36, "monitor": 4, "test": 20}
+    for key in ("test_last_epoch", "test_best_monitored_epoch"):
+        assert 0 <= saved[key]["top1"] <= 100 and saved[key]["top5"] >= saved[key]["top1"]
+    assert saved["pretrained"]["format"] == "acsar"
+    scores = pickle.loads((run_dir / "scores.pkl").read_bytes())
+    assert scores["names"] == [f"val_s{i:03d}" for i in range(20)]
+    assert scores["logits"].shape == (20, NUM_CLASSES) and scores["class_names"][0] == "action 0"
+    top1 = 100 * np.mean(scores["logits"].argmax(1) == scores["labels"])
+    assert top1 == pytest.approx(saved["top1"])
+    assert "monitor split: holdout" in (run_dir / "log.txt").read_text()
+    for png in ("confusion_matrix.png", "training_curves.png"):
+        w, h = open_png(run_dir / png)
+        assert w > 200 and h > 200
+    assert "confusion_matrix.png" in (run_dir / "report.md").read_text()
+
+
+def test_cached_features_equal_running_the_frozen_encoder(env):
+    a = run("lin_cache", env, "epochs=2", "batch_size=16", "scheduler.name=none", "monitor=test")
+    b = run("lin_nocache", env, "epochs=2", "batch_size=16", "scheduler.name=none", "monitor=test",
+            "cache_features=false")
+    tmp = env[0]
+    sa = pickle.loads((tmp / "runs/lin_cache/scores_last.pkl").read_bytes())["logits"]
+    sb = pickle.loads((tmp / "runs/lin_nocache/scores_last.pkl").read_bytes())["logits"]
+    assert np.allclose(sa, sb, atol=1e-4)
+    assert a["monitor"] == "test" and a["split_sizes"]["monitor"] == 20
+    assert a["test_last_epoch"]["top1"] == pytest.approx(b["test_last_epoch"]["top1"])
+
+
+class TamperingLinear(LinearEvaluation):
+    """Moves one encoder weight during training: the frozen check must fire."""
+
+    def train_step(self, batch):
+        with torch.no_grad():
+            next(self.net.encoder.parameters()).add_(1e-3)
+        return super().train_step(batch)
+
+
+def test_frozen_assertion_fires_when_weights_change(env):
+    with pytest.raises(FrozenWeightsChanged, match="frozen encoder changed"):
+        run("tamper", env, "epochs=1", "batch_size=16", cls=TamperingLinear)
+
+
+class ScriptedLinear(LinearEvaluation):
+    script = [10.0, 20.0, 20.0, 15.0, 19.0, 12.0, 11.0, 30.0]
+
+    def evaluate(self, epoch):
+        out = super().evaluate(epoch)
+        value = self.script[epoch]
+        self.best_value = max(self.script[:epoch + 1])
+        out["holdout_top1"] = value
+        return out
+
+
+def test_plateau_reduction_and_early_stop_in_the_loop(env):
+    r = run("scripted", env, "epochs=20", "batch_size=16", "optim.lr=1.0", cls=ScriptedLinear)
+    rows = [json.loads(l) for l in (env[0] / "runs/scripted/metrics.jsonl").read_text().splitlines()]
+    # best 20 at epoch 2; 3 bad epochs -> lr x0.1 after epoch 5; 5 bad -> stop after epoch 7
+    assert [row["lr"] for row in rows] == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    assert r["epochs_run"] == 7
+
+
+def test_pretrained_config_mismatch_is_a_clear_error(env):
+    with pytest.raises(PretrainedMismatch, match=r"hidden_dim: config 16 vs checkpoint 32"):
+        run("mismatch", env, "epochs=1", "model.hidden_dim=16", "model.ff_dim=16")
+
+
+def test_semi_supervised_subset_and_fine_tuned_encoder(env):
+    tmp = env[0]
+    r = run("semi", env, "label_fraction=0.3", "epochs=2", "batch_size=4", "optim.lr=0.01",
+            processor="semi_supervised")
+    sub = json.loads((tmp / "runs/semi/subset_indices.json").read_text())
+    labels = np.arange(40) % NUM_CLASSES
+    assert sub["num_samples"] == 12 and np.bincount(labels[sub["indices"]]).tolist() == [3, 3, 3, 3]
+    assert r["kind"] == "semi" and not r["freeze_encoder"] and r["frozen_check"].startswith("not frozen")
+    assert r["split_sizes"]["train"] + r["split_sizes"]["monitor"] == 12
+    best = torch.load(tmp / "runs/semi/best.pt", weights_only=True)
+    assert not best["head_only"] and any(k.startswith("encoder.") for k in best["model"])
+
+
+def test_finetune_and_random_init_baseline(env):
+    r = run("finetune", env, "epochs=1", "batch_size=8", "pretrained=null", processor="finetune")
+    assert r["kind"] == "finetune" and r["pretrained"]["format"] == "random init"
+
+
+def test_knn_evaluation_matches_brute_force(env):
+    tmp, root, ckpt = env
+    r = run("knn", env, "k=[1,3]", "test_chunk=7", "train_chunk=9", processor="knn_evaluation")
+    assert r["kind"] == "knn" and r["k"] == 1 and r["feature_dim"] == 64
+    # reference: features from the classifier directly, brute-force cosine 1-NN
+    from processor.knn_evaluation import KnnEvaluation
+    p = KnnEvaluation.from_config(None, common_overrides(tmp, root) + ["name=knn_ref", f"pretrained={ckpt}"])
+    model = p.build_model()
+    model.load_encoder_state(torch.load(ckpt, weights_only=False)["model"])
+    model.eval()
+    tr, te = p._dataset("train"), p._dataset("val")
+    with torch.no_grad():
+        ftr = model.features(torch.from_numpy(np.stack([tr[i][0] for i in range(len(tr))]))).numpy()
+        fte = model.features(torch.from_numpy(np.stack([te[i][0] for i in range(len(te))]))).numpy()
+    ntr = ftr / np.linalg.norm(ftr, axis=1, keepdims=True)
+    nte = fte / np.linalg.norm(fte, axis=1, keepdims=True)
+    ref = tr.labels[np.argmax(nte @ ntr.T, axis=1)]
+    assert r["top1"] == pytest.approx(100 * np.mean(ref == te.labels), abs=1e-6)
+    assert open_png(tmp / "runs/knn/confusion_matrix.png")[0] > 200
+
+
+def _fake_scores(path, seed, names, labels):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(len(names), NUM_CLASSES)).astype(np.float32)
+    logits[np.arange(len(names)), labels] += 1.0
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "scores.pkl", "wb") as h:
+        pickle.dump({"names": names, "logits": logits, "labels": labels, "class_names": None}, h)
+    return logits
+
+
+def test_fusion_end_to_end_and_report(env, linear_run, capsys):
+    tmp, root, _ = env
+    real = pickle.loads((linear_run[0] / "scores.pkl").read_bytes())
+    names, labels = real["names"], real["labels"]
+    bone = _fake_scores(tmp / "runs/fake_bone", 1, names[::-1], labels[::-1])[::-1]
+    motion = _fake_scores(tmp / "runs/fake_motion", 2, names, labels)
+    over = [f"work_dir={tmp / 'runs'}", "name=fusion",
+            f"streams={{joint: '{{work_dir}}/linear', bone: '{{work_dir}}/fake_bone', motion: '{{work_dir}}/fake_motion'}}",
+            "compare=[J, JBM]"]
+    r = get_processor("fusion").from_config(None, over).run()
+    printed = capsys.readouterr().out
+    assert [k for k in r["combinations"]] == ["J", "B", "M", "JB", "JM", "BM", "JBM"]
+    probs = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    fused = 0.5 * probs(real["logits"].astype(np.float64)) + 0.5 * probs(bone) + 0.5 * probs(motion)
+    assert r["combinations"]["JBM"]["top1"] == pytest.approx(100 * np.mean(fused.argmax(1) == labels))
+    run_dir = tmp / "runs/fusion"
+    md = (run_dir / "fusion.md").read_text()
+    assert "| JBM |" in md and "| JBM |" in printed
+    assert (run_dir / "fusion.csv").read_text().splitlines()[0].startswith("streams,")
+    assert open_png(run_dir / "per_class_J_vs_JBM.png")[0] > 200
+    # report: no config, only work_dir=
+    assert main_module.main(["report", f"work_dir={tmp / 'runs'}"]) == 0
+    report = (tmp / "runs/report/report.md").read_text()
+    assert "| linear | linear | joint |" in report and "fusion [JBM]" in report
+    assert (tmp / "runs/report/report.csv").is_file()
+
+
+def test_tsne_figure(env):
+    tmp, root, ckpt = env
+    r = get_processor("tsne").from_config(None, [f"work_dir={tmp / 'runs'}", "name=tsne", f"checkpoint={ckpt}",
+                                                 "clusters=4", "device=cpu", f"data.root={root}"]).run()
+    assert r["num_samples"] == 20
+    w, h = open_png(tmp / "runs/tsne/tsne.png")
+    assert w > 3 * h / 2
+    saved = np.load(tmp / "runs/tsne/tsne_features.npz")
+    assert saved["modulated_tsne"].shape == (20, 2) and saved["skeleton_colour"].max() == 3
+
+
+def test_official_scdnet_checkpoint_loads_through_the_mapping(env, tmp_path):
+    from net.classifier import SkeletonClassifier
+    from net.scdnet_checkpoint import to_scdnet
+    from processor.config import resolve_config
+    from processor.evaluation.encoder_loading import encoder_config, load_pretrained
+
+    tmp, root, ckpt = env
+    ours = torch.load(ckpt, weights_only=False)
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in to_scdnet(ours["model"]).items()}}, path)
+    cfg = resolve_config(LinearEvaluation.defaults_path(), None, common_overrides(tmp, root))
+    for fmt, source in (("auto", path), ("scdnet", path), ("auto", ckpt), ("acsar", ckpt)):
+        model = SkeletonClassifier.from_config(encoder_config(cfg), num_classes=NUM_CLASSES, freeze_encoder=True)
+        info = load_pretrained(model, source, fmt, cfg)
+        assert info["format"] == ("scdnet" if source == path else "acsar")
+        for key, value in model.encoder.state_dict().items():
+            assert torch.equal(value, ours["model"][f"encoder_q.encoder.{key}"]), key
+    with pytest.raises(ValueError, match="AC-SAR checkpoint"):
+        load_pretrained(model, path, "acsar", cfg)

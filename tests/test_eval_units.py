@@ -1,0 +1,152 @@
+"""Unit tests of the evaluation machinery: subsets, kNN, fusion arithmetic, frozen guard, plateau rule."""
+import numpy as np
+import pytest
+import torch
+
+from processor.evaluation.frozen import FrozenGuard, FrozenWeightsChanged
+from processor.evaluation.knn import knn_classify, vote
+from processor.evaluation.scores import softmax, topk_accuracy, confusion_matrix, per_class_accuracy
+from processor.evaluation.subsets import class_balanced_subset, holdout_split, per_class_counts
+from processor.fusion import ScoreMismatch, align_scores, fuse
+from processor.schedule import PlateauRule
+
+
+def _labels():
+    # class sizes 100, 50, 7, 1, 25 (shuffled)
+    labels = np.repeat(np.arange(5), [100, 50, 7, 1, 25])
+    return np.random.default_rng(3).permutation(labels)
+
+
+def test_subset_counts_are_exact_and_class_balanced():
+    labels = _labels()
+    for fraction, expected in [(0.01, [1, 1, 1, 1, 1]), (0.1, [10, 5, 1, 1, 2]), (0.05, [5, 2, 1, 1, 1])]:
+        idx = class_balanced_subset(labels, fraction, seed=7)
+        counts = np.bincount(labels[idx], minlength=5).tolist()
+        assert counts == expected, (fraction, counts)
+        assert len(np.unique(idx)) == len(idx) and np.all(np.diff(idx) > 0)
+    assert per_class_counts(labels, 0.1) == {0: 10, 1: 5, 2: 1, 3: 1, 4: 2}
+
+
+def test_subset_is_reproducible_and_seed_dependent():
+    labels = _labels()
+    a = class_balanced_subset(labels, 0.1, seed=1)
+    b = class_balanced_subset(labels, 0.1, seed=1)
+    c = class_balanced_subset(labels, 0.1, seed=2)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    with pytest.raises(ValueError):
+        class_balanced_subset(labels, 0.0, seed=1)
+
+
+def test_holdout_split_is_disjoint_balanced_and_keeps_every_class():
+    labels = _labels()
+    train, held = holdout_split(labels, 0.1, seed=4)
+    assert len(np.intersect1d(train, held)) == 0 and len(train) + len(held) == len(labels)
+    assert np.bincount(labels[held], minlength=5).tolist() == [10, 5, 1, 0, 2]  # the 1-sample class stays in train
+    assert set(labels[train]) == set(range(5))
+
+
+def _brute_knn(train, train_y, test, k, num_classes):
+    tr = train / np.linalg.norm(train, axis=1, keepdims=True)
+    te = test / np.linalg.norm(test, axis=1, keepdims=True)
+    sim = te @ tr.T
+    preds = []
+    for row in sim:
+        order = np.argsort(-row, kind="stable")[:k]
+        labs = train_y[order]
+        counts = np.bincount(labs, minlength=num_classes)
+        top = np.flatnonzero(counts == counts.max())
+        preds.append(next(l for l in labs if l in top))  # tie -> nearest tied class
+    return np.array(preds)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_knn_matches_brute_force_with_chunks(k):
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(53, 7)).astype(np.float32)
+    train_y = rng.integers(0, 4, size=53)
+    test = rng.normal(size=(17, 7)).astype(np.float32)
+    ref = _brute_knn(train, train_y, test, k, 4)
+    res = knn_classify(torch.from_numpy(train), torch.from_numpy(train_y), torch.from_numpy(test), k=k,
+                       num_classes=4, test_chunk=5, train_chunk=8)
+    assert np.array_equal(res.pred, ref)
+    assert res.neighbours.shape == (17, k)
+    # neighbours = brute-force top-k, nearest first
+    tr = train / np.linalg.norm(train, axis=1, keepdims=True)
+    te = test / np.linalg.norm(test, axis=1, keepdims=True)
+    assert np.array_equal(res.neighbours, np.argsort(-(te @ tr.T), axis=1, kind="stable")[:, :k])
+
+
+def test_vote_tie_goes_to_nearest():
+    labels = torch.tensor([[2, 1, 1, 2], [0, 3, 3, 0], [1, 1, 2, 0]])
+    assert vote(labels, 4).tolist() == [2, 0, 1]
+
+
+def test_fusion_matches_hand_computation():
+    names = ["a", "b", "c"]
+    joint = {"names": names, "labels": np.array([0, 1, 1]),
+             "logits": np.log(np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]]))}
+    # same samples in another order
+    bone = {"names": ["c", "a", "b"], "labels": np.array([1, 0, 1]),
+            "logits": np.log(np.array([[0.5, 0.5], [0.1, 0.9], [0.2, 0.8]]))}
+    got_names, labels, logits = align_scores({"joint": joint, "bone": bone})
+    assert got_names == names and labels.tolist() == [0, 1, 1]
+    fused = fuse(logits, {"joint": 0.5, "bone": 0.5}, ["joint", "bone"])
+    hand = 0.5 * np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]]) + 0.5 * np.array([[0.1, 0.9], [0.2, 0.8], [0.5, 0.5]])
+    assert np.allclose(fused, hand)
+    # joint alone: a right, b wrong, c right; fused: a wrong (0.35 vs 0.65), b right (0.45/0.55), c right
+    assert topk_accuracy(logits["joint"], labels, (1,))[1] == pytest.approx(200 / 3)
+    assert topk_accuracy(fused, labels, (1,))[1] == pytest.approx(200 / 3)
+    assert fused.argmax(1).tolist() == [1, 1, 1]
+
+
+def test_fusion_mismatch_lists_samples():
+    a = {"names": ["x", "y", "z"], "labels": np.zeros(3), "logits": np.zeros((3, 2))}
+    b = {"names": ["x", "y", "w"], "labels": np.zeros(3), "logits": np.zeros((3, 2))}
+    with pytest.raises(ScoreMismatch, match=r"1 missing \['z'\].*1 extra \['w'\]"):
+        align_scores({"joint": a, "bone": b})
+    c = {"names": ["x", "y", "z"], "labels": np.array([0, 1, 0]), "logits": np.zeros((3, 2))}
+    with pytest.raises(ScoreMismatch, match="different labels"):
+        align_scores({"joint": a, "bone": c})
+
+
+def test_metrics_helpers():
+    logits = np.array([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])
+    labels = np.array([1, 2, 2])
+    acc = topk_accuracy(logits, labels, (1, 2))
+    assert acc[1] == pytest.approx(200 / 3) and acc[2] == pytest.approx(200 / 3)
+    cm = confusion_matrix(logits.argmax(1), labels, 3)
+    assert cm.tolist() == [[0, 0, 0], [0, 1, 0], [1, 0, 1]]
+    pc = per_class_accuracy(logits.argmax(1), labels, 3)
+    assert np.isnan(pc[0]) and pc[1] == 100 and pc[2] == 50
+    assert np.allclose(softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
+
+
+def test_frozen_guard_fires_on_weights_and_bn_statistics():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    guard = FrozenGuard(net)
+    assert guard.check() == len(net.state_dict())
+    net.train()
+    net(torch.randn(4, 3))  # BN running statistics move
+    with pytest.raises(FrozenWeightsChanged, match="running_mean"):
+        guard.check()
+    guard = FrozenGuard(net)
+    with torch.no_grad():
+        net[0].weight[0, 0] += 1e-6
+    with pytest.raises(FrozenWeightsChanged, match=r"0\.weight"):
+        guard.check()
+
+
+def test_plateau_rule_on_scripted_accuracies():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    rule = PlateauRule(opt, patience=3, stop_patience=5, factor=0.1)
+    script = [10, 20, 20, 15, 19, 30, 29, 28, 27, 26, 25]
+    stops, lrs = [], []
+    for value in script:
+        stops.append(rule.step(value))
+        lrs.append(opt.param_groups[0]["lr"])
+    # 3 bad epochs after 20 (epoch 2) -> x0.1 at the 3rd (index 4); 30 improves; 5 bad after it -> stop at index 10
+    assert lrs[:4] == [1.0] * 4 and lrs[4] == pytest.approx(0.1)
+    assert lrs[8] == pytest.approx(0.01) and lrs[10] == pytest.approx(0.01)
+    assert stops == [False] * 10 + [True]
+    assert rule.best == 30 and rule.best_epoch == 5

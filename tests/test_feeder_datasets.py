@@ -1,0 +1,150 @@
+"""PretrainDataset / DownstreamDataset on small split files built in tmp_path."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from feeder.batch_augment import BatchAugmenter
+from feeder.datasets import DownstreamDataset, PretrainDataset
+from feeder.io import save_npy_atomic, save_pickle_atomic
+
+N, T, V, M = 12, 80, 25, 2
+ALL_ON = {name: {"p": 1.0} for name in ("rotate", "flip", "shear", "spatial_mask", "temporal_mask")}
+
+
+@pytest.fixture()
+def split(tmp_path):
+    rng = np.random.default_rng(0)
+    num_frame = rng.integers(5, T + 1, size=N).astype(np.int64)
+    data = np.zeros((N, 3, T, V, M), dtype=np.float32)
+    for i, nf in enumerate(num_frame):
+        data[i, :, :nf] = rng.standard_normal((3, nf, V, M))
+    paths = {
+        "data_path": tmp_path / "train_data_joint.npy",
+        "num_frame_path": tmp_path / "train_num_frame.npy",
+        "label_path": tmp_path / "train_label.pkl",
+    }
+    save_npy_atomic(paths["data_path"], data)
+    save_npy_atomic(paths["num_frame_path"], num_frame)
+    save_pickle_atomic(paths["label_path"], ([f"S{i:03d}" for i in range(N)], [i % 4 for i in range(N)]))
+    text = rng.standard_normal((N, 77, 16)).astype(np.float16)
+    paths["text_path"] = tmp_path / "text" / "train_clip.npy"
+    save_npy_atomic(paths["text_path"], text)
+    return paths, data, num_frame, text
+
+
+def test_pretrain_item_shapes_and_text(split):
+    paths, _, _, text = split
+    ds = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=3)
+    assert len(ds) == N
+    v1, v2, t, idx = ds[5]
+    assert v1.shape == v2.shape == (3, 64, V, M) and v1.dtype == v2.dtype == np.float32
+    assert t.shape == (77, 16) and t.dtype == np.float32 and idx == 5
+    np.testing.assert_array_equal(t, text[5].astype(np.float32))
+    assert not np.array_equal(v1, v2)
+    no_text = PretrainDataset(paths["data_path"], paths["num_frame_path"], window=64)
+    assert no_text[0][2].shape == (0,)
+
+
+def test_pretrain_determinism_across_epochs_and_instances(split):
+    paths, _, _, _ = split
+    a = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=3)
+    b = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=3)
+    a.set_epoch(4)
+    b.set_epoch(4)
+    for x, y in zip(a[7][:2], b[7][:2]):
+        np.testing.assert_array_equal(x, y)
+    e4 = a[7][0]
+    a.set_epoch(5)
+    assert not np.array_equal(e4, a[7][0])
+    c = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=4)
+    c.set_epoch(4)
+    assert not np.array_equal(e4, c[7][0])
+
+
+def test_pretrain_dataloader_workers_match_single_process(split):
+    paths, _, _, _ = split
+    ds = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=1)
+    ds.set_epoch(2)
+    ref = next(iter(DataLoader(ds, batch_size=N, shuffle=False, num_workers=0)))
+    got = next(iter(DataLoader(ds, batch_size=N, shuffle=False, num_workers=2)))
+    for r, g in zip(ref, got):
+        torch.testing.assert_close(r, g)
+    assert ref[0].shape == (N, 3, 64, V, M) and ref[2].shape == (N, 77, 16)
+
+
+def test_pickle_is_small_and_lazy(split):
+    paths, data, _, _ = split
+    ds = PretrainDataset(**paths, window=64)
+    _ = ds[0]                                           # opens the memmaps
+    assert isinstance(ds.data, np.memmap)
+    blob = pickle.dumps(ds)
+    assert len(blob) < data.nbytes / 10
+    clone = pickle.loads(blob)
+    clone.set_epoch(0)
+    np.testing.assert_array_equal(clone[3][0], ds[3][0])
+
+
+def test_text_mismatch_error_names_both_files(split, tmp_path):
+    paths, _, _, text = split
+    bad = tmp_path / "bad_text.npy"
+    np.save(bad, text[:-1])
+    with pytest.raises(ValueError) as err:
+        PretrainDataset(paths["data_path"], paths["num_frame_path"], text_path=bad)
+    assert str(bad) in str(err.value) and str(paths["data_path"]) in str(err.value)
+
+
+def test_length_mismatch_errors_name_files(split, tmp_path):
+    paths, _, num_frame, _ = split
+    nf_bad = tmp_path / "nf.npy"
+    np.save(nf_bad, num_frame[:-2])
+    with pytest.raises(ValueError, match="nf.npy"):
+        PretrainDataset(paths["data_path"], nf_bad)
+    lab_bad = tmp_path / "lab.pkl"
+    with open(lab_bad, "wb") as f:
+        pickle.dump((["a"], [0]), f)
+    with pytest.raises(ValueError, match="lab.pkl"):
+        DownstreamDataset(paths["data_path"], paths["num_frame_path"], lab_bad)
+    with pytest.raises(FileNotFoundError):
+        PretrainDataset(tmp_path / "missing.npy", paths["num_frame_path"])
+
+
+def test_return_raw_params_reproduce_views_on_batch_path(split):
+    paths, data, num_frame, _ = split
+    ds = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=5)
+    raw = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=5, return_raw=True, raw_params=True)
+    raw_nf = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=5, return_raw=True)
+    for d in (ds, raw, raw_nf):
+        d.set_epoch(3)
+    clip, params, _, idx = raw[2]
+    np.testing.assert_array_equal(clip, data[2])
+    assert clip.flags.writeable and idx == 2 and len(params) == 2
+    assert int(params[0][0]["start"]) + int(params[0][0]["length"]) <= num_frame[2]
+    views = next(iter(DataLoader(ds, batch_size=N, num_workers=0)))
+    clips, batch_params, _, _ = next(iter(DataLoader(raw, batch_size=N, num_workers=0)))
+    aug = BatchAugmenter(raw.pipeline, seed=5)
+    clips2, nf, _, index = next(iter(DataLoader(raw_nf, batch_size=N, num_workers=0)))
+    assert torch.equal(clips, clips2) and nf.tolist() == num_frame.tolist()
+    for view in (0, 1):
+        torch.testing.assert_close(aug(clips, params=batch_params[view]), views[view], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(aug(clips2, nf, index, epoch=3, view=view), views[view], atol=1e-5, rtol=1e-5)
+
+
+def test_downstream_items_and_subset(split):
+    paths, data, num_frame, _ = split
+    ds = DownstreamDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"], stream="bone",
+                           window=64, center_crop_ratio=0.95)
+    assert len(ds) == N and ds.labels.tolist() == [i % 4 for i in range(N)] and ds.sample_names[1] == "S001"
+    x, label, idx = ds[3]
+    assert x.shape == (3, 64, V, M) and x.dtype == np.float32 and label == 3 and idx == 3
+    np.testing.assert_array_equal(x, ds[3][0])                  # deterministic
+    sub = DownstreamDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"], stream="bone",
+                            window=64, indices=[9, 2])
+    assert len(sub) == 2 and sub.sample_names == ["S009", "S002"] and sub.labels.tolist() == [1, 2]
+    x9, label9, idx9 = sub[0]
+    assert idx9 == 9 and label9 == 1
+    np.testing.assert_array_equal(x9, ds[9][0])
+    with pytest.raises(IndexError):
+        DownstreamDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"], indices=[N])

@@ -1,0 +1,171 @@
+"""Augmentation ops and pipelines: shapes, invariants, determinism, config handling."""
+import numpy as np
+import pytest
+
+from feeder.skeleton_ops import to_bone
+from feeder.transforms import (DEFAULT_PRETRAIN_CFG, RandomFlip, RandomRotate, RandomShear, SpatialMask,
+                               TemporalMask, build_eval_transform, build_pretrain_transform, rotation_matrix,
+                               view_rng)
+from net.graph import get_layout
+
+LAYOUT = get_layout("ntu25")
+ALL_ON = {name: {"p": 1.0} for name in ("rotate", "flip", "shear", "spatial_mask", "temporal_mask")}
+
+
+def _view(seed=0, t=64):
+    return np.random.default_rng(seed).standard_normal((3, t, 25, 2)).astype(np.float32) + 0.5
+
+
+def _raw(valid=120):
+    x = np.zeros((3, 300, 25, 2), dtype=np.float32)
+    x[:, :valid] = np.random.default_rng(3).standard_normal((3, valid, 25, 2))
+    return x
+
+
+def test_rotation_matrix_is_orthonormal():
+    r = rotation_matrix(np.deg2rad([10.0, 20.0, 30.0]))
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    assert np.isclose(np.linalg.det(r), 1.0)
+
+
+def test_rotate_preserves_bone_lengths_and_draw_ranges():
+    op = RandomRotate(p=1.0)
+    x = _view()
+    for i in range(20):
+        params = op.sample(np.random.default_rng(i), {})
+        y = op.apply(x, params)
+        assert y.shape == x.shape and y.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(to_bone(y, LAYOUT), axis=0),
+                                   np.linalg.norm(to_bone(x, LAYOUT), axis=0), rtol=1e-5, atol=1e-5)
+        angle = np.degrees(np.arccos(np.clip((np.trace(params["matrix"]) - 1) / 2, -1, 1)))
+        assert angle <= 30.0 + 3 * 1.0 + 1e-3          # main <= 30 deg, the two others <= 1 deg each
+
+
+def test_rotate_off_is_identity():
+    op = RandomRotate(p=0.0)
+    params = op.sample(np.random.default_rng(0), {})
+    assert not params["apply"]
+    np.testing.assert_array_equal(params["matrix"], np.eye(3, dtype=np.float32))
+
+
+def test_flip_matches_layout_and_is_involution():
+    op = RandomFlip(LAYOUT.flip, p=1.0)
+    x = _view()
+    params = op.sample(np.random.default_rng(0), {})
+    y = op.apply(x, params)
+    np.testing.assert_array_equal(y, x[:, :, list(LAYOUT.flip)])
+    np.testing.assert_array_equal(op.apply(y, params), x)
+    np.testing.assert_array_equal(y[:, :, 4], x[:, :, 8])          # left shoulder <- right shoulder
+    assert np.array_equal(np.sort(y, axis=None), np.sort(x, axis=None))   # coordinates not negated
+
+
+def test_shear_matrix_structure():
+    op = RandomShear(p=1.0, s=1.0)
+    params = op.sample(np.random.default_rng(0), {})
+    m = params["matrix"]
+    np.testing.assert_array_equal(np.diag(m), np.ones(3))
+    off = m[~np.eye(3, dtype=bool)]
+    assert (np.abs(off) <= 1.0).all() and (off != 0).all()
+    x = _view()
+    np.testing.assert_allclose(op.apply(x, params), np.einsum("ij,jtvm->itvm", m, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("layout_name", ["ntu25", "kinect_v1", "coco17"])
+def test_spatial_mask_zeros_exactly_k_joints(layout_name):
+    layout = get_layout(layout_name)
+    op = SpatialMask(layout, p=1.0, centres=5, hops=2, k=8)
+    x = np.random.default_rng(0).standard_normal((3, 64, layout.num_joints, 2)).astype(np.float32) + 2.0
+    for i in range(50):
+        params = op.sample(np.random.default_rng(i), {})
+        y = op.apply(x, params)
+        zero_joint = (y == 0).all(axis=(0, 1, 3))
+        assert zero_joint.sum() == 8
+        assert ((y != 0).all(axis=(0, 1, 3)) | zero_joint).all()   # masked joints: all coords, frames, persons
+
+
+def test_spatial_mask_ranking_prefers_most_covered_joints():
+    op = SpatialMask(LAYOUT, p=1.0, centres=5, hops=2, k=8)
+    hop = LAYOUT.hop_distance()
+    for i in range(30):
+        rng = np.random.default_rng(i)
+        params = op.sample(rng, {})
+        rng = np.random.default_rng(i)                          # replay the draws to get the centres
+        rng.random()
+        centres = rng.choice(25, size=5, replace=False)
+        count = (hop[centres] <= 2).sum(0)
+        masked = params["keep"] == 0
+        assert count[masked].min() >= count[~masked].max()
+        if (count > 0).sum() >= 8:                              # union large enough: all from the union
+            assert (count[masked] > 0).all()
+        assert (hop[centres][:, masked].min(0) <= 2).sum() == min(8, (count > 0).sum())
+
+
+def test_temporal_mask_zeros_exactly_n_cubes():
+    op = TemporalMask(p=1.0, cubes=16, n=6)
+    x = _view()
+    for i in range(20):
+        params = op.sample(np.random.default_rng(i), {"frames": 64})
+        y = op.apply(x, params)
+        zero_frame = (y == 0).all(axis=(0, 2, 3))
+        assert zero_frame.sum() == 6 * 4
+        cubes = zero_frame.reshape(16, 4)
+        assert (cubes.all(1) | ~cubes.any(1)).all() and cubes.all(1).sum() == 6
+
+
+def test_temporal_mask_uneven_cubes():
+    op = TemporalMask(p=1.0, cubes=16, n=6)
+    keep = op.sample(np.random.default_rng(0), {"frames": 50})["keep"]
+    assert keep.shape == (50,) and 6 * 3 <= (keep == 0).sum() <= 6 * 4
+
+
+def test_pretrain_pipeline_shapes_and_determinism():
+    pipe = build_pretrain_transform(ALL_ON, LAYOUT, 64, "joint")
+    x = _raw()
+    a = pipe(x, 120, view_rng(1, 2, 3, 0))
+    b = pipe(x, 120, view_rng(1, 2, 3, 0))
+    assert a.shape == (3, 64, 25, 2) and a.dtype == np.float32 and a.flags.c_contiguous
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, pipe(x, 120, view_rng(1, 3, 3, 0)))    # other epoch
+    assert not np.array_equal(a, pipe(x, 120, view_rng(1, 2, 3, 1)))    # other view
+
+
+@pytest.mark.parametrize("stream", ["joint", "bone", "motion"])
+def test_pipelines_all_streams(stream):
+    x = _raw(valid=30)
+    for pipe in (build_pretrain_transform(None, LAYOUT, 64, stream), build_eval_transform(None, LAYOUT, 64, stream)):
+        y = pipe(x, 30, view_rng(0, 0, 0, 0))
+        assert y.shape == (3, 64, 25, 2) and y.dtype == np.float32
+
+
+def test_eval_pipeline_is_deterministic_without_rng():
+    pipe = build_eval_transform({"center_crop_ratio": 0.95}, LAYOUT, 64, "bone")
+    x = _raw()
+    np.testing.assert_array_equal(pipe(x, 120), pipe(x, 120))
+    with pytest.raises(TypeError, match="rng"):
+        build_pretrain_transform(None, LAYOUT, 64)(x, 120)
+
+
+def test_config_defaults_and_errors():
+    pipe = build_pretrain_transform(None, LAYOUT, 64)
+    names = [op.name for op in pipe.ops]
+    assert names == ["temporal_crop", "stream", "rotate", "flip", "shear", "spatial_mask", "temporal_mask"]
+    assert pipe.ops[2].p == DEFAULT_PRETRAIN_CFG["rotate"]["p"] == 0.5
+    assert pipe.ops[0].min_length == 64
+    short = build_pretrain_transform({"order": ["flip"], "flip": {"p": 0.0}}, LAYOUT, 32)
+    assert [op.name for op in short.ops] == ["temporal_crop", "stream", "flip"] and short.window == 32
+    with pytest.raises(KeyError, match="rotat"):
+        build_pretrain_transform({"rotat": {"p": 1}}, LAYOUT, 64)
+    with pytest.raises(KeyError, match="pp"):
+        build_pretrain_transform({"rotate": {"pp": 1}}, LAYOUT, 64)
+    with pytest.raises(ValueError):
+        build_pretrain_transform({"flip": {"p": 2}}, LAYOUT, 64)
+    with pytest.raises(KeyError):
+        build_pretrain_transform({"order": ["jitter"]}, LAYOUT, 64)
+
+
+def test_probability_half_fires_about_half():
+    pipe = build_pretrain_transform(None, LAYOUT, 64)
+    fired = np.array([[bool(p["apply"]) for p in pipe.sample(view_rng(0, 0, i, 0), 120, 300)[2:]]
+                      for i in range(400)])
+    rate = fired.mean(0)
+    assert ((rate > 0.4) & (rate < 0.6)).all(), rate

@@ -1,0 +1,134 @@
+"""data_gen/json_gendata.py (generic JSON importer), ucla_gendata.py and the class-name lists."""
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_gen import json_gendata, ucla_gendata
+from data_gen.class_names import load_class_names
+from data_gen.ntu_reader import SkeletonFormatError
+from net.graph import get_layout
+
+KV1 = get_layout("kinect_v1")
+
+
+def _body(frames, rng):
+    body = np.zeros((frames, 20, 3))
+    body[:] = rng.normal(scale=0.2, size=(20, 3)) + [0, 0, 3]
+    body[:, 0] = [0, 0, 3]
+    body[:, 1] = [0, 0.3, 3]
+    body[:, 4] = [-0.18, 0.5, 3]
+    body[:, 8] = [0.18, 0.5, 3]
+    body[:, 10:12] += 0.05 * np.sin(np.arange(frames))[:, None, None]
+    return body
+
+
+def make_json_folder(root: Path, n_per_view=3):
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for view in (1, 2, 3):
+        for k in range(n_per_view):
+            name = f"a{k + 1:02d}_s01_e00_v{view:02d}"
+            frames = 5 + 3 * k + view
+            obj = {"file_name": name, "skeletons": _body(frames, rng).tolist(), "label": k + 1}
+            (root / f"{name}.json").write_text(json.dumps(obj))
+    return root
+
+
+def _load(folder, split):
+    data = np.load(folder / f"{split}_data_joint.npy")
+    frames = np.load(folder / f"{split}_num_frame.npy")
+    with open(folder / f"{split}_label.pkl", "rb") as handle:
+        names, labels = pickle.load(handle)
+    return data, frames, names, labels
+
+
+def test_regex_split_shapes_labels_and_normalisation(tmp_path):
+    src = make_json_folder(tmp_path / "all_sqe")
+    out = tmp_path / "out"
+    counts = json_gendata.gendata(src, out, "kinect_v1", "xview", test_regex=r"_v03$", max_frames=32,
+                                  progress=False)
+    assert counts == {"train": 6, "val": 3}
+    data, frames, names, labels = _load(out / "xview", "train")
+    assert data.shape == (6, 3, 32, 20, 2) and data.dtype == np.float32
+    assert names == sorted(names) and all("_v03" not in n for n in names)
+    assert labels == [0, 0, 1, 1, 2, 2]
+    assert frames.tolist() == [6, 7, 9, 10, 12, 13]
+    assert (data[..., 1] == 0).all()                                    # second person all zero
+    s = data[..., 0]                                                    # N, C, T, V
+    np.testing.assert_allclose(s[:, :, :, KV1.spine], 0.0, atol=1e-6)
+    bone = s[:, :, 0, KV1.spine] - s[:, :, 0, KV1.hip]
+    np.testing.assert_allclose(bone / np.linalg.norm(bone, axis=1, keepdims=True), [[0, 0, 1]] * 6, atol=1e-5)
+    sh = s[:, :, 0, KV1.right_shoulder] - s[:, :, 0, KV1.left_shoulder]
+    np.testing.assert_allclose(sh / np.linalg.norm(sh, axis=1, keepdims=True), [[1, 0, 0]] * 6, atol=1e-5)
+
+
+def test_test_list_of_dicts_and_json_list(tmp_path):
+    src = make_json_folder(tmp_path / "all_sqe")
+    pkl = tmp_path / "val_label.pkl"
+    with open(pkl, "wb") as handle:
+        pickle.dump([{"file_name": "a01_s01_e00_v01", "length": 6, "label": 1}], handle)
+    counts = json_gendata.gendata(src, tmp_path / "o1", "kinect_v1", "b", test_list=pkl, progress=False)
+    assert counts == {"train": 8, "val": 1}
+    lst = tmp_path / "test.json"
+    lst.write_text(json.dumps(["a02_s01_e00_v02.json", "a03_s01_e00_v03"]))
+    counts = json_gendata.gendata(src, tmp_path / "o2", "kinect_v1", "b", test_list=lst, progress=False)
+    assert counts == {"train": 7, "val": 2}
+    assert _load(tmp_path / "o2" / "b", "val")[2] == ["a02_s01_e00_v02", "a03_s01_e00_v03"]
+
+
+@pytest.mark.parametrize("content,match", [
+    ("{not json", "invalid JSON"),
+    (json.dumps({"file_name": "x", "skeletons": [[[0, 0, 0]] * 19], "label": 1}), "expected"),
+    (json.dumps({"file_name": "x", "skeletons": [[[float("nan"), 0, 0]] * 20], "label": 1}), "NaN"),
+    (json.dumps({"file_name": "x", "skeletons": [[[0, 0, 0]] * 20], "label": 0}), "1-based"),
+])
+def test_bad_json_is_reported_and_skippable(tmp_path, content, match):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    (src / "zz_bad_v01.json").write_text(content)
+    with pytest.raises(SkeletonFormatError, match=match) as info:
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    assert "zz_bad_v01.json" in str(info.value)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()] if (tmp_path / "out").exists() else True
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", on_error="skip",
+                                  progress=False)
+    assert counts == {"train": 2, "val": 1}
+    assert "zz_bad_v01.json" in (tmp_path / "out" / "skipped.txt").read_text()
+
+
+def test_ucla_wrapper_defaults(tmp_path):
+    root = tmp_path / "nw_ucla"
+    make_json_folder(root / "all_sqe")
+    assert ucla_gendata.main(["--data-path", str(root), "--out-folder", str(tmp_path / "out"), "--no-progress"]) == 0
+    data, _, names, _ = _load(tmp_path / "out" / "xview", "val")                # no val_label.pkl: view 3
+    assert data.shape == (3, 3, 300, 20, 2) and all(n.endswith("_v03") for n in names)
+    help_text = ucla_gendata.build_parser().format_help()
+    for option in ("--data-path", "--out-folder", "--test-list", "--test-regex", "--max-frames", "--layout"):
+        assert option in help_text
+
+
+def test_real_nwucla(nwucla_dir, tmp_path):
+    out = tmp_path / "ucla"
+    assert ucla_gendata.main(["--data-path", str(nwucla_dir), "--out-folder", str(out), "--no-progress"]) == 0
+    train, train_frames, train_names, train_labels = _load(out / "xview", "train")
+    val, val_frames, val_names, val_labels = _load(out / "xview", "val")
+    assert len(train_names) == 1020 and len(val_names) == 464
+    assert train.shape[1:] == val.shape[1:] == (3, 300, 20, 2)
+    assert set(train_labels) == set(val_labels) == set(range(10))
+    assert all(n.endswith("_v03") for n in val_names) and not any(n.endswith("_v03") for n in train_names)
+    with open(nwucla_dir / "val_label.pkl", "rb") as handle:
+        reference = {d["file_name"]: d for d in pickle.load(handle)}
+    for name, label, frames in zip(val_names, val_labels, val_frames):
+        assert reference[name]["label"] - 1 == label and reference[name]["length"] == frames
+    assert 1 <= train_frames.min() and max(train_frames.max(), val_frames.max()) <= 201
+    assert (val[..., 1] == 0).all() and np.isfinite(val).all()
+
+
+def test_class_name_counts():
+    assert [len(load_class_names(d)) for d in ("ntu60", "ntu120", "nwucla", "pku1")] == [60, 120, 10, 51]
+    assert load_class_names("ntu120")[:60] == load_class_names("ntu60")
+    assert load_class_names("ucla")[0] == "pick up with one hand"
+    with pytest.raises(KeyError):
+        load_class_names("kinetics")
