@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -137,6 +138,8 @@ def main(argv=None) -> int:
             "numpy": np.__version__, "python": platform.python_version(), "torch_threads": args.torch_threads,
             "num_items": args.num_items, "batch_size": args.batch_size, "window": args.window,
             "storage_frames": args.frames, "data": str(args.data_dir) if args.data_dir else "synthetic (page cache)",
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         }
     print(f"{'path':34s} {'augment':15s} {'workers':>7s} {'samples/s':>10s} {'best':>6s} {'ms/batch':>9s}")
     for r in rows:

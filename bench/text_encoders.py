@@ -12,7 +12,7 @@
 
 Usage::
 
-    python bench/text_encoders.py speed [--num 1000] [--batch-size 64] [--threads 2]
+    python bench/text_encoders.py speed [--num 1000] [--batch-size 64] [--threads 2] [--json out.json]
     python bench/text_encoders.py kinematic [--classes 17] [--performers 4]
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _timed(encoder, texts, batch_size):
     return out, time.perf_counter() - start
 
 
-def bench_speed(num: int, batch_size: int) -> None:
+def bench_speed(num: int, batch_size: int) -> list:
     from data_gen.encode_text import ClipTextEncoder, MiniLMEncoder
 
     texts = make_sentences(num)
@@ -69,6 +69,9 @@ def bench_speed(num: int, batch_size: int) -> None:
     print(f"{'encoder':<14} {'full 77 (s)':>11} {'truncate (s)':>12} {'speed-up':>8} {'max|diff| real tokens':>22}")
     for r in rows:
         print(f"{r[0]:<14} {r[1]:>11.2f} {r[2]:>12.2f} {r[3]:>7.1f}x {r[4]:>22.2e}")
+    return [{"encoder": r[0], "sentences": num, "batch": batch_size, "full_s": r[1], "truncate_s": r[2],
+             "full_sentences_per_s": num / r[1], "truncate_sentences_per_s": num / r[2], "speedup": r[3],
+             "max_abs_diff_real_tokens": r[4]} for r in rows]
 
 
 def bench_kinematic(classes: int, performers: int) -> None:
@@ -101,7 +104,7 @@ def bench_kinematic(classes: int, performers: int) -> None:
             print(f"  {p.stem}  {describer.describe(*process_file(p))}")
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["speed", "kinematic"])
     parser.add_argument("--num", type=int, default=1000)
@@ -109,10 +112,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--classes", type=int, default=17)
     parser.add_argument("--performers", type=int, default=4)
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, default=None, help="speed: also write the rows and conditions here")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.what == "speed":
-        bench_speed(args.num, args.batch_size)
+        rows = bench_speed(args.num, args.batch_size)
+        if args.json is not None:
+            sys.path.insert(0, str(ROOT / "bench"))
+            from common import conditions, emit_json, peak_rss_mb
+
+            emit_json(args.json, {"rows": rows, "peak_rss_mb": peak_rss_mb(), "conditions": conditions()})
     else:
         bench_kinematic(args.classes, args.performers)
     return 0

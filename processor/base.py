@@ -287,6 +287,8 @@ class TrainProcessor(Processor):
     # ---------------------------------------------------------------- the loop
     def setup(self) -> None:
         self.device = runtime.resolve_device(self.cfg.device)
+        if int(self.cfg.get("num_threads", 0) or 0) > 0:
+            torch.set_num_threads(int(self.cfg.num_threads))
         runtime.seed_everything(self.cfg.seed, bool(self.cfg.get("deterministic")))
         self.build_data()
         self.model = self.build_model().to(self.device)

@@ -1,0 +1,93 @@
+"""Shared helpers of the benchmark scripts: run conditions, peak memory, the dense-matmul yardstick, tables.
+
+Every ``bench/*.py`` script prints a short table to stdout and can write its rows
+plus :func:`conditions` to a JSON file; ``bench/run_all.py`` collects them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import torch
+
+__all__ = ["conditions", "peak_rss_mb", "children_peak_rss_mb", "matmul_flops", "print_table", "emit_json"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (MiB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def children_peak_rss_mb() -> float:
+    """Largest peak RSS among this process's terminated (waited-for) children (MiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+def conditions(**extra: Any) -> Dict[str, Any]:
+    """Machine and load description stored with every figure."""
+    out = {
+        "host": socket.gethostname(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    out.update(extra)
+    return out
+
+
+def matmul_flops(device: torch.device, size: int = 2048, seconds: float = 1.5, dtype=torch.float32) -> float:
+    """FLOP/s of a dense ``size x size`` matmul loop on ``device`` (the practical compute limit).
+
+    Runs for about ``seconds`` after one warm-up product, with the current torch thread count.
+    """
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    c = a @ b
+    sync()
+    count, start = 0, time.perf_counter()
+    while True:
+        c = a @ b
+        count += 1
+        if count % 4 == 0 or device.type != "cuda":
+            sync()
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+    del c
+    return 2.0 * size ** 3 * count / elapsed
+
+
+def print_table(rows: Sequence[Dict[str, Any]], columns: Sequence[str], title: str = "") -> None:
+    """Plain fixed-width table of ``columns`` of ``rows`` (floats with 3 significant digits)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return "-" if v is None else str(v)
+
+    cells: List[List[str]] = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    if title:
+        print(title)
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    sys.stdout.flush()
+
+
+def emit_json(path: Path | None, payload: Dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` (atomically) when a path is given."""
+    if path is None:
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from feeder.io import save_json_atomic
+
+    save_json_atomic(Path(path), json.loads(json.dumps(payload, default=str)))

@@ -1,0 +1,184 @@
+"""Throughput of one AC-SAR pretraining step (forward + backward + SGD step) and its FLOP efficiency.
+
+Runs exactly what ``PretrainACSAR.train_step`` + ``TrainProcessor.optimize`` do
+(two views through the query and key encoders, momentum update, the four
+cross-domain InfoNCE terms, the text branch when on, enqueue, backward, SGD)
+on random inputs (N, 3, T, 25, 2) and random float16 text features, for:
+
+* ``paper``: config/ntu60/xsub/pretrain.yaml (stem [64, 256, 64], C2 = 2048, T = 64);
+* ``demo``:  config/demo/pretrain.yaml (a small CPU model; T = 32), or the same
+  widths as overrides if that file does not exist.
+
+Per case (each in its own process, so the peak RSS is the case's own): seconds per
+step (median of ``--steps`` after a warm-up step), samples/s, the model FLOPs of
+one step (``torch.utils.flop_counter.FlopCounterMode`` over the warm-up step:
+matmuls, convolutions, attention, forward and backward), the achieved FLOP/s and
+its fraction of a dense 2048 x 2048 fp32 matmul loop measured in the same process
+right before and after the timed steps (mean of the two), with the same thread
+count.  Peak RSS (and CUDA max allocated on GPU).
+
+    python bench/train_step.py [--quick] [--configs paper demo] [--batch-sizes 16 64]
+                               [--threads 1 2] [--device cpu] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from common import conditions, emit_json, matmul_flops, peak_rss_mb, print_table  # noqa: E402
+
+PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
+DEMO_CONFIG = ROOT / "config" / "demo" / "pretrain.yaml"
+#: the demo model's widths, used when config/demo/pretrain.yaml does not exist (yet)
+DEMO_OVERRIDES = ["model.stem_channels=[16,32,16]", "model.hidden_dim=128", "model.ff_dim=128",
+                  "model.proj_hidden=128", "model.proj_dim=64", "model.num_heads=4", "data.window=32"]
+COLUMNS = ["config", "text", "batch", "threads", "s_per_step", "samples_per_s", "gflop_per_step",
+           "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
+
+
+def build(config: str, text: bool, device: torch.device):
+    """A PretrainACSAR processor with model and optimizer on ``device`` (no data)."""
+    from processor.pretrain_acsar import PretrainACSAR
+
+    if config == "paper":
+        path, overrides = PAPER_CONFIG, []
+    elif DEMO_CONFIG.exists():
+        path, overrides = DEMO_CONFIG, []
+    else:
+        path, overrides = None, list(DEMO_OVERRIDES)
+    if not text:
+        overrides.append("text.mode=none")
+    proc = PretrainACSAR.from_config(path, overrides)
+    proc.device, proc.epoch, proc.augmenter = device, 0, None
+    proc.model = proc.build_model().to(device)
+    proc.model.train()
+    proc.optimizer = proc.build_optimizer()
+    return proc
+
+
+def run_case(case: dict) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(case["threads"])
+    torch.manual_seed(0)
+    device = torch.device(case["device"])
+    proc = build(case["config"], case["text"], device)
+    cfg, b = proc.cfg, case["batch"]
+    shape = (b, cfg.model.in_channels, cfg.data.window, 25, cfg.model.num_person)
+    x1, x2 = torch.randn(shape, device=device), torch.randn(shape, device=device)
+    length = cfg.text.num_tokens if cfg.text.level == "token" else 1
+    text = torch.randn(b, length, cfg.text.feature_dim, device=device).half()
+    index = torch.arange(b, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step():
+        out = proc.train_step((x1, x2, text, index))
+        proc.optimize(out["loss"])
+        return out
+
+    counter = FlopCounterMode(display=False)
+    start = time.perf_counter()
+    with counter:
+        step()                                            # warm-up + FLOP count
+    sync()
+    warmup_s = time.perf_counter() - start
+    flops = counter.get_total_flops()
+    by_op = {str(k): v / 1e9 for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    mm_before = matmul_flops(device)
+    times = []
+    for _ in range(case["steps"]):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    mm_after = matmul_flops(device)
+    s_step = statistics.median(times)
+    mm = 0.5 * (mm_before + mm_after)
+    return {
+        "config": case["config"], "text": "on" if case["text"] else "off", "batch": b,
+        "threads": case["threads"], "device": str(device), "steps": case["steps"],
+        "s_per_step": s_step, "s_per_step_all": times, "warmup_s": warmup_s,
+        "samples_per_s": b / s_step, "gflop_per_step": flops / 1e9, "gflop_by_op": by_op,
+        "achieved_gflops": flops / s_step / 1e9, "matmul_gflops": mm / 1e9,
+        "matmul_gflops_before_after": [mm_before / 1e9, mm_after / 1e9],
+        "matmul_fraction": flops / s_step / mm,
+        "peak_rss_mb": peak_rss_mb(),
+        "cuda_max_alloc_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None,
+        "parameters_query_side": sum(p.numel() for m in (proc.model.encoder_q,) for p in m.parameters()),
+        "conditions": conditions(),
+    }
+
+
+def cases(args) -> list:
+    out = []
+    for config in args.configs:
+        sizes = args.batch_sizes if config == "paper" else args.demo_batch_sizes
+        for text in (True, False):
+            if config == "paper" and args.quick and not text:
+                continue
+            for b in sizes:
+                for threads in args.threads:
+                    steps = args.steps if config == "paper" else args.demo_steps
+                    out.append({"config": config, "text": text, "batch": b, "threads": threads,
+                                "device": args.device, "steps": steps})
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="paper: batch 16, text on, 2 steps; demo: 5 steps")
+    parser.add_argument("--configs", nargs="+", choices=("paper", "demo"), default=["paper", "demo"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="paper batch sizes [16 64]")
+    parser.add_argument("--demo-batch-sizes", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per paper case [3; quick 2]")
+    parser.add_argument("--demo-steps", type=int, default=None, help="timed steps per demo case [20; quick 5]")
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
+                        help="torch intra-op thread counts to run each case with")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is abandoned")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        print("RESULT " + json.dumps(run_case(json.loads(args.case))))
+        return 0
+    args.batch_sizes = args.batch_sizes or ([16] if args.quick else [16, 64])
+    args.steps = args.steps or (2 if args.quick else 3)
+    args.demo_steps = args.demo_steps or (5 if args.quick else 20)
+    rows = []
+    for case in cases(args):
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
+                                  text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            rows.append({**case, "text": "on" if case["text"] else "off", "error": f"timeout {args.timeout} s"})
+            continue
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            rows.append({**case, "text": "on" if case["text"] else "off",
+                         "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]})
+            continue
+        rows.append(json.loads(lines[-1][len("RESULT "):]))
+    print_table(rows, COLUMNS, title="training step (forward + backward + SGD), " + str(conditions()["loadavg"])
+                + " load")
+    for r in rows:
+        if "error" in r:
+            print(f"  {r['config']} batch {r['batch']} text {r['text']}: {r['error']}")
+    emit_json(args.json, {"rows": rows, "conditions": conditions()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
