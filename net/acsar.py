@@ -15,6 +15,7 @@ paper values from acsar_facts.md §3-4 in brackets)::
     dropout: 0.1               # Transformer dropout
     proj_hidden: 2048          # hidden width of F_t, F_s, F_g
     proj_dim: 128              # C3
+    proj_norm: false           # optional: BatchNorm1d in the projector heads [ours; off = SCD-Net]
     queue_size: 8192           # K of each queue [PKU-MMD II: 2048]
     momentum: 0.999            # alpha of the key encoder
     tau_domain: 0.2
@@ -100,6 +101,7 @@ class ACSAR(nn.Module):
     def __init__(self, *, layout: str, in_channels: int, num_person: int, num_frame: int,
                  stem_channels: Sequence[int], hidden_dim: int, num_heads: int, num_layers: int, ff_dim: int,
                  dropout: float, proj_hidden: int, proj_dim: int, queue_size: int, momentum: float,
+                 proj_norm: bool = False,
                  tau_domain: float, text: Optional[dict] = None, tcn_kernel_size: int = 5,
                  tcn_dilations: Sequence[int] = (1, 2)):
         super().__init__()
@@ -107,7 +109,7 @@ class ACSAR(nn.Module):
             raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
         self.momentum, self.tau_domain = momentum, tau_domain
         self.encoder_q = ProjectedEncoder(
-            proj_hidden=proj_hidden, proj_dim=proj_dim, layout=layout, in_channels=in_channels,
+            proj_hidden=proj_hidden, proj_dim=proj_dim, proj_norm=proj_norm, layout=layout, in_channels=in_channels,
             num_person=num_person, num_frame=num_frame, stem_channels=list(stem_channels), hidden_dim=hidden_dim,
             num_heads=num_heads, num_layers=num_layers, ff_dim=ff_dim, dropout=dropout,
             tcn_kernel_size=tcn_kernel_size, tcn_dilations=tuple(tcn_dilations))

@@ -32,15 +32,22 @@ __all__ = ["SkeletonClassifier"]
 
 
 class SkeletonClassifier(nn.Module):
-    """Dual-branch encoder (``encoder``) + ``fc`` Linear(2*C2 -> num_classes)."""
+    """Dual-branch encoder (``encoder``) + ``fc`` Linear(2*C2 -> num_classes).
 
-    def __init__(self, *, num_classes: int, freeze_encoder: bool, head_init_std: float = 0.01, **encoder_kwargs):
+    ``head_norm=True`` puts a parameter-free ``BatchNorm1d`` (standardisation with running
+    statistics) before the Linear [ours]: still a linear classifier of the features, but its
+    training no longer depends on their scale, so one learning rate suits any encoder.
+    """
+
+    def __init__(self, *, num_classes: int, freeze_encoder: bool, head_init_std: float = 0.01,
+                 head_norm: bool = False, **encoder_kwargs):
         super().__init__()
         self.encoder = DualBranchEncoder(**encoder_kwargs)
         xavier_init_2d(self.encoder)
-        self.fc = nn.Linear(self.encoder.feature_dim, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, head_init_std)
-        nn.init.zeros_(self.fc.bias)
+        linear = nn.Linear(self.encoder.feature_dim, num_classes)
+        nn.init.normal_(linear.weight, 0.0, head_init_std)
+        nn.init.zeros_(linear.bias)
+        self.fc = nn.Sequential(nn.BatchNorm1d(self.encoder.feature_dim, affine=False), linear) if head_norm else linear
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)
@@ -48,11 +55,11 @@ class SkeletonClassifier(nn.Module):
 
     @classmethod
     def from_config(cls, model_cfg: Mapping, *, num_classes: int, freeze_encoder: bool,
-                    head_init_std: float = 0.01) -> "SkeletonClassifier":
+                    head_init_std: float = 0.01, head_norm: bool = False) -> "SkeletonClassifier":
         """Build from a pretraining model config (extra keys such as ``text`` or ``queue_size`` ignored)."""
         encoder_kwargs = {k: model_cfg[k] for k in ENCODER_KWARGS if k in model_cfg}
         return cls(num_classes=num_classes, freeze_encoder=freeze_encoder, head_init_std=head_init_std,
-                   **encoder_kwargs)
+                   head_norm=head_norm, **encoder_kwargs)
 
     def train(self, mode: bool = True) -> "SkeletonClassifier":
         super().train(mode)

@@ -127,7 +127,8 @@ class ClassificationEvaluation(TrainProcessor):
     def build_model(self) -> torch.nn.Module:
         return SkeletonClassifier.from_config(encoder_config(self.cfg), num_classes=int(self.cfg.data.num_classes),
                                               freeze_encoder=bool(self.cfg.freeze_encoder),
-                                              head_init_std=float(self.cfg.head_init_std))
+                                              head_init_std=float(self.cfg.head_init_std),
+                                              head_norm=bool(self.cfg.head_norm))
 
     @property
     def net(self) -> SkeletonClassifier:

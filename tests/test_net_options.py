@@ -1,0 +1,35 @@
+"""Optional, non-paper switches: batch-normalised projector heads and a standardised linear head."""
+import torch
+from torch import nn
+
+from net.acsar import ACSAR
+from net.classifier import SkeletonClassifier
+
+SMALL = dict(layout="ntu25", in_channels=3, num_person=2, num_frame=8, stem_channels=[4, 8, 4], hidden_dim=16,
+             num_heads=2, num_layers=1, ff_dim=16, dropout=0.0)
+
+
+def test_projector_norm_is_off_by_default_and_adds_batchnorm():
+    plain = ACSAR(**SMALL, proj_hidden=16, proj_dim=8, queue_size=16, momentum=0.99, tau_domain=0.2)
+    normed = ACSAR(**SMALL, proj_hidden=16, proj_dim=8, queue_size=16, momentum=0.99, tau_domain=0.2,
+                   proj_norm=True)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in plain.encoder_q.proj_g.modules())
+    assert isinstance(normed.encoder_q.proj_g[1], nn.BatchNorm1d)
+    extra = sum(p.numel() for p in normed.encoder_q.parameters()) - sum(p.numel() for p in plain.encoder_q.parameters())
+    assert extra == 3 * 2 * 16  # weight + bias of one BatchNorm1d(16) per head
+    out = normed(torch.randn(4, 3, 8, 25, 2), torch.randn(4, 3, 8, 25, 2))
+    assert torch.isfinite(out["loss"])
+
+
+def test_head_norm_standardises_features_and_stays_linear():
+    clf = SkeletonClassifier(num_classes=5, freeze_encoder=True, head_norm=True, **SMALL)
+    assert isinstance(clf.fc[0], nn.BatchNorm1d) and not clf.fc[0].affine
+    x = torch.randn(6, 3, 8, 25, 2)
+    clf.train()
+    logits = clf(x)
+    assert logits.shape == (6, 5)
+    clf.eval()
+    feats = clf.features(x)
+    bn = clf.fc[0]
+    expected = clf.fc[1]((feats - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps))
+    assert torch.allclose(clf(x), expected, atol=1e-5)
