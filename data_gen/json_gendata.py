@@ -37,8 +37,7 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.ntu_reader import SkeletonFormatError  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
-from data_gen.split_writer import SplitWriter  # noqa: E402
-from feeder.io import save_text_atomic  # noqa: E402
+from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -157,9 +156,7 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
                 sample, t = _prepare(joints, layout, max_frames, num_persons)
                 writer.write(row, sample, t)
         counts[split] = len(loaded)
-    if skipped:
-        save_text_atomic(out_folder / "skipped.txt", "\n".join(skipped) + "\n")
-        logger.warning("%d files skipped (see %s)", len(skipped), out_folder / "skipped.txt")
+    write_skipped_report(out_folder, skipped, "files")
     return counts
 
 
@@ -186,11 +183,7 @@ def build_parser(description: Optional[str] = None, defaults: Optional[dict] = N
                         help="T of the output arrays; longer sequences are truncated")
     parser.add_argument("--num-persons", type=int, default=2,
                         help="M of the output arrays; person 0 = the sequence, the others are zero")
-    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                        help="bad file: stop (raise) or record it in <out-folder>/skipped.txt and go on (skip)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N files (sorted), for quick looks")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.add_argument("--log-level", default="INFO", help="logging level")
+    add_conversion_options(parser, "only the first N files (sorted), for quick looks")
     return parser
 
 

@@ -37,8 +37,7 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, read_skeleton, select_bodies  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
-from data_gen.split_writer import SplitWriter  # noqa: E402
-from feeder.io import save_text_atomic  # noqa: E402
+from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -240,9 +239,7 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
                 continue
             for key, row in targets[index]:
                 writers[key].write(row, data, num_frame)
-        if skipped:
-            save_text_atomic(out_folder / "skipped.txt", "\n".join(skipped) + "\n")
-            logger.warning("%d files skipped (see %s)", len(skipped), out_folder / "skipped.txt")
+        write_skipped_report(out_folder, skipped, "files")
     summary: Dict[str, Dict[str, int]] = {}
     for key, writer in writers.items():
         bench, split = key.split("/")
@@ -277,15 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "samples-with-missing-skeletons list in data_gen/resources/)")
     missing.add_argument("--ignore-missing-list", action="store_true",
                          help="do not skip the samples with missing skeletons")
-    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                        help="bad file: stop with an error naming file and line (raise) or record it in "
-                             "<out-folder>/skipped.txt and go on (skip)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="only the first N files (sorted) after filtering, for quick looks")
+    add_conversion_options(parser, "only the first N files (sorted) after filtering, for quick looks")
     parser.add_argument("--flush-every", type=int, default=256,
                         help="samples between memmap flushes (bounds resident memory)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--log-level", default="INFO", help="logging level")
     return parser
 
 

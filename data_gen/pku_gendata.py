@@ -42,8 +42,8 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.ntu_reader import SkeletonFormatError  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
-from data_gen.split_writer import SplitWriter  # noqa: E402
-from feeder.io import save_json_atomic, save_text_atomic  # noqa: E402
+from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
+from feeder.io import save_json_atomic  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -206,9 +206,7 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
         logger.warning("%d empty or all-zero clips dropped", dropped)
     save_json_atomic(out_folder / benchmark / "label_map.json",
                      {"label_map": label_map, "class_ids": class_ids if label_map == "compact" else None})
-    if skipped:
-        save_text_atomic(out_folder / "skipped.txt", "\n".join(skipped) + "\n")
-        logger.warning("%d sequences skipped (see %s)", len(skipped), out_folder / "skipped.txt")
+    write_skipped_report(out_folder, skipped, "sequences")
     return counts
 
 
@@ -229,11 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=300, help="T of the output arrays; longer clips are truncated")
     parser.add_argument("--label-map", choices=("compact", "raw"), default="compact",
                         help="compact: distinct class ids -> 0..K-1 (K=41 on PKU-MMD II); raw: id - 1")
-    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                        help="bad file: stop (raise) or record it in <out-folder>/skipped.txt and go on (skip)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N sequences of each split")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.add_argument("--log-level", default="INFO", help="logging level")
+    add_conversion_options(parser, "only the first N sequences of each split")
     return parser
 
 

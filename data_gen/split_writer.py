@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from feeder.io import open_memmap_atomic, save_npy_atomic, save_pickle_atomic
+from feeder.io import open_memmap_atomic, save_npy_atomic, save_pickle_atomic, save_text_atomic
 
 __all__ = ["SplitWriter", "release_pages"]
 
@@ -143,3 +143,21 @@ class SplitWriter:
         labels: List[int] = [l for l, k in zip(self.labels, self.kept) if k]
         save_npy_atomic(self.path("num_frame"), self.num_frame[self.kept])
         save_pickle_atomic(self.path("label"), (names, labels))
+
+
+def write_skipped_report(out_folder: Path, skipped: Sequence[str], what: str = "files") -> None:
+    """``--on-error skip``: list the skipped inputs (one ``name: reason`` per line) in ``skipped.txt``."""
+    if not skipped:
+        return
+    report = Path(out_folder) / "skipped.txt"
+    save_text_atomic(report, "\n".join(skipped) + "\n")
+    logger.warning("%d %s skipped (see %s)", len(skipped), what, report)
+
+
+def add_conversion_options(parser, limit_help: str) -> None:
+    """The options every dataset converter shares: --on-error, --limit, --no-progress, --log-level."""
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="bad file: stop (raise) or record it in <out-folder>/skipped.txt and go on (skip)")
+    parser.add_argument("--limit", type=int, default=None, help=limit_help)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--log-level", default="INFO", help="logging level")

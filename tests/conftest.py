@@ -3,24 +3,15 @@ import os
 import sys
 from pathlib import Path
 
-# No test may reach the network: set every library's offline switch before any import.
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "YOLO_OFFLINE": "1",
-    "YOLO_AUTOINSTALL": "false",
-    "YOLO_VERBOSE": "false",
-    "TOKENIZERS_PARALLELISM": "false",
-    "MPLBACKEND": "Agg",
-}.items():
-    os.environ.setdefault(_key, _value)
-os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "acsar-yolo-config"))
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# No test may reach the network: every hub-aware library's offline switch, before any import of them.
+from data_gen.offline import set_offline_env  # noqa: E402  (a tiny module: os and tempfile only)
+
+set_offline_env(Path(os.environ.get("TMPDIR", "/tmp")) / "acsar-yolo-config")
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
