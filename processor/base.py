@@ -107,6 +107,8 @@ class Processor:
                 save_json_atomic(self.work_dir / "results.json", self.results)
                 (self.work_dir / runtime.FINISHED_MARKER).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
             logger.info("%s finished in %.1f s", self.name, self.results["wall_time_s"])
+            if distributed:
+                torch.distributed.barrier()  # no rank tears the group down while another still talks to it
             return self.results
         finally:
             self.close()

@@ -42,6 +42,7 @@ def _worker(local_rank, init_file, out_dir, root):
         # DDP averages parameter gradients over ranks, i.e. each rank contributes its row gradients / WORLD
         torch.save({"loss": loss.detach(), "g_text": text.grad / WORLD, "g_skel": skel.grad / WORLD, "keys": keys},
                    Path(out_dir) / f"rank{local_rank}.pt")
+        dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
 
