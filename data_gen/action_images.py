@@ -40,7 +40,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.io import atomic_open, load_label_pkl  # noqa: E402
+from feeder.io import atomic_open, load_label_pkl, load_sample_names  # noqa: E402
 from net.graph import Layout, get_layout  # noqa: E402
 from data_gen.skeleton_render import RenderStyle, render_skeleton_frames  # noqa: E402
 
@@ -196,12 +196,6 @@ def make_action_images(names: Sequence[str], make: Callable[[str], np.ndarray], 
     return len(todo)
 
 
-def _names_from(label_pkls: Iterable[Path]) -> List[str]:
-    names: List[str] = []
-    for pkl in label_pkls:
-        names.extend(load_label_pkl(pkl)[0])
-    return names
-
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,7 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             if args.videos is None:
                 parser.error("video: give --videos (with --pattern) or --clips")
-            names = _names_from(args.label_pkl)
+            names = load_sample_names(args.label_pkl)
             if not names:
                 suffix = args.pattern.replace("{name}", "")
                 names = sorted(p.name[: -len(suffix)] for p in args.videos.glob("*" + suffix))

@@ -39,7 +39,7 @@ from typing import Callable, List, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.io import load_label_pkl, save_text_atomic  # noqa: E402
+from feeder.io import load_label_pkl, load_sample_names, save_text_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -146,12 +146,6 @@ def describe_samples(names: Sequence[str], describe: Callable[[List[str]], List[
     return written
 
 
-def _label_names(pkls: Sequence[Path]) -> List[str]:
-    names: List[str] = []
-    for pkl in pkls:
-        names.extend(load_label_pkl(pkl)[0])
-    return names
-
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.describer == "vlm":
         from PIL import Image
 
-        names = _label_names(args.label_pkl) or sorted(p.stem for p in args.images.glob("*.jpg"))
+        names = load_sample_names(args.label_pkl) or sorted(p.stem for p in args.images.glob("*.jpg"))
         missing = [n for n in names if not (args.images / f"{n}.jpg").is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} action images missing in {args.images}, e.g. {missing[0]}.jpg")

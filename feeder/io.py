@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "temp_path_for", "atomic_path", "atomic_open", "open_memmap_atomic",
     "save_npy_atomic", "save_pickle_atomic", "save_json_atomic", "save_text_atomic",
-    "load_label_pkl",
+    "load_label_pkl", "load_sample_names",
 ]
 
 
@@ -120,3 +120,11 @@ def load_label_pkl(path: os.PathLike) -> Tuple[list, list]:
         raise ValueError(f"{path}: expected a pickled (sample_names, labels) pair of equal length")
     names, labels = list(obj[0]), [int(x) for x in obj[1]]
     return names, labels
+
+
+def load_sample_names(label_pkls) -> list:
+    """Sample names of several splits' label pickles, in order (e.g. train then val)."""
+    names: list = []
+    for path in label_pkls:
+        names.extend(load_label_pkl(path)[0])
+    return names
