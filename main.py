@@ -28,13 +28,15 @@ def _top_level_help(processors) -> str:
 
 
 def _processor_parser(cls) -> argparse.ArgumentParser:
-    defaults_text = cls.defaults_path().read_text(encoding="utf-8") if cls.defaults_path().is_file() else ""
-    parser = argparse.ArgumentParser(
-        prog=f"python main.py {cls.name}",
-        description=f"{cls.description}\n\nConfig keys and defaults ({cls.defaults_path().relative_to(ROOT)}):\n\n"
-                    + defaults_text,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    from processor.config import dump_yaml, load_with_bases
+
+    path = cls.defaults_path()
+    described = f"{cls.description}\n\nConfig keys and defaults, with their sources ({path.relative_to(ROOT)}):\n\n"
+    if path.is_file():
+        described += path.read_text(encoding="utf-8")
+        described += "\n\nEvery key with its default, the _base_ files included:\n\n" + dump_yaml(load_with_bases(path))
+    parser = argparse.ArgumentParser(prog=f"python main.py {cls.name}", description=described,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None, help="YAML config (may use _base_)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the work dir (resume=true)")
     parser.add_argument("--overwrite", action="store_true", help="run again into a finished run's work dir")
