@@ -62,6 +62,8 @@ class PretrainACSAR(TrainProcessor):
                           if self.cfg.augment_on_device else None)
 
     def build_model(self) -> torch.nn.Module:
+        if self.cfg.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be none or bf16, got {self.cfg.amp!r}")
         return ACSAR(**acsar_kwargs(self.cfg))
 
     def train_step(self, batch) -> Dict[str, torch.Tensor]:
@@ -71,7 +73,8 @@ class PretrainACSAR(TrainProcessor):
             x2 = self.augmenter(clip, num_frame, index, epoch=self.epoch, view=1)
         else:
             x1, x2, text, index = batch
-        out = self.model(x1, x2, text if self.use_text else None)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16"):
+            out = self.model(x1, x2, text if self.use_text else None)
         return {k: v for k, v in out.items() if k in ("loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross")}
 
     def summary(self) -> str:

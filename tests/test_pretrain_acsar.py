@@ -102,3 +102,14 @@ def test_cli_help_lists_processors_and_summary_counts(repo_root):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "92,017,840" in out.stdout
+
+
+def test_bf16_autocast_is_close_to_float32(tmp_path, data_root):
+    tiny(tmp_path, data_root, "name=fp32", "epochs=1").run()
+    tiny(tmp_path, data_root, "name=bf16", "epochs=1", "amp=bf16").run()
+    fp32 = json.loads((tmp_path / "runs/fp32/metrics.jsonl").read_text().splitlines()[0])
+    bf16 = json.loads((tmp_path / "runs/bf16/metrics.jsonl").read_text().splitlines()[0])
+    for key in ("train/loss_domain", "train/loss_cross"):
+        assert bf16[key] == pytest.approx(fp32[key], rel=0.05), key
+    with pytest.raises(ValueError, match="amp"):
+        tiny(tmp_path, data_root, "name=bad_amp", "amp=fp8").run()
