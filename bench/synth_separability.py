@@ -136,15 +136,13 @@ def load_with_gendata(raw_dir: Path, work_dir: Path, workers: int = 1
     some of its names coincide with synthetic files.
     """
     from data_gen.ntu_gendata import gendata
-    from feeder.io import load_label_pkl
+    from feeder.splits import load_split
 
     gendata(raw_dir, work_dir, dataset="ntu60", benchmarks=["xsub"], workers=workers,
             use_missing_list=False, progress=False)
     result = {}
     for split in ("train", "val"):
-        data = np.load(Path(work_dir) / "xsub" / f"{split}_data_joint.npy", mmap_mode="r")
-        num = np.load(Path(work_dir) / "xsub" / f"{split}_num_frame.npy")
-        _, labels = load_label_pkl(Path(work_dir) / "xsub" / f"{split}_label.pkl")
+        data, num, _, labels = load_split(Path(work_dir) / "xsub", split)
         result[split] = (np.asarray(data), num, np.array(labels))
     return result
 

@@ -40,7 +40,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.io import atomic_open, load_label_pkl, load_sample_names  # noqa: E402
+from feeder.io import atomic_open, load_sample_names  # noqa: E402
+from feeder.splits import load_split  # noqa: E402
 from net.graph import Layout, get_layout  # noqa: E402
 from data_gen.skeleton_render import RenderStyle, render_skeleton_frames  # noqa: E402
 
@@ -251,9 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         style = RenderStyle(height=args.height, yaw_deg=args.yaw)
         made = 0
         for split in args.split:
-            data = np.load(args.data / f"{split}_data_joint.npy", mmap_mode="r")
-            num_frame = np.load(args.data / f"{split}_num_frame.npy")
-            names = load_label_pkl(args.data / f"{split}_label.pkl")[0]
+            data, num_frame, names, _ = load_split(args.data, split)
             index = {n: i for i, n in enumerate(names)}
             limit = None if args.limit is None else max(0, args.limit - made)
             made += make_action_images(

@@ -39,7 +39,8 @@ from typing import Callable, List, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.io import load_label_pkl, load_sample_names, save_text_atomic  # noqa: E402
+from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
+from feeder.splits import load_split  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -194,9 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         describer = KinematicDescriber(get_layout(args.layout), max_chars=args.max_chars)
         written = 0
         for split in args.split:
-            data = np.load(args.data / f"{split}_data_joint.npy", mmap_mode="r")
-            num_frame = np.load(args.data / f"{split}_num_frame.npy")
-            names = load_label_pkl(args.data / f"{split}_label.pkl")[0]
+            data, num_frame, names, _ = load_split(args.data, split)
             index = {n: i for i, n in enumerate(names)}
             limit = None if args.limit is None else max(0, args.limit - written)
             written += describe_samples(

@@ -1,15 +1,20 @@
 """File names of one prepared split (acsar_facts.md §6 conventions), with clear errors.
 
 ``<root>/{split}_data_joint.npy``, ``{split}_num_frame.npy``, ``{split}_label.pkl``
-and, for text, ``<root>/text/{split}_{text}.npy``.
+and, for text, ``<root>/text/{split}_{text}.npy``.  :func:`load_split` opens them:
+data (N, C, T, V, M) as a memmap, num_frame (N,), names and labels.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
-__all__ = ["SplitFiles", "split_files"]
+import numpy as np
+
+from feeder.io import load_label_pkl
+
+__all__ = ["SplitFiles", "split_files", "load_split"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +42,11 @@ def split_files(root: str | Path, split: str, text: Optional[str] = None, check:
                     else "; prepare the data with the data_gen/ scripts (see README)")
             raise FileNotFoundError(f"split {split!r} of {root}: missing {', '.join(missing)}{hint}")
     return files
+
+
+def load_split(root: str | Path, split: str, mmap: bool = True) -> Tuple[np.ndarray, np.ndarray, List[str], List[int]]:
+    """(data (N, C, T, V, M), num_frame (N,), sample names, labels) of a prepared split."""
+    files = split_files(root, split)
+    data = np.load(files.data, mmap_mode="r" if mmap else None)
+    names, labels = load_label_pkl(files.label)
+    return data, np.load(files.num_frame), names, labels

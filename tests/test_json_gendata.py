@@ -9,6 +9,7 @@ import pytest
 from data_gen import json_gendata, ucla_gendata
 from data_gen.class_names import load_class_names
 from data_gen.ntu_reader import SkeletonFormatError
+from feeder.splits import load_split
 from net.graph import get_layout
 
 KV1 = get_layout("kinect_v1")
@@ -38,11 +39,7 @@ def make_json_folder(root: Path, n_per_view=3):
 
 
 def _load(folder, split):
-    data = np.load(folder / f"{split}_data_joint.npy")
-    frames = np.load(folder / f"{split}_num_frame.npy")
-    with open(folder / f"{split}_label.pkl", "rb") as handle:
-        names, labels = pickle.load(handle)
-    return data, frames, names, labels
+    return load_split(folder, split, mmap=False)
 
 
 def test_regex_split_shapes_labels_and_normalisation(tmp_path):

@@ -1,6 +1,5 @@
 """data_gen/pku_gendata.py on a PKU-MMD II style fixture built in code (no real PKU files here)."""
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 from data_gen import pku_gendata
 from data_gen.class_names import load_class_names
 from data_gen.ntu_reader import SkeletonFormatError
+from feeder.splits import load_split
 from net.graph import get_layout
 
 LAYOUT = get_layout("ntu25")
@@ -54,11 +54,7 @@ def make_pku_fixture(root: Path, spelling: str = "Validataion"):
 
 
 def _load(folder, split):
-    data = np.load(folder / f"{split}_data_joint.npy")
-    frames = np.load(folder / f"{split}_num_frame.npy")
-    with open(folder / f"{split}_label.pkl", "rb") as handle:
-        names, labels = pickle.load(handle)
-    return data, frames, names, labels
+    return load_split(folder, split, mmap=False)
 
 
 @pytest.mark.parametrize("spelling", ["Validataion", "Validation"])
