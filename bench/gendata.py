@@ -92,9 +92,9 @@ def run_case(case: dict) -> dict:
 
 
 def breakdown(folder: Path, limit: int) -> dict:
-    """Mean CPU ms per file of each stage, in this process (one core)."""
-    from data_gen.ntu_reader import read_skeleton, select_bodies
-    from data_gen.prenormalise import pre_normalise
+    """Mean CPU ms per file of each stage of ``process_file``, in this process (one core)."""
+    from data_gen.ntu_reader import body_order, read_skeleton
+    from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise_inplace
     from net.graph import get_layout
 
     layout = get_layout("ntu25")
@@ -104,11 +104,12 @@ def breakdown(folder: Path, limit: int) -> dict:
         c0 = time.process_time()
         seq = read_skeleton(path)
         c1 = time.process_time()
-        joints = select_bodies(seq.joints, 2)
+        order = body_order(seq.joints, 2)
         sample = np.zeros((2, 300, 25, 3), dtype=np.float32)
-        sample[:, : min(seq.num_frames, 300)] = joints[:, :300]
+        frames = min(seq.num_frames, 300)
+        sample[: len(order), :frames] = seq.joints[order, :frames]
         c2 = time.process_time()
-        pre_normalise(sample, layout, axes="MTVC")
+        mtvc_to_ctvm(pre_normalise_inplace(sample, layout))          # with the (C, T, V, M) copy
         c3 = time.process_time()
         t["read"] += c1 - c0
         t["select"] += c2 - c1

@@ -10,15 +10,21 @@ on random inputs (N, 3, T, 25, 2) and random float16 text features, for:
   widths as overrides if that file does not exist.
 
 Per case (each in its own process, so the peak RSS is the case's own): seconds per
-step (median of ``--steps`` after a warm-up step), samples/s, the model FLOPs of
-one step (``torch.utils.flop_counter.FlopCounterMode`` over the warm-up step:
+step (median of ``--steps`` after the warm-up steps), samples/s, the model FLOPs of
+one step (``torch.utils.flop_counter.FlopCounterMode`` over the first, eager warm-up step:
 matmuls, convolutions, attention, forward and backward), the achieved FLOP/s and
 its fraction of a dense 2048 x 2048 fp32 matmul loop measured in the same process
 right before and after the timed steps (mean of the two), with the same thread
 count.  Peak RSS (and CUDA max allocated on GPU).
 
+``--compile`` runs every case with ``compile=true`` (query and key encoders compiled
+in place with ``torch.compile``; run once with and once without it to compare).
+The FLOP-count step then runs eager (``torch.compiler.set_stance("force_eager")``:
+the counter sees the same model FLOPs), and ``--compile-warmup-steps`` compiled
+steps (which pay the compilation, ``compile_s``) precede the timed steps.
+
     python bench/train_step.py [--quick] [--configs paper demo] [--batch-sizes 16 64]
-                               [--threads 1 2] [--device cpu] [--json out.json]
+                               [--threads 1 2] [--device cpu] [--compile] [--json out.json]
 """
 from __future__ import annotations
 
@@ -43,12 +49,12 @@ DEMO_CONFIG = ROOT / "config" / "demo" / "pretrain.yaml"
 #: the demo model's widths, used when config/demo/pretrain.yaml does not exist (yet)
 DEMO_OVERRIDES = ["model.stem_channels=[16,32,16]", "model.hidden_dim=128", "model.ff_dim=128",
                   "model.proj_hidden=128", "model.proj_dim=64", "model.num_heads=4", "data.window=32"]
-COLUMNS = ["config", "text", "batch", "threads", "s_per_step", "samples_per_s", "gflop_per_step",
-           "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
+COLUMNS = ["config", "text", "compile", "batch", "threads", "compile_s", "s_per_step", "samples_per_s",
+           "gflop_per_step", "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
 
 
-def build(config: str, text: bool, device: torch.device):
-    """A PretrainACSAR processor with model and optimizer on ``device`` (no data)."""
+def build(config: str, text: bool, device: torch.device, compile_on: bool = False):
+    """A PretrainACSAR processor with model and optimizer on ``device`` (no data); encoders compiled if asked."""
     from processor.pretrain_acsar import PretrainACSAR
 
     if config == "paper":
@@ -59,6 +65,7 @@ def build(config: str, text: bool, device: torch.device):
         path, overrides = None, list(DEMO_OVERRIDES)
     if not text:
         overrides.append("text.mode=none")
+    overrides.append(f"compile={str(compile_on).lower()}")
     proc = PretrainACSAR.from_config(path, overrides)
     proc.device, proc.epoch, proc.augmenter = device, 0, None
     proc.model = proc.build_model().to(device)
@@ -73,7 +80,7 @@ def run_case(case: dict) -> dict:
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     device = torch.device(case["device"])
-    proc = build(case["config"], case["text"], device)
+    proc = build(case["config"], case["text"], device, case["compile"])
     cfg, b = proc.cfg, case["batch"]
     shape = (b, cfg.model.in_channels, cfg.data.window, 25, cfg.model.num_person)
     x1, x2 = torch.randn(shape, device=device), torch.randn(shape, device=device)
@@ -89,10 +96,17 @@ def run_case(case: dict) -> dict:
 
     counter = FlopCounterMode(display=False)
     start = time.perf_counter()
-    with counter:
-        step()                                            # warm-up + FLOP count
+    with counter, torch.compiler.set_stance("force_eager"):
+        step()                                            # eager warm-up + FLOP count
     sync()
     warmup_s = time.perf_counter() - start
+    compile_s = None
+    if case["compile"]:
+        start = time.perf_counter()
+        for _ in range(case["compile_warmup_steps"]):     # compilation (and any recompilation), not timed
+            step()
+        sync()
+        compile_s = time.perf_counter() - start
     flops = counter.get_total_flops()
     by_op = {str(k): v / 1e9 for k, v in counter.get_flop_counts().get("Global", {}).items()}
     mm_before = matmul_flops(device)
@@ -107,9 +121,10 @@ def run_case(case: dict) -> dict:
     s_step = statistics.median(times)
     mm = 0.5 * (mm_before + mm_after)
     return {
-        "config": case["config"], "text": "on" if case["text"] else "off", "batch": b,
+        "config": case["config"], "text": "on" if case["text"] else "off",
+        "compile": "on" if case["compile"] else "off", "batch": b,
         "threads": case["threads"], "device": str(device), "steps": case["steps"],
-        "s_per_step": s_step, "s_per_step_all": times, "warmup_s": warmup_s,
+        "s_per_step": s_step, "s_per_step_all": times, "warmup_s": warmup_s, "compile_s": compile_s,
         "samples_per_s": b / s_step, "gflop_per_step": flops / 1e9, "gflop_by_op": by_op,
         "achieved_gflops": flops / s_step / 1e9, "matmul_gflops": mm / 1e9,
         "matmul_gflops_before_after": [mm_before / 1e9, mm_after / 1e9],
@@ -132,7 +147,8 @@ def cases(args) -> list:
                 for threads in args.threads:
                     steps = args.steps if config == "paper" else args.demo_steps
                     out.append({"config": config, "text": text, "batch": b, "threads": threads,
-                                "device": args.device, "steps": steps})
+                                "device": args.device, "steps": steps, "compile": args.compile,
+                                "compile_warmup_steps": args.compile_warmup_steps})
     return out
 
 
@@ -147,10 +163,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
                         help="torch intra-op thread counts to run each case with")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the query/key encoders (config compile=true); compare with a run without")
+    parser.add_argument("--compile-warmup-steps", type=int, default=2,
+                        help="untimed compiled steps after the eager FLOP-count step (they pay the compilation) [2]")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is abandoned")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.compile_warmup_steps < 1:
+        parser.error("--compile-warmup-steps must be at least 1 (the first compiled step compiles)")
     if args.case:
         print("RESULT " + json.dumps(run_case(json.loads(args.case))))
         return 0
@@ -163,11 +185,12 @@ def main(argv=None) -> int:
             proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
                                   text=True, timeout=args.timeout)
         except subprocess.TimeoutExpired:
-            rows.append({**case, "text": "on" if case["text"] else "off", "error": f"timeout {args.timeout} s"})
+            rows.append({**case, "text": "on" if case["text"] else "off", "compile": "on" if case["compile"] else "off",
+                         "error": f"timeout {args.timeout} s"})
             continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
-            rows.append({**case, "text": "on" if case["text"] else "off",
+            rows.append({**case, "text": "on" if case["text"] else "off", "compile": "on" if case["compile"] else "off",
                          "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]})
             continue
         rows.append(json.loads(lines[-1][len("RESULT "):]))
@@ -175,7 +198,7 @@ def main(argv=None) -> int:
                 + " load")
     for r in rows:
         if "error" in r:
-            print(f"  {r['config']} batch {r['batch']} text {r['text']}: {r['error']}")
+            print(f"  {r['config']} batch {r['batch']} text {r['text']} compile {r['compile']}: {r['error']}")
     emit_json(args.json, {"rows": rows, "conditions": conditions()})
     return 0
 

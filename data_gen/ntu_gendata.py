@@ -9,9 +9,9 @@ writes into ``<out-folder>/<benchmark>/`` (acsar_facts.md §6):
 
 Per file (in worker processes): read every body (:mod:`data_gen.ntu_reader`, the
 m-th body of a frame in slot m, at most 4 slots), keep the two slots with the
-largest energy, pre-normalise (:mod:`data_gen.prenormalise`) and return
-``(3, T, 25, 2)``; the parent writes each result straight into the memmaps of
-every benchmark the file belongs to.  Files are processed in sorted order; the
+largest energy, pre-normalise (:mod:`data_gen.prenormalise`, in place) and return
+``(3, T, 25, 2)``; the parent writes each result straight into the ``.npy`` file of
+every benchmark the file belongs to (:class:`data_gen.split_writer.SplitWriter`).  Files are processed in sorted order; the
 dataset's samples-with-missing-skeletons list is skipped.  ``--on-error skip``
 records bad files in ``<out-folder>/skipped.txt`` and goes on.
 
@@ -35,8 +35,8 @@ from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, read_skeleton, select_bodies  # noqa: E402
-from data_gen.prenormalise import pre_normalise  # noqa: E402
+from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, body_order, read_skeleton  # noqa: E402
+from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise_inplace  # noqa: E402
 from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
@@ -124,14 +124,14 @@ def process_file(path, layout_name: str = "ntu25", max_frames: int = 300,
     """
     layout = get_layout(layout_name)
     seq = read_skeleton(path, max_bodies=max_bodies, num_joints=layout.num_joints)
-    joints = select_bodies(seq.joints, num_persons)                       # (M, T, V, 3)
+    order = body_order(seq.joints, num_persons)                           # the kept slots, by energy
     t = min(seq.num_frames, max_frames)
     sample = np.zeros((num_persons, max_frames, layout.num_joints, NUM_COORDS), dtype=np.float32)
-    sample[:, :t] = joints[:, :t]
+    sample[: len(order), :t] = seq.joints[order, :t]                      # (M, T, V, 3)
     if sample.sum() == 0:
         raise SkeletonFormatError(path, None, "no body in any frame: expected at least one skeleton")
-    sample = pre_normalise(sample, layout, axes="MTVC")
-    return np.ascontiguousarray(sample.transpose(3, 1, 2, 0)), t
+    pre_normalise_inplace(sample, layout)
+    return mtvc_to_ctvm(sample), t
 
 
 def _worker(args):

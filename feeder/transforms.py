@@ -13,6 +13,8 @@ into two steps so that the per-sample numpy path and the batched torch path
 Pretraining pipeline (facts §5, in this order): temporal crop-resize of the valid
 frames to ``window`` -> stream conversion (bone / motion) -> rotate -> flip ->
 shear -> spatial mask -> temporal mask, the last five each with probability ``p``.
+``scale`` (isotropic body-size scaling, pyskl's ``RandomScale`` idea) is not in
+the paper's list; it runs only when named in ``order`` **[ours]**.
 Evaluation pipeline: centre crop (ratio 0.95) -> stream conversion.
 
 Randomness: a sample's view is drawn from ``view_rng(seed, epoch, index, view)``
@@ -23,8 +25,9 @@ Config schema (``build_pretrain_transform``; every key optional, defaults = pape
 
 .. code-block:: yaml
 
-    order: [rotate, flip, shear, spatial_mask, temporal_mask]
+    order: [rotate, flip, shear, spatial_mask, temporal_mask]   # ops after crop + stream, in order
     temporal_crop: {ratio: [0.1, 1.0], min_length: null}   # null -> window
+    scale:         {p: 0.5, range: [0.8, 1.2]}             # only if listed in order [ours]
     rotate:        {p: 0.5, main_max_deg: 30.0, other_max_deg: 1.0}
     flip:          {p: 0.5}
     shear:         {p: 0.5, s: 1.0}
@@ -65,7 +68,7 @@ from net.graph import Layout
 
 __all__ = [
     "view_rng", "rotation_matrix", "Op", "RandomCropResize", "CenterCropResize", "StreamConvert",
-    "RandomRotate", "RandomFlip", "RandomShear", "SpatialMask", "TemporalMask", "SkeletonPipeline",
+    "RandomRotate", "RandomFlip", "RandomShear", "RandomScale", "SpatialMask", "TemporalMask", "SkeletonPipeline",
     "DEFAULT_PRETRAIN_CFG", "DEFAULT_EVAL_CFG", "build_pretrain_transform", "build_eval_transform",
 ]
 
@@ -271,6 +274,34 @@ class RandomShear(Op):
         return linear_batch(x, params["matrix"])
 
 
+class RandomScale(Op):
+    """With prob ``p``: ``x' = s x`` with one factor ``s ~ U(low, high)`` for all axes (body size).
+
+    Draws: fire flag, factor (always both).
+    """
+
+    name = "scale"
+
+    def __init__(self, p: float = 0.5, range: Sequence[float] = (0.8, 1.2)) -> None:  # noqa: A002 (config key)
+        self.p = _check_p(self.name, p)
+        low, high = (float(v) for v in range)
+        if not 0.0 < low <= high:
+            raise ValueError(f"scale: range must be [low, high] with 0 < low <= high, got {list(range)}")
+        self.range = (low, high)
+
+    def sample(self, rng, ctx):
+        fire = rng.random() < self.p
+        factor = rng.uniform(*self.range)
+        matrix = np.eye(3) * (factor if fire else 1.0)
+        return {"apply": np.bool_(fire), "matrix": matrix.astype(np.float32)}
+
+    def apply(self, x, params):
+        return _apply_linear(x, params["matrix"], "scale") if params["apply"] else x
+
+    def apply_batch(self, x, params):
+        return linear_batch(x, params["matrix"])
+
+
 # -------------------------------------------------------------------- masks
 class SpatialMask(Op):
     """With prob ``p``: zero ``k`` joints ranked from the ``hops``-hop neighbourhoods of ``centres`` random joints.
@@ -409,10 +440,11 @@ DEFAULT_PRETRAIN_CFG: Dict[str, Any] = {
     "shear": {"p": 0.5, "s": 1.0},
     "spatial_mask": {"p": 0.5, "centres": 5, "hops": 2, "k": 8},
     "temporal_mask": {"p": 0.5, "cubes": 16, "n": 6},
+    "scale": {"p": 0.5, "range": [0.8, 1.2]},   # [ours]; applied only when listed in "order"
 }
 DEFAULT_EVAL_CFG: Dict[str, Any] = {"center_crop_ratio": 0.95}   # facts §5, downstream feeders
 
-_OP_NAMES = ("rotate", "flip", "shear", "spatial_mask", "temporal_mask")
+_OP_NAMES = ("scale", "rotate", "flip", "shear", "spatial_mask", "temporal_mask")
 
 
 def _merge(cfg: Mapping[str, Any] | None, default: Mapping[str, Any], where: str) -> Dict[str, Any]:
@@ -441,6 +473,7 @@ def build_pretrain_transform(cfg: Mapping[str, Any] | None, layout: Layout, wind
         "rotate": lambda a: RandomRotate(**a),
         "flip": lambda a: RandomFlip(layout.flip, **a),
         "shear": lambda a: RandomShear(**a),
+        "scale": lambda a: RandomScale(**a),
         "spatial_mask": lambda a: SpatialMask(layout, **a),
         "temporal_mask": lambda a: TemporalMask(**a),
     }

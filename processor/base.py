@@ -30,7 +30,7 @@ from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from processor.config import AttrDict, dump_yaml, resolve_config
 from processor.meters import MeterGroup
 from processor.sampler import ResumableSampler
-from processor.schedule import PlateauRule, build_scheduler
+from processor.schedule import LinearWarmup, PlateauRule, build_scheduler
 
 __all__ = ["Processor", "TrainProcessor", "count_parameters"]
 
@@ -137,6 +137,7 @@ class TrainProcessor(Processor):
         self.model: Optional[torch.nn.Module] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
+        self.warmup: Optional[LinearWarmup] = None
         self.train_set: Optional[Dataset] = None
         self.epoch = 0
         self.global_step = 0
@@ -300,7 +301,16 @@ class TrainProcessor(Processor):
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = self.build_optimizer()
-        self.scheduler = build_scheduler(self.optimizer, self.cfg.get("scheduler", {"name": "none"}))
+        scheduler_cfg = self.cfg.get("scheduler", {"name": "none"})
+        self.scheduler = build_scheduler(self.optimizer, scheduler_cfg)
+        warmup_epochs = float(scheduler_cfg.get("warmup_epochs", 0) or 0)
+        if warmup_epochs > 0:
+            milestones = list(scheduler_cfg.get("milestones") or [])
+            if scheduler_cfg.get("name") == "multistep" and milestones and min(milestones) < warmup_epochs:
+                raise ValueError(f"scheduler.warmup_epochs ({warmup_epochs}) must end before the first milestone "
+                                 f"({min(milestones)})")
+            steps_per_epoch = len(self.train_set) // (int(self.cfg.batch_size) * runtime.world_size())
+            self.warmup = LinearWarmup(max(1, round(warmup_epochs * steps_per_epoch)))
 
     def execute(self) -> Dict[str, Any]:
         self.setup()
@@ -351,6 +361,8 @@ class TrainProcessor(Processor):
     def optimize(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.warmup is not None:
+            self.warmup.before_step(self.optimizer, self.global_step)
         self.optimizer.step()
 
     def train_epoch(self, epoch: int, start_batch: int = 0) -> Dict[str, float]:

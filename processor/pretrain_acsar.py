@@ -5,6 +5,10 @@ samples' text token features), runs :class:`net.acsar.ACSAR` and minimises
 ``L_domain + λ·L_cross`` (paper eq. 3-12; acsar_facts.md §3-4).  Logged per
 step and epoch: ``loss``, ``loss_domain``, ``loss_cross`` and the accuracy of
 the positive among the logits (``acc_domain``, ``acc_cross``).
+
+``compile: true`` compiles the query and key encoders in place with
+:meth:`torch.nn.Module.compile` (see :func:`compile_encoders`): the module tree,
+state_dict keys, checkpoints and resume are those of the eager model.
 """
 from __future__ import annotations
 
@@ -31,6 +35,23 @@ def acsar_kwargs(cfg) -> Dict[str, Any]:
     text = dict(cfg["text"])
     kwargs["text"] = None if text["mode"] == "none" else text
     return kwargs
+
+
+def compile_encoders(model: ACSAR, **options: Any) -> None:
+    """Compile ``model.encoder_q`` and ``model.encoder_k`` in place with :meth:`torch.nn.Module.compile`.
+
+    ``options`` go to ``torch.compile`` (default: the inductor backend, default mode).
+
+    In-place compilation keeps the module tree (no ``_orig_mod.`` wrapper), so state_dict keys,
+    checkpoints and resume are unchanged.  Parameters are inputs of the compiled graphs, so the
+    key encoder sees the in-place momentum update (``torch._foreach_lerp_``) of every step.  The
+    compilation itself happens lazily on the first forward (the first steps pay its time); call
+    this before wrapping the model in DistributedDataParallel.  Transformer dropout under
+    compilation draws from inductor's own random stream, so with ``dropout > 0`` a compiled run
+    is not bit-identical to an eager one (the same model, other dropout masks).
+    """
+    model.encoder_q.compile(**options)
+    model.encoder_k.compile(**options)
 
 
 @register("pretrain_acsar")
@@ -61,10 +82,20 @@ class PretrainACSAR(TrainProcessor):
         self.augmenter = (BatchAugmenter(self.train_set.pipeline, self.cfg.seed)
                           if self.cfg.augment_on_device else None)
 
-    def build_model(self) -> torch.nn.Module:
+    def build_acsar(self) -> ACSAR:
+        """The eager ACSAR of the config (``compile`` is a bool: the config loader checks its kind)."""
         if self.cfg.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be none or bf16, got {self.cfg.amp!r}")
         return ACSAR(**acsar_kwargs(self.cfg))
+
+    def build_model(self) -> torch.nn.Module:
+        """ACSAR, its encoders compiled in place when ``compile: true`` (before any DDP wrapping)."""
+        model = self.build_acsar()
+        if self.cfg.compile:
+            compile_encoders(model)
+            logger.info("compile: query and key encoders compiled in place with torch.compile "
+                        "(on their first forward: the first steps include the compilation time)")
+        return model
 
     def train_step(self, batch) -> Dict[str, torch.Tensor]:
         if self.augmenter is not None:
@@ -78,7 +109,7 @@ class PretrainACSAR(TrainProcessor):
         return {k: v for k, v in out.items() if k in ("loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross")}
 
     def summary(self) -> str:
-        model = self.build_model()
+        model = self.build_acsar()
         table = model.summary()
         table["query side (encoder + projectors)"] = table["query encoder"] + table["query projectors"]
         width = max(len(k) for k in table)

@@ -8,7 +8,7 @@ from feeder.transforms import build_eval_transform, build_pretrain_transform, vi
 from net.graph import get_layout
 
 LAYOUT = get_layout("ntu25")
-OPS = ("rotate", "flip", "shear", "spatial_mask", "temporal_mask")
+OPS = ("scale", "rotate", "flip", "shear", "spatial_mask", "temporal_mask")
 
 
 def _batch(n=6, t=300):

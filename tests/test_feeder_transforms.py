@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from feeder.skeleton_ops import to_bone
-from feeder.transforms import (DEFAULT_PRETRAIN_CFG, RandomFlip, RandomRotate, RandomShear, SpatialMask,
+from feeder.transforms import (DEFAULT_PRETRAIN_CFG, RandomFlip, RandomRotate, RandomScale, RandomShear, SpatialMask,
                                TemporalMask, build_eval_transform, build_pretrain_transform, rotation_matrix,
                                view_rng)
 from net.graph import get_layout
@@ -68,6 +68,31 @@ def test_shear_matrix_structure():
     assert (np.abs(off) <= 1.0).all() and (off != 0).all()
     x = _view()
     np.testing.assert_allclose(op.apply(x, params), np.einsum("ij,jtvm->itvm", m, x), atol=1e-5)
+
+
+def test_scale_multiplies_every_coordinate_by_one_factor_in_range():
+    op = RandomScale(p=1.0, range=[0.8, 1.25])
+    x = _view()
+    factors = []
+    for seed in range(50):
+        params = op.sample(np.random.default_rng(seed), {})
+        m = params["matrix"]
+        np.testing.assert_array_equal(m, np.eye(3, dtype=np.float32) * m[0, 0])
+        factors.append(float(m[0, 0]))
+        np.testing.assert_allclose(op.apply(x, params), m[0, 0] * x, rtol=1e-6)
+    assert 0.8 <= min(factors) < 0.9 and 1.15 < max(factors) <= 1.25
+    off = RandomScale(p=0.0).sample(np.random.default_rng(0), {})
+    assert not off["apply"] and op.apply(x, off) is not None
+    np.testing.assert_array_equal(RandomScale(p=0.0).apply(x, off), x)
+    with pytest.raises(ValueError, match="range"):
+        RandomScale(range=[1.2, 0.8])
+
+
+def test_scale_runs_only_when_listed_in_order():
+    names = [type(op).__name__ for op in build_pretrain_transform(None, LAYOUT, 64).ops]
+    assert "RandomScale" not in names
+    pipe = build_pretrain_transform({"order": ["scale", "rotate"]}, LAYOUT, 64)
+    assert [type(op).__name__ for op in pipe.ops[2:]] == ["RandomScale", "RandomRotate"]
 
 
 @pytest.mark.parametrize("layout_name", ["ntu25", "kinect_v1", "coco17"])

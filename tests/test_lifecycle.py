@@ -80,13 +80,14 @@ def final_weights(tmp_path, name):
     return load_checkpoint(tmp_path / "runs" / name / LATEST)["model"]
 
 
-def test_killed_and_resumed_run_matches_uninterrupted(toy):
-    make(toy, "name=straight").run()
+@pytest.mark.parametrize("warmup", [[], ["scheduler.warmup_epochs=1.6"]], ids=["plain", "warmup"])
+def test_killed_and_resumed_run_matches_uninterrupted(toy, warmup):
+    make(toy, "name=straight", *warmup).run()
     reference = final_weights(toy, "straight")
 
-    ToyProcessor.interrupt_at = 7  # in the middle of the second epoch (5 steps per epoch)
+    ToyProcessor.interrupt_at = 7  # in the middle of the second epoch (5 steps per epoch; inside the warm-up)
     with pytest.raises(Interrupt):
-        make(toy, "name=killed").run()
+        make(toy, "name=killed", *warmup).run()
     partial = load_checkpoint(toy / "runs/killed" / LATEST)
     assert (partial["epoch"], partial["step_in_epoch"]) == (1, 2)
     assert not (toy / "runs/killed" / FINISHED_MARKER).exists()
@@ -94,11 +95,29 @@ def test_killed_and_resumed_run_matches_uninterrupted(toy):
     ToyProcessor.interrupt_at = None
     with pytest.raises(RunDirError, match="unfinished run"):
         make(toy, "name=killed").run()
-    make(toy, "name=killed", "resume=true").run()
+    make(toy, "name=killed", "resume=true", *warmup).run()
     resumed = final_weights(toy, "killed")
     assert reference.keys() == resumed.keys()
     for key in reference:
         assert torch.equal(reference[key], resumed[key]), key
+
+
+def test_warmup_ramps_then_hands_over_to_the_epoch_schedule(toy):
+    seen = []
+
+    class Recording(ToyProcessor):
+        def optimize(self, loss):
+            super().optimize(loss)
+            seen.append(self.optimizer.param_groups[0]["lr"])
+
+    Recording.from_config(None, [
+        f"work_dir={toy / 'runs'}", "name=warm", "epochs=4", "batch_size=8", "tensorboard=false", "progress_bar=false", "optim.lr=0.5",
+        "scheduler.name=multistep", "scheduler.milestones=[2]", "scheduler.warmup_epochs=0.8"]).run()
+    # 5 steps per epoch, 4 warm-up steps: 0.5 * (1, 2, 3, 4) / 4, then 0.5; x0.1 from epoch 3 (milestone 2)
+    expected = [0.125, 0.25, 0.375, 0.5, 0.5] + [0.5] * 5 + [0.05] * 10
+    assert seen == pytest.approx(expected)
+    with pytest.raises(ValueError, match="before the first milestone"):
+        make(toy, "name=bad", "scheduler.warmup_epochs=3").run()
 
 
 def test_finished_run_is_not_overwritten(toy):
