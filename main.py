@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -85,5 +86,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """Exit with ``code``; a finished multi-process (torchrun) run skips the interpreter's teardown.
+
+    After ``destroy_process_group`` the gloo / autograd worker threads of torch's C++ runtime can still
+    be alive when the interpreter unwinds, and ``std::terminate`` then aborts a rank whose run has
+    finished and written everything (SIGABRT, so torchrun reports a failure).  Everything is on disk
+    and the log handlers are closed at this point, so the rank leaves with ``os._exit``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

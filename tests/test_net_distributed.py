@@ -1,5 +1,6 @@
 """Gather helpers: identities without a process group; with 2 gloo ranks the cross-modal loss
 gradient equals the single-process gradient over the global batch (after DDP-style averaging)."""
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def _worker(local_rank, init_file, out_dir, root):
         dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
+    # Leave without the interpreter's teardown: at exit, gloo / autograd worker threads of torch's C++
+    # runtime can still be alive and std::terminate the process (SIGABRT after a finished, correct run).
+    # The results are on disk; an exception above still propagates to mp.spawn as a failure.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
