@@ -6,8 +6,7 @@ cross-domain InfoNCE terms, the text branch when on, enqueue, backward, SGD)
 on random inputs (N, 3, T, 25, 2) and random float16 text features, for:
 
 * ``paper``: config/ntu60/xsub/pretrain.yaml (stem [64, 256, 64], C2 = 2048, T = 64);
-* ``demo``:  config/demo/pretrain.yaml (a small CPU model; T = 32), or the same
-  widths as overrides if that file does not exist.
+* ``demo``:  config/demo/pretrain.yaml (a small CPU model; T = 32).
 
 Per case (each in its own process, so the peak RSS is the case's own): seconds per
 step (median of ``--steps`` after the warm-up steps), samples/s, the model FLOPs of
@@ -43,12 +42,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from common import conditions, emit_json, matmul_flops, peak_rss_mb, print_table  # noqa: E402
+from net.graph import get_layout  # noqa: E402
 
 PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
 DEMO_CONFIG = ROOT / "config" / "demo" / "pretrain.yaml"
-#: the demo model's widths, used when config/demo/pretrain.yaml does not exist (yet)
-DEMO_OVERRIDES = ["model.stem_channels=[16,32,16]", "model.hidden_dim=128", "model.ff_dim=128",
-                  "model.proj_hidden=128", "model.proj_dim=64", "model.num_heads=4", "data.window=32"]
 COLUMNS = ["config", "text", "compile", "batch", "threads", "compile_s", "s_per_step", "samples_per_s",
            "gflop_per_step", "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
 
@@ -57,12 +54,7 @@ def build(config: str, text: bool, device: torch.device, compile_on: bool = Fals
     """A PretrainACSAR processor with model and optimizer on ``device`` (no data); encoders compiled if asked."""
     from processor.pretrain_acsar import PretrainACSAR
 
-    if config == "paper":
-        path, overrides = PAPER_CONFIG, []
-    elif DEMO_CONFIG.exists():
-        path, overrides = DEMO_CONFIG, []
-    else:
-        path, overrides = None, list(DEMO_OVERRIDES)
+    path, overrides = (PAPER_CONFIG if config == "paper" else DEMO_CONFIG), []
     if not text:
         overrides.append("text.mode=none")
     overrides.append(f"compile={str(compile_on).lower()}")
@@ -82,7 +74,8 @@ def run_case(case: dict) -> dict:
     device = torch.device(case["device"])
     proc = build(case["config"], case["text"], device, case["compile"])
     cfg, b = proc.cfg, case["batch"]
-    shape = (b, cfg.model.in_channels, cfg.data.window, 25, cfg.model.num_person)
+    shape = (b, cfg.model.in_channels, cfg.data.window, get_layout(cfg.data.layout).num_joints,
+             cfg.model.num_person)
     x1, x2 = torch.randn(shape, device=device), torch.randn(shape, device=device)
     length = cfg.text.num_tokens if cfg.text.level == "token" else 1
     text = torch.randn(b, length, cfg.text.feature_dim, device=device).half()

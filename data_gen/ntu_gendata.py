@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="do not skip the samples with missing skeletons")
     add_conversion_options(parser, "only the first N files (sorted) after filtering, for quick looks")
     parser.add_argument("--flush-every", type=int, default=256,
-                        help="samples between memmap flushes (bounds resident memory)")
+                        help="rows per chunk when skipped samples are dropped from the output (bounds resident memory)")
     return parser
 
 

@@ -14,8 +14,8 @@ On any exception nothing of this split is left behind.
 Memory: rows are written straight into the file behind the ``.npy`` memmap with
 ``os.pwrite`` (no page of the mapping is touched, so the resident set does not
 grow with the dataset, and a row costs one copy into the page cache instead of a
-page fault per 4 KiB); every ``flush_every`` rows the mapping is flushed and its
-pages released (``madvise DONTNEED``) all the same.
+page fault per 4 KiB).  Dropping skipped rows copies ``flush_every`` rows at a
+time and releases the pages after each chunk.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class SplitWriter:
         split: ``"train"`` or ``"val"``.
         names, labels: the samples in output order (0-based labels).
         sample_shape: ``(C, T, V, M)``.
-        flush_every: rows between page releases.
+        flush_every: rows per chunk when skipped rows are dropped at the end.
     """
 
     def __init__(self, out_dir, split: str, names: Sequence[str], labels: Sequence[int],
@@ -73,7 +73,6 @@ class SplitWriter:
         self._stack: Optional[contextlib.ExitStack] = None
         self._array: Optional[np.ndarray] = None
         self._fd: Optional[int] = None
-        self._since_flush = 0
 
     # ----------------------------------------------------------- paths
     def path(self, kind: str) -> Path:
@@ -120,10 +119,6 @@ class SplitWriter:
             row, offset = row[done:], offset + done
         self.num_frame[index] = int(num_frame)
         self.written[index] = True
-        self._since_flush += 1
-        if self._since_flush >= self.flush_every:
-            release_pages(self._array)
-            self._since_flush = 0
 
     def skip(self, index: int) -> None:
         self.kept[index] = False

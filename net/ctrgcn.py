@@ -25,7 +25,6 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from einops import rearrange
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -48,28 +47,6 @@ def _init_conv(conv: nn.Conv2d) -> None:
 def _init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
     nn.init.constant_(bn.weight, scale)
     nn.init.zeros_(bn.bias)
-
-
-def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1x1 ``conv`` on ``x`` (B, C_in, T, V); on channels-last input it runs as one GEMM.
-
-    Channels-last memory is (B, T, V, C): the 1x1 convolution is then ``F.linear`` on
-    the (B, T, V, C_in) view (one (B*T*V, C_in) x (C_in, C_out) matrix product; its
-    backward is two more), and the result is returned as a channels-last
-    (B, C_out, T, V) view.  Otherwise it is ``conv(x)``.
-    """
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        y = F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias)
-        return y.permute(0, 3, 1, 2)
-    return conv(x)
-
-
-def _run_branch(branch: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """A TCN branch whose first layer is a 1x1 conv (run through :func:`pointwise`)."""
-    y = pointwise(branch[0], x)
-    for layer in list(branch)[1:]:
-        y = layer(y)
-    return y
 
 
 def relation_channels(in_channels: int, reduction: int = 8, raw_channels: Sequence[int] = (3, 9),
@@ -153,47 +130,13 @@ class GraphConv(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            y = self._fused_channels_last(x)
-        else:
-            y = self.convs[0](x, self.PA[0], self.alpha)
-            for i in range(1, len(self.convs)):
-                y = y.add_(self.convs[i](x, self.PA[i], self.alpha))    # einsum outputs are not saved
+        y = self.convs[0](x, self.PA[0], self.alpha)
+        for i in range(1, len(self.convs)):
+            y = y.add_(self.convs[i](x, self.PA[i], self.alpha))        # einsum outputs are not saved
         y = self.bn(y)
-        res = x if self.down is None else self.down[1](pointwise(self.down[0], x))
+        res = x if self.down is None else self.down(x)
         y = y.add_(res)                                              # the BN output is not saved for backward
         return self.relu(y)
-
-    def _fused_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """All subsets at once on channels-last x (B, C_in, T, V) -> sum over subsets (B, C_out, T, V).
-
-        Same arithmetic as summing :meth:`CTRGC.forward` over the subsets, batched:
-        conv1 / conv2 of every subset are one GEMM on the time mean (B, V, C_in);
-        conv3 of every subset is one (B*T*V, C_in) x (C_in, S*C_out) GEMM; the
-        aggregation contracts subsets and joints together in one batched matmul
-        over (B, C_out) with depth S*V.
-        """
-        b, _, t, v = x.shape
-        s = len(self.convs)
-        xl = x.permute(0, 2, 3, 1)                                           # (B, T, V, C_in) contiguous
-        convs = list(self.convs)
-        r = convs[0].conv1.out_channels
-        w12 = torch.cat([c.conv1.weight.flatten(1) for c in convs] + [c.conv2.weight.flatten(1) for c in convs])
-        b12 = torch.cat([c.conv1.bias for c in convs] + [c.conv2.bias for c in convs])
-        m = F.linear(xl.mean(1), w12, b12)                                  # (B, V, 2*S*R)
-        m_u = m[..., : s * r].reshape(b, v, 1, s, r)
-        m_v = m[..., s * r:].reshape(b, 1, v, s, r)
-        rel = torch.tanh(m_u - m_v)                                          # (B, U, V, S, R)
-        w4 = torch.stack([c.conv4.weight.flatten(1) for c in convs])        # (S, C_out, R)
-        b4 = torch.stack([c.conv4.bias for c in convs])                     # (S, C_out)
-        refine = torch.einsum("buvsr,scr->bscuv", rel, w4) + b4[None, :, :, None, None]
-        topology = refine * self.alpha + self.PA[None, :, None]              # (B, S, C_out, U, V)
-        w3 = torch.cat([c.conv3.weight.flatten(1) for c in convs])          # (S*C_out, C_in)
-        b3 = torch.cat([c.conv3.bias for c in convs])
-        c_out = w3.shape[0] // s
-        x3 = F.linear(xl, w3, b3).view(b, t, v, s, c_out)                   # (B, T, V, S, C_out)
-        y = torch.einsum("bscuv,btvsc->bctu", topology, x3)                 # (B, C_out, T, U)
-        return y.contiguous(memory_format=torch.channels_last)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         y = sum(conv.reference_forward(x, self.PA[i], self.alpha) for i, conv in enumerate(self.convs))
@@ -251,9 +194,6 @@ class MultiScaleTemporalConv(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([_run_branch(branch, x) for branch in self.branches], dim=1)
-
-    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
@@ -280,12 +220,12 @@ class CTRGCNBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.tcn1(self.gcn1(x))
         if self.use_residual:
-            res = x if self.residual is None else self.residual.bn(pointwise(self.residual.conv, x))
+            res = x if self.residual is None else self.residual(x)
             y = y.add_(res)                                   # the cat output is not saved for backward
         return self.relu(y)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.tcn1.reference_forward(self.gcn1.reference_forward(x))
+        y = self.tcn1(self.gcn1.reference_forward(x))
         if self.use_residual:
             y = y + (x if self.residual is None else self.residual(x))
         return self.relu(y)
@@ -302,14 +242,12 @@ class CTRGCNStem(nn.Module):
             block has no residual (CTR-GCN convention).
         kernel_size, dilations: multi-scale TCN (CTR-GCN: 5 and (1, 2)).
 
-        channels_last: see the attribute of the same name (a speed option; results are the same).
-
     ``forward(x (N, C, T, V, M)) -> (N*M, channels[-1], T, V)``; ``reference_forward`` is the
     straightforward formulation the fast paths are tested against.
     """
 
     def __init__(self, in_channels: int, num_person: int, adjacency: np.ndarray, channels: Sequence[int],
-                 kernel_size: int = 5, dilations: Sequence[int] = (1, 2), channels_last: bool = False):
+                 kernel_size: int = 5, dilations: Sequence[int] = (1, 2)):
         super().__init__()
         if len(channels) == 0:
             raise ValueError("stem_channels must name at least one block")
@@ -318,11 +256,6 @@ class CTRGCNStem(nn.Module):
         self.out_channels = int(channels[-1])
         self.data_bn = nn.BatchNorm1d(num_person * num_joints * in_channels)
         _init_bn(self.data_bn, 1.0)
-        #: run the blocks on channels-last activations (B, T, V, C in memory): 1x1 convs become
-        #: single GEMMs and the subsets of each graph conv are fused (:meth:`GraphConv._fused_channels_last`).
-        #: Off by default: on the 2-core CPU it measured no faster (channels-last BatchNorm is slower
-        #: there; bench/train_step.py --channels-last); same results either way (tests/test_net_ctrgcn_fast.py)
-        self.channels_last = channels_last
         self.block_names = []
         widths = [in_channels, *[int(c) for c in channels]]
         for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -339,8 +272,6 @@ class CTRGCNStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._embed(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         for name in self.block_names:
             x = getattr(self, name)(x)
         return x

@@ -30,7 +30,7 @@ from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from processor.config import AttrDict, dump_yaml, resolve_config
 from processor.meters import MeterGroup
 from processor.sampler import ResumableSampler
-from processor.schedule import LinearWarmup, PlateauRule, build_scheduler
+from processor.schedule import PlateauRule, build_scheduler, warmup_factor
 
 __all__ = ["Processor", "TrainProcessor", "count_parameters"]
 
@@ -87,6 +87,8 @@ class Processor:
 
     def run(self) -> Dict[str, Any]:
         """Prepare the work dir, log, execute, and mark the run finished."""
+        if int(self.cfg.get("num_threads", 0) or 0) > 0:
+            torch.set_num_threads(int(self.cfg.num_threads))
         distributed = runtime.init_distributed(self.cfg.get("device", "cpu"))
         main = runtime.is_main_process()
         self.work_dir = self.run_dir
@@ -137,7 +139,7 @@ class TrainProcessor(Processor):
         self.model: Optional[torch.nn.Module] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
-        self.warmup: Optional[LinearWarmup] = None
+        self.warmup_steps = 0
         self.train_set: Optional[Dataset] = None
         self.epoch = 0
         self.global_step = 0
@@ -220,7 +222,8 @@ class TrainProcessor(Processor):
 
     @property
     def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        """The learning rate of the next optimiser step (the schedule's, times any warm-up factor)."""
+        return float(self.optimizer.param_groups[0]["lr"]) * warmup_factor(self.global_step, self.warmup_steps)
 
     def log_scalars(self, values: Dict[str, float], step: int) -> None:
         if self._tb is not None:
@@ -290,8 +293,6 @@ class TrainProcessor(Processor):
     # ---------------------------------------------------------------- the loop
     def setup(self) -> None:
         self.device = runtime.resolve_device(self.cfg.device)
-        if int(self.cfg.get("num_threads", 0) or 0) > 0:
-            torch.set_num_threads(int(self.cfg.num_threads))
         runtime.seed_everything(self.cfg.seed, bool(self.cfg.get("deterministic")))
         self.build_data()
         self.model = self.build_model().to(self.device)
@@ -305,12 +306,8 @@ class TrainProcessor(Processor):
         self.scheduler = build_scheduler(self.optimizer, scheduler_cfg)
         warmup_epochs = float(scheduler_cfg.get("warmup_epochs", 0) or 0)
         if warmup_epochs > 0:
-            milestones = list(scheduler_cfg.get("milestones") or [])
-            if scheduler_cfg.get("name") == "multistep" and milestones and min(milestones) < warmup_epochs:
-                raise ValueError(f"scheduler.warmup_epochs ({warmup_epochs}) must end before the first milestone "
-                                 f"({min(milestones)})")
             steps_per_epoch = len(self.train_set) // (int(self.cfg.batch_size) * runtime.world_size())
-            self.warmup = LinearWarmup(max(1, round(warmup_epochs * steps_per_epoch)))
+            self.warmup_steps = max(1, round(warmup_epochs * steps_per_epoch))
 
     def execute(self) -> Dict[str, Any]:
         self.setup()
@@ -361,9 +358,17 @@ class TrainProcessor(Processor):
     def optimize(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.warmup is not None:
-            self.warmup.before_step(self.optimizer, self.global_step)
+        scale = warmup_factor(self.global_step, self.warmup_steps)
+        if scale == 1.0:
+            self.optimizer.step()
+            return
+        groups = self.optimizer.param_groups
+        scheduled = [group["lr"] for group in groups]     # the epoch schedule's rates stay untouched
+        for group in groups:
+            group["lr"] *= scale
         self.optimizer.step()
+        for group, lr in zip(groups, scheduled):
+            group["lr"] = lr
 
     def train_epoch(self, epoch: int, start_batch: int = 0) -> Dict[str, float]:
         self.model.train()

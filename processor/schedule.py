@@ -5,11 +5,11 @@ the monitored accuracy has not improved for ``patience`` epochs, multiply the
 learning rate by ``factor``; when it has not improved for ``stop_patience``
 epochs, stop.
 
-:class:`LinearWarmup` ramps the learning rate linearly over the first optimiser
-steps (``scheduler.warmup_epochs``; the paper uses none) on top of any epoch
-schedule: step ``s`` (0-based) runs at ``lr * (s + 1) / steps``.  The target
-rate waits in each param group under ``warmup_target_lr`` (so it is saved with
-the optimizer state and a resumed run continues the ramp exactly).
+:func:`warmup_factor` is the linear warm-up of ``scheduler.warmup_epochs`` (the
+paper uses none): optimiser step ``s`` (0-based) of the first ``steps`` runs at
+``(s + 1) / steps`` times the rate the epoch schedule gives.  It is a function of
+the global step only, so it needs no state of its own and composes with any
+schedule (a milestone or plateau reduction inside the warm-up included).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 import torch
 
-__all__ = ["PlateauRule", "LinearWarmup", "build_scheduler"]
+__all__ = ["PlateauRule", "warmup_factor", "build_scheduler"]
 
 
 class PlateauRule:
@@ -61,24 +61,9 @@ class PlateauRule:
         self.__dict__.update(state)
 
 
-class LinearWarmup:
-    """Linear warm-up over the first ``steps`` optimiser steps; call :meth:`before_step` before each step."""
-
-    TARGET_KEY = "warmup_target_lr"
-
-    def __init__(self, steps: int) -> None:
-        if steps < 0:
-            raise ValueError(f"warm-up steps must be >= 0, got {steps}")
-        self.steps = int(steps)
-
-    def before_step(self, optimizer: torch.optim.Optimizer, step: int) -> None:
-        """Set every group's lr for global step ``step`` (0-based)."""
-        for group in optimizer.param_groups:
-            if step < self.steps:
-                target = group.setdefault(self.TARGET_KEY, group["lr"])
-                group["lr"] = target * (step + 1) / self.steps
-            elif self.TARGET_KEY in group:
-                group["lr"] = group.pop(self.TARGET_KEY)
+def warmup_factor(step: int, steps: int) -> float:
+    """Learning-rate multiplier of optimiser step ``step`` (0-based): ``(step + 1) / steps``, then 1."""
+    return min(1.0, (step + 1) / steps) if steps > 0 else 1.0
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Dict[str, Any]):

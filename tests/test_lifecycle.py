@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from processor import checkpoint as ckpt_module
-from processor.base import TrainProcessor
+from processor.base import Processor, TrainProcessor
 from processor.checkpoint import LATEST, load_checkpoint
 from processor.runtime import FINISHED_MARKER, RunDirError
 
@@ -102,22 +102,38 @@ def test_killed_and_resumed_run_matches_uninterrupted(toy, warmup):
         assert torch.equal(reference[key], resumed[key]), key
 
 
-def test_warmup_ramps_then_hands_over_to_the_epoch_schedule(toy):
+def _lr_per_step(toy, name, *overrides):
+    """The learning rate each optimiser step used, and the rates logged per epoch."""
     seen = []
 
     class Recording(ToyProcessor):
-        def optimize(self, loss):
-            super().optimize(loss)
-            seen.append(self.optimizer.param_groups[0]["lr"])
+        def build_optimizer(self):
+            optimizer = super().build_optimizer()
+            optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+            return optimizer
 
     Recording.from_config(None, [
-        f"work_dir={toy / 'runs'}", "name=warm", "epochs=4", "batch_size=8", "tensorboard=false", "progress_bar=false", "optim.lr=0.5",
-        "scheduler.name=multistep", "scheduler.milestones=[2]", "scheduler.warmup_epochs=0.8"]).run()
+        f"work_dir={toy / 'runs'}", f"name={name}", "epochs=4", "batch_size=8", "tensorboard=false",
+        "progress_bar=false", "optim.lr=0.5", "scheduler.name=multistep", "scheduler.milestones=[2]",
+        *overrides]).run()
+    logged = [json.loads(line)["lr"] for line in (toy / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+    return seen, logged
+
+
+def test_warmup_ramps_then_hands_over_to_the_epoch_schedule(toy):
+    seen, logged = _lr_per_step(toy, "warm", "scheduler.warmup_epochs=0.8")
     # 5 steps per epoch, 4 warm-up steps: 0.5 * (1, 2, 3, 4) / 4, then 0.5; x0.1 from epoch 3 (milestone 2)
     expected = [0.125, 0.25, 0.375, 0.5, 0.5] + [0.5] * 5 + [0.05] * 10
     assert seen == pytest.approx(expected)
-    with pytest.raises(ValueError, match="before the first milestone"):
-        make(toy, "name=bad", "scheduler.warmup_epochs=3").run()
+    assert logged == pytest.approx([0.5, 0.05, 0.05, 0.05])     # the rate of the next step, after each epoch
+
+
+def test_warmup_composes_with_a_milestone_inside_it(toy):
+    seen, logged = _lr_per_step(toy, "warm_long", "scheduler.warmup_epochs=3")
+    # 15 warm-up steps; the milestone after epoch 2 scales the rate being ramped
+    expected = [0.5 * (s + 1) / 15 for s in range(10)] + [0.05 * (s + 1) / 15 for s in range(10, 15)] + [0.05] * 5
+    assert seen == pytest.approx(expected)
+    assert logged == pytest.approx([0.5 * 6 / 15, 0.05 * 11 / 15, 0.05, 0.05])
 
 
 def test_finished_run_is_not_overwritten(toy):
@@ -165,3 +181,27 @@ def test_periodic_copies(toy):
     make(toy, "name=periodic", "epochs=4", "save_interval=2").run()
     names = sorted(p.name for p in (toy / "runs/periodic").glob("epoch_*.pt"))
     assert names == ["epoch_0002.pt", "epoch_0004.pt"]
+
+
+def test_num_threads_is_applied_by_every_processor(toy):
+    """Also by processors without an epoch loop (kNN, fusion, t-SNE, report)."""
+    seen = []
+
+    class NoLoop(Processor):
+        name = "noloop"
+        description = "a processor without a training loop"
+
+        @classmethod
+        def defaults_path(cls):
+            return ToyProcessor.defaults_file
+
+        def execute(self):
+            seen.append(torch.get_num_threads())
+            return {}
+
+    before = torch.get_num_threads()
+    try:
+        NoLoop.from_config(None, [f"work_dir={toy / 'runs'}", "name=noloop", "num_threads=3"]).run()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3]

@@ -1,13 +1,12 @@
 """The fast paths of net/ctrgcn.py give the straightforward formulation's outputs and gradients.
 
-Guards (bench/train_step.py): CTR-GC's relation convs on the time mean, the in-place
-subset / residual sums, and the channels-last path (1x1 convs as GEMMs, all subsets
-of a graph conv fused).  float64, so the tolerance is tight.
+Guards (bench/train_step.py): CTR-GC's relation convs on the time mean and the in-place
+subset / residual sums.  float64, so the tolerance is tight.
 """
 import pytest
 import torch
 
-from net.ctrgcn import CTRGC, CTRGCNStem, GraphConv, pointwise
+from net.ctrgcn import CTRGC, CTRGCNStem, GraphConv
 from net.graph import get_layout
 
 
@@ -47,31 +46,25 @@ def test_ctrgc_time_mean_relation_equals_reference():
     torch.testing.assert_close(layer(x, a, alpha), layer.reference_forward(x, a, alpha), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("c_in,c_out", [(3, 8), (8, 8), (8, 12)])
-def test_graph_conv_fast_paths_equal_reference(channels_last, c_in, c_out):
+def test_graph_conv_fast_paths_equal_reference(c_in, c_out):
     torch.manual_seed(0)
     layer = _perturbed(GraphConv(c_in, c_out, get_layout("ntu25").adjacency()).double())
     x = torch.randn(2, c_in, 5, 25, dtype=torch.float64)
     grad = torch.randn(2, c_out, 5, 25, dtype=torch.float64)
-    prep = (lambda t: t.contiguous(memory_format=torch.channels_last)) if channels_last else (lambda t: t)
-    fast = _outputs_and_grads(layer, lambda t: layer(prep(t)), x, grad)
+    fast = _outputs_and_grads(layer, layer, x, grad)
     ref = _outputs_and_grads(layer, layer.reference_forward, x, grad)
     _assert_same(fast, ref)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_stem_fast_paths_equal_reference(channels_last):
+def test_stem_fast_paths_equal_reference():
     torch.manual_seed(0)
-    stem = _perturbed(CTRGCNStem(3, 2, get_layout("ntu25").adjacency(), [8, 16, 8],
-                                 channels_last=channels_last).double())
+    stem = _perturbed(CTRGCNStem(3, 2, get_layout("ntu25").adjacency(), [8, 16, 8]).double())
     x = torch.randn(3, 3, 8, 25, 2, dtype=torch.float64)
     grad = torch.randn(6, 8, 8, 25, dtype=torch.float64)
     fast = _outputs_and_grads(stem, stem, x, grad)
     ref = _outputs_and_grads(stem, stem.reference_forward, x, grad)
     _assert_same(fast, ref)
-    if channels_last:
-        assert fast[0].is_contiguous(memory_format=torch.channels_last)
     # running statistics move identically (BatchNorm sees the same batches)
     state = {k: v.clone() for k, v in stem.state_dict().items()}
     stem.reference_forward(x)
@@ -80,13 +73,3 @@ def test_stem_fast_paths_equal_reference(channels_last):
     stem(x)
     for key, value in stem.state_dict().items():
         torch.testing.assert_close(value, ref_state[key], rtol=1e-10, atol=1e-10, msg=key)
-
-
-def test_pointwise_is_the_1x1_conv():
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(4, 6, kernel_size=1).double()
-    x = torch.randn(2, 4, 3, 5, dtype=torch.float64)
-    y = pointwise(conv, x.contiguous(memory_format=torch.channels_last))
-    assert y.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(y, conv(x), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(pointwise(conv, x), conv(x))
