@@ -36,7 +36,10 @@ class SkeletonClassifier(nn.Module):
 
     ``head_norm=True`` puts a parameter-free ``BatchNorm1d`` (standardisation with running
     statistics) before the Linear [ours]: still a linear classifier of the features, but its
-    training no longer depends on their scale, so one learning rate suits any encoder.
+    training no longer depends on their scale, so one learning rate suits any encoder.  With a
+    frozen encoder its running statistics are the cumulative average over the batches seen (the
+    training features' mean and variance after one epoch, not drifting from N(0, 1) towards them
+    over the first tens of epochs).
     """
 
     def __init__(self, *, num_classes: int, freeze_encoder: bool, head_init_std: float = 0.01,
@@ -47,7 +50,13 @@ class SkeletonClassifier(nn.Module):
         linear = nn.Linear(self.encoder.feature_dim, num_classes)
         nn.init.normal_(linear.weight, 0.0, head_init_std)
         nn.init.zeros_(linear.bias)
-        self.fc = nn.Sequential(nn.BatchNorm1d(self.encoder.feature_dim, affine=False), linear) if head_norm else linear
+        self.fc = linear
+        if head_norm:
+            # Frozen encoder: the features never change, so the running statistics are the cumulative
+            # average of the batch statistics (momentum None), exact after one pass and independent of
+            # the epoch count; a trained encoder keeps PyTorch's exponential average (momentum 0.1).
+            norm = nn.BatchNorm1d(self.encoder.feature_dim, affine=False, momentum=None if freeze_encoder else 0.1)
+            self.fc = nn.Sequential(norm, linear)
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)

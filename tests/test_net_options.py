@@ -33,3 +33,27 @@ def test_head_norm_standardises_features_and_stays_linear():
     bn = clf.fc[0]
     expected = clf.fc[1]((feats - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps))
     assert torch.allclose(clf(x), expected, atol=1e-5)
+
+
+def test_head_norm_statistics_of_a_frozen_encoder_do_not_drift_with_epochs():
+    torch.manual_seed(0)
+    clf = SkeletonClassifier(num_classes=5, freeze_encoder=True, head_norm=True, **SMALL)
+    batches = [torch.randn(4, 3, 8, 25, 2) for _ in range(2)]
+    feats = torch.cat([clf.features(x) for x in batches])
+    clf.train()
+    bn = clf.fc[0]
+    stats = []
+    for _ in range(3):                      # three "epochs" over the same frozen features
+        for x in batches:
+            clf(x)
+        stats.append((bn.running_mean.clone(), bn.running_var.clone()))
+    per_batch = feats.view(2, 4, -1)
+    assert torch.allclose(stats[0][0], feats.mean(0), atol=1e-5)          # exact mean after one pass
+    assert torch.allclose(stats[0][1], per_batch.var(1).mean(0), atol=1e-5)
+    for mean, var in stats[1:]:
+        assert torch.allclose(mean, stats[0][0], atol=1e-5) and torch.allclose(var, stats[0][1], atol=1e-5)
+
+
+def test_head_norm_of_a_trained_encoder_keeps_the_exponential_average():
+    clf = SkeletonClassifier(num_classes=5, freeze_encoder=False, head_norm=True, **SMALL)
+    assert clf.fc[0].momentum == 0.1
