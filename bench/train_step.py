@@ -50,6 +50,11 @@ COLUMNS = ["config", "text", "compile", "batch", "threads", "compile_s", "s_per_
            "gflop_per_step", "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
 
 
+def switch_labels(case: dict) -> dict:
+    """The case's text and compile switches as the table shows them ("on" / "off")."""
+    return {key: "on" if case[key] else "off" for key in ("text", "compile")}
+
+
 def build(config: str, text: bool, device: torch.device, compile_on: bool = False):
     """A PretrainACSAR processor with model and optimizer on ``device`` (no data); encoders compiled if asked."""
     from processor.pretrain_acsar import PretrainACSAR
@@ -114,8 +119,7 @@ def run_case(case: dict) -> dict:
     s_step = statistics.median(times)
     mm = 0.5 * (mm_before + mm_after)
     return {
-        "config": case["config"], "text": "on" if case["text"] else "off",
-        "compile": "on" if case["compile"] else "off", "batch": b,
+        "config": case["config"], **switch_labels(case), "batch": b,
         "threads": case["threads"], "device": str(device), "steps": case["steps"],
         "s_per_step": s_step, "s_per_step_all": times, "warmup_s": warmup_s, "compile_s": compile_s,
         "samples_per_s": b / s_step, "gflop_per_step": flops / 1e9, "gflop_by_op": by_op,
@@ -178,13 +182,11 @@ def main(argv=None) -> int:
             proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
                                   text=True, timeout=args.timeout)
         except subprocess.TimeoutExpired:
-            rows.append({**case, "text": "on" if case["text"] else "off", "compile": "on" if case["compile"] else "off",
-                         "error": f"timeout {args.timeout} s"})
+            rows.append({**case, **switch_labels(case), "error": f"timeout {args.timeout} s"})
             continue
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode or not lines:
-            rows.append({**case, "text": "on" if case["text"] else "off", "compile": "on" if case["compile"] else "off",
-                         "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]})
+            rows.append({**case, **switch_labels(case), "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]})
             continue
         rows.append(json.loads(lines[-1][len("RESULT "):]))
     print_table(rows, COLUMNS, title="training step (forward + backward + SGD), " + str(conditions()["loadavg"])

@@ -35,8 +35,7 @@ import numpy as np
 
 from net.graph import Layout
 
-__all__ = ["pre_normalise", "pre_normalise_inplace", "mtvc_to_ctvm", "rotation_aligning", "pad_persons",
-           "detect_axes"]
+__all__ = ["pre_normalise", "pre_normalise_inplace", "mtvc_to_ctvm", "rotation_aligning", "detect_axes"]
 
 # Below these the reference treats an axis / angle as zero and returns the identity.
 _AXIS_EPS = 1e-6
@@ -108,13 +107,6 @@ def _repeat_fill(person: np.ndarray, period: int) -> None:
         step = min(filled, num_frames - filled)
         person[filled : filled + step] = person[:step]
         filled += step
-
-
-def pad_persons(s: np.ndarray) -> np.ndarray:
-    """Step 1 in place on ``(M, T, V, C)``: drop leading empty frames, repeat to fill the tail."""
-    for p, period in enumerate(_compact_persons(s)):
-        _repeat_fill(s[p], period)
-    return s
 
 
 def _centre(person: np.ndarray, centre: np.ndarray) -> None:
