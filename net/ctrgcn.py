@@ -2,6 +2,7 @@
 
 Shapes (no temporal stride anywhere, so T is kept):
 
+* :class:`PointwiseConv`    (B, C_in, T, V) -> (B, C_out, T, V), a 1x1 convolution (one GEMM on CPU)
 * :class:`CTRGC`            (B, C_in, T, V) -> (B, C_out, T, V), one adjacency subset
 * :class:`GraphConv`        (B, C_in, T, V) -> (B, C_out, T, V), sum over the subsets + BN + residual + ReLU
 * :class:`MultiScaleTemporalConv` (B, C, T, V) -> (B, C, T, V), dilated branches + max-pool + 1x1
@@ -29,6 +30,7 @@ from torch import nn
 
 __all__ = [
     "relation_channels",
+    "PointwiseConv",
     "CTRGC",
     "GraphConv",
     "TemporalConvBN",
@@ -61,6 +63,36 @@ def relation_channels(in_channels: int, reduction: int = 8, raw_channels: Sequen
     return max(1, in_channels // reduction)
 
 
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 ``nn.Conv2d`` (same parameters and state-dict keys) computed as one batched GEMM on CPU.
+
+    ``forward(x (B, C_in, T, V)) -> (B, C_out, T, V)``.  On CPU, oneDNN runs 1x1 convolutions on
+    NCHW activations at 20-35 % of the dense-matmul rate at the stem's sizes (it reorders to a
+    blocked layout and back); ``W (C_out, C_in) @ x (B, C_in, T*V)`` as ``baddbmm`` computes the
+    same sums at about twice the speed, forward and backward (bench/train_step.py).  Other devices,
+    and channels-last inputs, take the convolution path (:meth:`conv_forward`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
+
+    def conv_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain convolution (the reference the GEMM path is tested against)."""
+        return super().forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
+            return self.conv_forward(x)
+        n, c, t, v = x.shape
+        weight = self.weight.view(self.out_channels, c).expand(n, -1, -1)
+        flat = x.view(n, c, t * v)
+        if self.bias is None:
+            y = torch.bmm(weight, flat)
+        else:
+            y = torch.baddbmm(self.bias.view(1, -1, 1).expand(n, -1, t * v), weight, flat)
+        return y.view(n, self.out_channels, t, v)
+
+
 class CTRGC(nn.Module):
     """Channel-wise topology refinement graph convolution for one adjacency subset.
 
@@ -73,7 +105,7 @@ class CTRGC(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, rel_channels, kernel_size=1)
         self.conv2 = nn.Conv2d(in_channels, rel_channels, kernel_size=1)
-        self.conv3 = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+        self.conv3 = PointwiseConv(in_channels, out_channels)
         self.conv4 = nn.Conv2d(rel_channels, out_channels, kernel_size=1)
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
             _init_conv(conv)
@@ -123,7 +155,7 @@ class GraphConv(nn.Module):
         _init_bn(self.bn, 1e-6)
         self.down: Optional[nn.Sequential] = None
         if in_channels != out_channels:
-            self.down = nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1),
+            self.down = nn.Sequential(PointwiseConv(in_channels, out_channels),
                                       nn.BatchNorm2d(out_channels))
             _init_conv(self.down[0])
             _init_bn(self.down[1], 1.0)
@@ -151,8 +183,11 @@ class TemporalConvBN(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1):
         super().__init__()
         pad = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=(kernel_size, 1),
-                              padding=(pad, 0), dilation=(dilation, 1))
+        if kernel_size == 1:
+            self.conv: nn.Conv2d = PointwiseConv(in_channels, out_channels)
+        else:
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=(kernel_size, 1),
+                                  padding=(pad, 0), dilation=(dilation, 1))
         self.bn = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,14 +212,14 @@ class MultiScaleTemporalConv(nn.Module):
                              f"{num_branches} equal branches")
         width = out_channels // num_branches
         branches = [
-            nn.Sequential(nn.Conv2d(in_channels, width, kernel_size=1), nn.BatchNorm2d(width),
+            nn.Sequential(PointwiseConv(in_channels, width), nn.BatchNorm2d(width),
                           nn.ReLU(inplace=True), TemporalConvBN(width, width, kernel_size, dilation))
             for dilation in dilations
         ]
         branches.append(nn.Sequential(
-            nn.Conv2d(in_channels, width, kernel_size=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            PointwiseConv(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=(3, 1), stride=1, padding=(1, 0)), nn.BatchNorm2d(width)))
-        branches.append(nn.Sequential(nn.Conv2d(in_channels, width, kernel_size=1), nn.BatchNorm2d(width)))
+        branches.append(nn.Sequential(PointwiseConv(in_channels, width), nn.BatchNorm2d(width)))
         self.branches = nn.ModuleList(branches)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -4,8 +4,8 @@
 
 Each branch has its own CTR-GCN stem on the same input (SCD-Net code):
 
-* temporal branch: stem -> (N*M, C1, T, V) -> tokens (N, T, M*V*C1), one per frame;
-* spatial branch:  stem -> (N*M, C1, T, V) -> tokens (N, M*V, T*C1), one per joint and person;
+* temporal branch: stem -> (N*M, C1, T, V) -> tokens (T, N, M*V*C1), one per frame;
+* spatial branch:  stem -> (N*M, C1, T, V) -> tokens (M*V, N, T*C1), one per joint and person;
 
 then per branch a token MLP ``Linear(in -> C2) -> LayerNorm -> ReLU -> Linear(C2 -> C2)``,
 ``num_layers`` post-norm Transformer encoder layers (no positional embedding)
@@ -32,15 +32,22 @@ ENCODER_KWARGS = ("layout", "in_channels", "num_person", "num_frame", "stem_chan
 
 
 def token_mlp(in_dim: int, hidden_dim: int) -> nn.Sequential:
-    """(N, L, in_dim) -> (N, L, hidden_dim): Linear -> LayerNorm -> ReLU -> Linear."""
+    """(..., in_dim) -> (..., hidden_dim): Linear -> LayerNorm -> ReLU -> Linear."""
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(inplace=True),
                          nn.Linear(hidden_dim, hidden_dim))
 
 
 def transformer(hidden_dim: int, num_heads: int, num_layers: int, ff_dim: int, dropout: float) -> nn.TransformerEncoder:
-    """(N, L, C2) -> (N, L, C2): post-norm ReLU Transformer encoder, batch first."""
+    """(L, N, C2) -> (L, N, C2): post-norm ReLU Transformer encoder, sequence first.
+
+    Sequence first because a batch-first ``nn.MultiheadAttention`` transposes its input to
+    (L, N, C2) as a view, and its in-projection on that non-contiguous view runs as a batched
+    matmul against an expanded weight (on CPU about a third of the GEMM rate); fed contiguous
+    (L, N, C2) tokens, every projection is one GEMM.  Same parameters and results (the dropout
+    masks are drawn in the sequence-first layout, so a seeded run's masks differ from batch-first's).
+    """
     layer = nn.TransformerEncoderLayer(hidden_dim, num_heads, dim_feedforward=ff_dim, dropout=dropout,
-                                       activation="relu", batch_first=True, norm_first=False)
+                                       activation="relu", batch_first=False, norm_first=False)
     return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
 
 
@@ -91,8 +98,8 @@ class DualBranchEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(x)
         m = self.num_person
-        tokens_t = rearrange(self.stem_t(x), "(n m) c t v -> n t (m v c)", m=m)
-        tokens_s = rearrange(self.stem_s(x), "(n m) c t v -> n (m v) (t c)", m=m)
-        z_t = self.transformer_t(self.embed_t(tokens_t)).amax(dim=1)
-        z_s = self.transformer_s(self.embed_s(tokens_s)).amax(dim=1)
+        tokens_t = rearrange(self.stem_t(x), "(n m) c t v -> t n (m v c)", m=m)      # sequence first
+        tokens_s = rearrange(self.stem_s(x), "(n m) c t v -> (m v) n (t c)", m=m)
+        z_t = self.transformer_t(self.embed_t(tokens_t)).amax(dim=0)
+        z_s = self.transformer_s(self.embed_s(tokens_s)).amax(dim=0)
         return z_t, z_s

@@ -1,12 +1,12 @@
 """The fast paths of net/ctrgcn.py give the straightforward formulation's outputs and gradients.
 
-Guards (bench/train_step.py): CTR-GC's relation convs on the time mean and the in-place
-subset / residual sums.  float64, so the tolerance is tight.
+Guards (bench/train_step.py): CTR-GC's relation convs on the time mean, the in-place
+subset / residual sums and the 1x1 convolutions as one GEMM.  float64, so the tolerance is tight.
 """
 import pytest
 import torch
 
-from net.ctrgcn import CTRGC, CTRGCNStem, GraphConv
+from net.ctrgcn import CTRGC, CTRGCNStem, GraphConv, PointwiseConv
 from net.graph import get_layout
 
 
@@ -73,3 +73,28 @@ def test_stem_fast_paths_equal_reference():
     stem(x)
     for key, value in stem.state_dict().items():
         torch.testing.assert_close(value, ref_state[key], rtol=1e-10, atol=1e-10, msg=key)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_pointwise_conv_gemm_equals_convolution(bias, dtype, tol):
+    torch.manual_seed(0)
+    conv = PointwiseConv(6, 10, bias=bias).to(dtype)
+    assert conv.weight.shape == (10, 6, 1, 1) and set(conv.state_dict()) == ({"weight", "bias"} if bias else {"weight"})
+    x = torch.randn(3, 6, 7, 25, dtype=dtype)
+    grad = torch.randn(3, 10, 7, 25, dtype=dtype)
+    fast = _outputs_and_grads(conv, conv, x, grad)
+    ref = _outputs_and_grads(conv, conv.conv_forward, x, grad)
+    for a, b in zip(fast[:2], ref[:2]):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    for name in ref[2]:
+        torch.testing.assert_close(fast[2][name], ref[2][name], rtol=tol, atol=tol * 10, msg=name)
+
+
+def test_pointwise_conv_takes_the_convolution_path_for_strided_inputs():
+    torch.manual_seed(0)
+    conv = PointwiseConv(4, 5)
+    x = torch.randn(2, 7, 4, 25).transpose(1, 2)            # (2, 4, 7, 25), not contiguous
+    torch.testing.assert_close(conv(x), conv.conv_forward(x.contiguous()), rtol=1e-6, atol=1e-6)
+    x_cl = torch.randn(2, 4, 7, 25).to(memory_format=torch.channels_last)
+    torch.testing.assert_close(conv(x_cl), conv.conv_forward(x_cl.contiguous()), rtol=1e-6, atol=1e-6)

@@ -25,7 +25,7 @@ def test_encoder_shapes(layout, num_person):
 
 
 def test_encoder_token_layout_matches_rearrange():
-    """Temporal tokens are frames (N, T, M V C); spatial tokens are (person, joint) (N, M V, T C)."""
+    """Temporal tokens are frames (T, N, M V C); spatial tokens are (person, joint) (M V, N, T C)."""
     enc = DualBranchEncoder(layout="kinect_v1", num_person=2, **SMALL).eval()
     x = torch.randn(2, 3, 16, 20, 2)
     captured = {}
@@ -34,10 +34,10 @@ def test_encoder_token_layout_matches_rearrange():
     enc(x)
     y_t = enc.stem_t(x).reshape(2, 2, 8, 16, 20)          # (N, M, C, T, V)
     y_s = enc.stem_s(x).reshape(2, 2, 8, 16, 20)
-    assert captured["t"].shape == (2, 16, 2 * 20 * 8)
-    assert torch.allclose(captured["t"][1, 5].reshape(2, 20, 8), y_t[1, :, :, 5].permute(0, 2, 1))
-    assert captured["s"].shape == (2, 2 * 20, 16 * 8)
-    assert torch.allclose(captured["s"][1, 20 + 3].reshape(16, 8), y_s[1, 1, :, :, 3].T)
+    assert captured["t"].shape == (16, 2, 2 * 20 * 8)
+    assert torch.allclose(captured["t"][5, 1].reshape(2, 20, 8), y_t[1, :, :, 5].permute(0, 2, 1))
+    assert captured["s"].shape == (2 * 20, 2, 16 * 8)
+    assert torch.allclose(captured["s"][20 + 3, 1].reshape(16, 8), y_s[1, 1, :, :, 3].T)
 
 
 def test_encoder_rejects_wrong_input():
@@ -46,11 +46,27 @@ def test_encoder_rejects_wrong_input():
         enc(torch.randn(2, 3, 20, 25, 2))
 
 
-def test_transformer_is_post_norm_batch_first():
+def test_transformer_is_post_norm_sequence_first():
     enc = DualBranchEncoder(layout="ntu25", num_person=2, **SMALL)
     layer = enc.transformer_t.layers[0]
-    assert not layer.norm_first and layer.self_attn.batch_first and layer.linear1.out_features == 32
+    assert not layer.norm_first and not layer.self_attn.batch_first and layer.linear1.out_features == 32
     assert len(enc.transformer_s.layers) == 1
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_sequence_first_transformer_equals_batch_first(training):
+    """The sequence-first layout (one GEMM per projection) computes what SCD-Net's batch-first layer does."""
+    torch.manual_seed(0)
+    enc = DualBranchEncoder(layout="ntu25", num_person=2, **SMALL).double().train(training)
+    batch_first = torch.nn.TransformerEncoderLayer(32, 2, dim_feedforward=32, dropout=0.0, batch_first=True,
+                                                   norm_first=False).double().train(training)
+    batch_first.load_state_dict(enc.transformer_s.layers[0].state_dict())
+    x = torch.randn(3, 3, 16, 25, 2, dtype=torch.float64)
+    captured = {}
+    enc.embed_s.register_forward_hook(lambda m, i, o: captured.__setitem__("h", o))
+    _, z_s = enc(x)
+    reference = batch_first(captured["h"].transpose(0, 1)).amax(dim=1)          # (N, L, C2) in, max over L
+    torch.testing.assert_close(z_s, reference, rtol=1e-10, atol=1e-10)
 
 
 def test_projected_encoder_shapes():
