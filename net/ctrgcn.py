@@ -68,7 +68,7 @@ class PointwiseConv(nn.Conv2d):
 
     ``forward(x (B, C_in, T, V)) -> (B, C_out, T, V)``.  On CPU, oneDNN runs 1x1 convolutions on
     NCHW activations at 20-35 % of the dense-matmul rate at the stem's sizes (it reorders to a
-    blocked layout and back); ``W (C_out, C_in) @ x (B, C_in, T*V)`` as ``baddbmm`` computes the
+    blocked layout and back); ``W (C_out, C_in) @ x (B, C_in, T*V)`` as one ``bmm`` computes the
     same sums at about twice the speed, forward and backward (bench/train_step.py).  Other devices,
     and channels-last inputs, take the convolution path (:meth:`conv_forward`).
     """
@@ -85,11 +85,9 @@ class PointwiseConv(nn.Conv2d):
             return self.conv_forward(x)
         n, c, t, v = x.shape
         weight = self.weight.view(self.out_channels, c).expand(n, -1, -1)
-        flat = x.view(n, c, t * v)
-        if self.bias is None:
-            y = torch.bmm(weight, flat)
-        else:
-            y = torch.baddbmm(self.bias.view(1, -1, 1).expand(n, -1, t * v), weight, flat)
+        y = torch.bmm(weight, x.view(n, c, t * v))
+        if self.bias is not None:
+            y = y.add_(self.bias.view(1, -1, 1))        # in place: baddbmm would first copy the expanded bias
         return y.view(n, self.out_channels, t, v)
 
 
