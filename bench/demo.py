@@ -18,8 +18,11 @@
 It ends with the results table and writes ``<work-dir>/demo/results.json`` (top-1 per stream and
 fusion, with and without text, random-init baseline, wall time per step) and
 ``<work-dir>/demo/report.md`` (the table and links to the figures).  A step whose output is
-already there is skipped, so an interrupted demo continues where it stopped.  ``--quick`` runs a
-tiny version (for the test suite).
+already there is skipped (an interrupted pretraining continues with ``--resume``), so an interrupted
+demo continues where it stopped.  Independent steps run side by side (``--jobs``, default 2, each
+with ``cores // jobs`` torch threads: on 2 cores two one-thread pretrainings beat one two-thread
+pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step>.log``.  ``--quick``
+runs a tiny version (for the test suite).
 """
 from __future__ import annotations
 
@@ -28,13 +31,13 @@ import datetime as dt
 import json
 import logging
 import os
-import shlex
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
+
+from pipeline import Step, StepResult, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,13 +62,6 @@ QUICK_PRETRAIN = ["epochs=2", "batch_size=8", "moco.queue_size=16"]
 QUICK_LINEAR = ["epochs=4", "batch_size=16"]
 
 
-class Step:
-    """One command of the demo; ``done()`` says whether its output already exists."""
-
-    def __init__(self, name: str, argv: List[str], done: Callable[[], bool]):
-        self.name, self.argv, self.done = name, argv, done
-
-
 def run_dir_finished(path: Path) -> Callable[[], bool]:
     return lambda: (path / FINISHED_MARKER).exists()
 
@@ -76,6 +72,9 @@ def file_exists(path: Path) -> Callable[[], bool]:
 
 def never() -> bool:
     return False
+
+
+DATA_STEPS = ("synthetic skeletons", "ntu_gendata", "action images", "descriptions", "text features")
 
 
 def build_steps(args) -> List[Step]:
@@ -92,17 +91,18 @@ def build_steps(args) -> List[Step]:
         pretrain_common += ["data.text=clip", "text.feature_dim=512"]
     linear_common = list(common) + (QUICK_LINEAR if args.quick else [])
 
+    chain = lambda i: [DATA_STEPS[i - 1]] if i else []    # noqa: E731  the data steps run one after another
     steps = [
-        Step("synthetic skeletons", [py, "data_gen/synth_gendata.py", "--out", str(data / "raw"), "--seed",
-                                     str(args.seed), "--no-progress", *(QUICK_SYNTH if args.quick else [])],
+        Step(DATA_STEPS[0], [py, "data_gen/synth_gendata.py", "--out", str(data / "raw"), "--seed",
+                             str(args.seed), "--no-progress", *(QUICK_SYNTH if args.quick else [])],
              file_exists(data / "raw" / "class_names.txt")),
-        Step("ntu_gendata", [py, "data_gen/ntu_gendata.py", "--data-path", str(data / "raw"), "--out-folder",
+        Step(DATA_STEPS[1], [py, "data_gen/ntu_gendata.py", "--data-path", str(data / "raw"), "--out-folder",
                              str(data), "--dataset", "ntu60", "--benchmark", "xsub", "--ignore-missing-list",
                              "--no-progress"],
-             file_exists(bench / "val_label.pkl")),
-        Step("action images", [py, "data_gen/action_images.py", "skeleton", "--data", str(bench), "--split", "train",
-                               "--split", "val", "--layout", "ntu25", "--out", str(data / "action_images")],
-             never),
+             file_exists(bench / "val_label.pkl"), chain(1)),
+        Step(DATA_STEPS[2], [py, "data_gen/action_images.py", "skeleton", "--data", str(bench), "--split", "train",
+                             "--split", "val", "--layout", "ntu25", "--out", str(data / "action_images")],
+             never, chain(2)),
     ]
     if args.vlm_model:
         describe = [py, "data_gen/describe.py", "vlm", "--images", str(data / "action_images"), "--model",
@@ -111,41 +111,33 @@ def build_steps(args) -> List[Step]:
     else:
         describe = [py, "data_gen/describe.py", "kinematic", "--data", str(bench), "--split", "train", "--split",
                     "val", "--layout", "ntu25", "--out", str(data / "descriptions")]
-    steps.append(Step("descriptions", describe, never))
+    steps.append(Step(DATA_STEPS[3], describe, never, chain(3)))
     encode = [py, "data_gen/encode_text.py", "--bench", str(bench), "--split", "train", "--split", "val",
               "--descriptions", str(data / "descriptions"), "--encoder", text]
     if args.clip_checkpoint:
         encode += ["--clip-checkpoint", args.clip_checkpoint]
-    steps.append(Step("text features", encode, never))
+    steps.append(Step(DATA_STEPS[4], encode, never, chain(4)))
 
     for key, config in PRETRAIN_CONFIGS.items():
         steps.append(Step(f"pretrain {key}", [py, "main.py", "pretrain_acsar", "--config", f"config/demo/{config}.yaml",
                                               *pretrain_common],
-                          run_dir_finished(demo_runs / config)))
+                          run_dir_finished(demo_runs / config), [DATA_STEPS[-1]], resume=demo_runs / config))
     for key, config in LINEAR_CONFIGS.items():
+        needs = [f"pretrain {key}"] if key in PRETRAIN_CONFIGS else [DATA_STEPS[-1]]
         steps.append(Step(f"linear {key}", [py, "main.py", "linear_evaluation", "--config",
                                             f"config/demo/{config}.yaml", *linear_common],
-                          run_dir_finished(demo_runs / config)))
+                          run_dir_finished(demo_runs / config), needs))
     steps.append(Step("fusion", [py, "main.py", "fusion", "--config", "config/demo/fusion.yaml", f"work_dir={work}"],
-                      run_dir_finished(demo_runs / "fusion")))
+                      run_dir_finished(demo_runs / "fusion"), [f"linear {key}" for key in STREAMS]))
     steps.append(Step("report", [py, "main.py", "report", f"work_dir={work}", "name=demo/report", "overwrite=true"],
-                      never))
+                      never, [f"linear {key}" for key in LINEAR_CONFIGS] + ["fusion"]))
     return steps
 
 
-def run_step(step: Step) -> Dict[str, object]:
-    printable = " ".join(shlex.quote(a if a != sys.executable else "python") for a in step.argv)
-    if step.done():
-        logger.info("[skip, already done] %s", printable)
-        return {"name": step.name, "command": printable, "wall_s": 0.0, "skipped": True}
-    logger.info("$ %s", printable)
-    started = time.time()
-    proc = subprocess.run(step.argv, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    wall = time.time() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"demo: step {step.name!r} failed (exit {proc.returncode}): {printable}")
-    logger.info("  %s: %.1f s", step.name, wall)
-    return {"name": step.name, "command": printable, "wall_s": round(wall, 2), "skipped": False}
+def step_record(result: StepResult) -> Dict[str, object]:
+    """One entry of results.json's ``steps``."""
+    return {"name": result.name, "command": result.command, "wall_s": result.wall_s,
+            "skipped": result.status == "skipped"}
 
 
 def read_json(path: Path) -> dict:
@@ -213,13 +205,31 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                           "instead of the kinematic describer")
     parser.add_argument("--clip-checkpoint", default=None, help="local open_clip ViT-B-32 checkpoint: encode with "
                                                                 "CLIP instead of MiniLM")
+    cores = os.cpu_count() or 1
+    parser.add_argument("--jobs", type=int, default=min(2, cores),
+                        help="independent steps (the four pretrainings, the probes) run side by side "
+                             "(default: 2 on 2+ cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per step (default: cores // jobs)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    args.threads = args.threads or max(1, cores // args.jobs)
     args.work_dir = Path(args.work_dir or ("work_dir/quick" if args.quick else "work_dir")).resolve()
     args.data_dir = Path(args.data_dir or ("data/demo_quick" if args.quick else "data/demo")).resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s demo: %(message)s", datefmt="%H:%M:%S")
 
     started = time.time()
-    steps = [run_step(step) for step in build_steps(args)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    logs = args.work_dir / "demo" / "logs"
+    logger.info("%d step(s) side by side, %d torch thread(s) each; each step's output: %s/<step>.log",
+                args.jobs, args.threads, logs)
+    results = run_steps(build_steps(args), jobs=args.jobs, cwd=ROOT, env=env, logs=logs)
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed:
+        raise SystemExit(f"demo: step(s) failed: {', '.join(failed)} (logs in {logs})")
+    steps = [step_record(r) for r in results]
     num_classes = len((args.data_dir / "raw" / "class_names.txt").read_text().split("\n")) - 1
     res = collect_results(args.work_dir, num_classes)
     res.update(date=dt.datetime.now().isoformat(timespec="seconds"), host=socket.gethostname(), quick=args.quick,

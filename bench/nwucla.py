@@ -35,27 +35,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
+
+from pipeline import Step, StepResult, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "config/nwucla/xview"
 RUN = "nwucla/xview"          # run dirs: <work-dir>/nwucla/xview/<config name>
 SPLITS = ("train", "val")
-
-
-@dataclass
-class Step:
-    name: str
-    cmd: List[str]
-    done: Callable[[], bool]
-    deps: List[str] = field(default_factory=list)
-    resume: Optional[Path] = None          # run dir: add --resume when it holds an unfinished run
 
 
 def _finished(work: Path, name: str) -> Callable[[], bool]:
@@ -182,56 +172,14 @@ def run(args) -> int:
     times_path = work / "nwucla_step_times.json"
     times: Dict[str, float] = json.loads(times_path.read_text()) if times_path.is_file() else {}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    state: Dict[str, str] = {}
-    for s in steps:
-        if s.done():
-            state[s.name] = "done"
-            print(f"[skip] {s.name}: already finished", flush=True)
-    running: Dict[str, tuple] = {}
-    failed = []
-    while True:
-        ready = [s for s in steps if s.name not in state and all(state.get(d) == "done" for d in s.deps)]
-        blocked = [s for s in steps if s.name not in state and any(state.get(d) == "failed" for d in s.deps)]
-        for s in blocked:
-            state[s.name] = "failed"
-            print(f"[skip] {s.name}: a step it needs failed", flush=True)
-        launched = False
-        while ready and len(running) < args.jobs:
-            s = ready.pop(0)
-            launched = True
-            cmd = list(s.cmd)
-            if s.resume is not None and (s.resume / "latest.pt").is_file():
-                cmd.append("--resume")
-            print(f"[run ] {s.name}: {shlex.join(cmd)}", flush=True)
-            state[s.name] = "running"
-            if args.dry_run:
-                state[s.name] = "done"
-                continue
-            log = open(logs / f"{s.name}.log", "w", encoding="utf-8")
-            running[s.name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-                               time.time(), log)
-        if not running:
-            if launched:          # dry run: the launched steps are "done" at once
-                continue
-            break                 # nothing runs and nothing can start: finished (or blocked)
-        time.sleep(2)
-        for name, (proc, start, log) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            log.close()
-            del running[name]
-            elapsed = time.time() - start
-            if proc.returncode == 0:
-                state[name] = "done"
-                times[name] = round(elapsed, 1)
-                times_path.write_text(json.dumps(times, indent=1))
-                print(f"[done] {name} in {elapsed / 60:.1f} min", flush=True)
-            else:
-                state[name] = "failed"
-                failed.append(name)
-                tail = (logs / f"{name}.log").read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-                print(f"[FAIL] {name} (exit {proc.returncode}), log {logs / name}.log:\n  " + "\n  ".join(tail),
-                      flush=True)
+
+    def record(result: StepResult) -> None:
+        if result.status == "done":
+            times[result.name] = result.wall_s
+            times_path.write_text(json.dumps(times, indent=1))
+
+    results = run_steps(steps, jobs=args.jobs, cwd=ROOT, env=env, logs=logs, dry_run=args.dry_run, on_finish=record)
+    failed = [r.name for r in results if r.status == "failed"]
     if args.dry_run:
         return 0
     subprocess.run([sys.executable, "main.py", "report", f"work_dir={work}"], cwd=ROOT,

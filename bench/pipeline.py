@@ -1,0 +1,105 @@
+"""Run a pipeline of ordinary commands with dependencies, several side by side (bench/demo.py, bench/nwucla.py).
+
+Each :class:`Step` is one command line (``python data_gen/...`` or ``python main.py ...``),
+printed before it starts; its output goes to ``<logs>/<step name>.log``.  A step whose
+``done()`` is already true is skipped; a step whose ``resume`` run dir holds an unfinished
+run (``latest.pt``) is continued with ``--resume``.  Up to ``jobs`` steps whose dependencies
+have finished run at once; a failed step marks every step that needs it as failed too (the
+others go on), and its log's last lines are printed.
+"""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional
+
+__all__ = ["Step", "StepResult", "run_steps"]
+
+
+@dataclass
+class Step:
+    name: str
+    cmd: List[str]
+    done: Callable[[], bool]
+    deps: List[str] = field(default_factory=list)
+    resume: Optional[Path] = None          # run dir: add --resume when it holds an unfinished run
+
+
+@dataclass
+class StepResult:
+    name: str
+    command: str                           # as printed (the interpreter shown as ``python``)
+    status: str                            # done | skipped | failed
+    wall_s: float = 0.0
+
+
+def printable(cmd: List[str]) -> str:
+    return shlex.join("python" if a == sys.executable else a for a in cmd)
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return "\n  ".join(text)
+
+
+def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str], logs: Path,
+              dry_run: bool = False, on_finish: Optional[Callable[[StepResult], None]] = None) -> List[StepResult]:
+    """Run ``steps`` (in dependency order, ``jobs`` at a time); one :class:`StepResult` per step, in input order."""
+    names = [s.name for s in steps]
+    unknown = {d for s in steps for d in s.deps} - set(names)
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"pipeline: unknown dependencies {sorted(unknown)} or repeated step names in {names}")
+    logs.mkdir(parents=True, exist_ok=True)
+    results: Dict[str, StepResult] = {}
+    for s in steps:
+        if s.done():
+            results[s.name] = StepResult(s.name, printable(s.cmd), "skipped")
+            print(f"[skip] {s.name}: already finished", flush=True)
+    running: Dict[str, tuple] = {}
+    while True:
+        failed = {name for name, r in results.items() if r.status == "failed"}
+        for s in steps:                                    # a failed dependency fails its dependants
+            if s.name not in results and failed.intersection(s.deps):
+                results[s.name] = StepResult(s.name, printable(s.cmd), "failed")
+                print(f"[skip] {s.name}: a step it needs failed", flush=True)
+        ready = [s for s in steps if s.name not in results and s.name not in running
+                 and all(d in results and results[d].status != "failed" for d in s.deps)]
+        launched = False
+        while ready and len(running) < jobs:
+            s = ready.pop(0)
+            launched = True
+            cmd = list(s.cmd)
+            if s.resume is not None and (s.resume / "latest.pt").is_file():
+                cmd.append("--resume")
+            print(f"[run ] {s.name}: {printable(cmd)}", flush=True)
+            if dry_run:
+                results[s.name] = StepResult(s.name, printable(cmd), "done")
+                continue
+            log = open(logs / f"{s.name}.log", "w", encoding="utf-8")
+            proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+            running[s.name] = (proc, time.time(), log, printable(cmd))
+        if not running:
+            if launched:                                   # dry run: the launched steps are "done" at once
+                continue
+            break                                          # nothing runs and nothing can start
+        time.sleep(0.5)
+        for name, (proc, start, log, shown) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            result = StepResult(name, shown, "done" if proc.returncode == 0 else "failed",
+                                round(time.time() - start, 1))
+            results[name] = result
+            if result.status == "done":
+                print(f"[done] {name} in {result.wall_s:.1f} s", flush=True)
+            else:
+                print(f"[FAIL] {name} (exit {proc.returncode}), log {logs / name}.log:\n  "
+                      f"{_log_tail(logs / f'{name}.log')}", flush=True)
+            if on_finish is not None:
+                on_finish(result)
+    return [results[s.name] for s in steps if s.name in results]

@@ -1,0 +1,61 @@
+"""bench/pipeline.py: dependency order, side-by-side steps, skips, --resume, failure propagation."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from pipeline import Step, run_steps  # noqa: E402
+
+
+def _append(path: Path, text: str, fail: bool = False) -> list:
+    code = f"open({str(path)!r}, 'a').write({text!r} + '\\n')" + ("; raise SystemExit(3)" if fail else "")
+    return [sys.executable, "-c", code]
+
+
+def _run(steps, tmp_path, jobs=2):
+    return run_steps(steps, jobs=jobs, cwd=tmp_path, env=os.environ, logs=tmp_path / "logs")
+
+
+def test_dependencies_run_first_and_results_keep_input_order(tmp_path):
+    order = tmp_path / "order.txt"
+    steps = [Step("c", _append(order, "c"), lambda: False, ["a", "b"]),
+             Step("a", _append(order, "a"), lambda: False),
+             Step("b", _append(order, "b"), lambda: False, ["a"])]
+    results = _run(steps, tmp_path)
+    assert [r.name for r in results] == ["c", "a", "b"]
+    assert all(r.status == "done" and r.wall_s >= 0 for r in results)
+    assert order.read_text().split() == ["a", "b", "c"]
+    assert (tmp_path / "logs" / "a.log").is_file()
+
+
+def test_done_steps_are_skipped_and_unfinished_runs_resume(tmp_path):
+    log = tmp_path / "argv.txt"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "latest.pt").write_bytes(b"")
+    record_argv = [sys.executable, "-c", f"import sys; open({str(log)!r}, 'w').write(' '.join(sys.argv[1:]))"]
+    steps = [Step("old", _append(tmp_path / "never.txt", "x"), lambda: True),
+             Step("train", record_argv, lambda: False, ["old"], resume=run_dir)]
+    results = _run(steps, tmp_path)
+    assert [r.status for r in results] == ["skipped", "done"]
+    assert not (tmp_path / "never.txt").exists()
+    assert log.read_text() == "--resume"
+
+
+def test_a_failure_fails_its_dependants_only(tmp_path, capsys):
+    out = tmp_path / "out.txt"
+    steps = [Step("bad", _append(out, "bad", fail=True), lambda: False),
+             Step("after_bad", _append(out, "after_bad"), lambda: False, ["bad"]),
+             Step("other", _append(out, "other"), lambda: False)]
+    results = _run(steps, tmp_path, jobs=1)
+    assert {r.name: r.status for r in results} == {"bad": "failed", "after_bad": "failed", "other": "done"}
+    assert sorted(out.read_text().split()) == ["bad", "other"]
+    assert "[FAIL] bad (exit 3)" in capsys.readouterr().out
+
+
+def test_unknown_dependency_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown dependencies"):
+        _run([Step("a", _append(tmp_path / "x", "a"), lambda: False, ["missing"])], tmp_path)
