@@ -83,7 +83,8 @@ def build_steps(args) -> List[Step]:
     bench = data / "xsub"
     demo_runs = work / "demo"
     text = "clip" if args.clip_checkpoint else "minilm"
-    common = [f"work_dir={work}", f"data.root={bench}", f"data.class_names={data / 'raw' / 'class_names.txt'}"]
+    common = [f"work_dir={work}", f"data.root={bench}", f"data.class_names={data / 'raw' / 'class_names.txt'}",
+              "progress_bar=false"]                                    # the output goes to a log file
     if args.quick:
         common += QUICK_MODEL
     pretrain_common = list(common) + (QUICK_PRETRAIN if args.quick else [])
