@@ -67,7 +67,7 @@ class PointwiseConv(nn.Conv2d):
     """A 1x1 ``nn.Conv2d`` (same parameters and state-dict keys) computed as one batched GEMM on CPU.
 
     ``forward(x (B, C_in, T, V)) -> (B, C_out, T, V)``.  On CPU, oneDNN runs 1x1 convolutions on
-    NCHW activations at 20-35 % of the dense-matmul rate at the stem's sizes (it reorders to a
+    NCHW activations at 10-35 % of the dense-matmul rate at the stem's sizes (it reorders to a
     blocked layout and back); ``W (C_out, C_in) @ x (B, C_in, T*V)`` as one ``bmm`` computes the
     same sums at about twice the speed, forward and backward (bench/train_step.py).  Other devices,
     and channels-last inputs, take the convolution path (:meth:`conv_forward`).
