@@ -37,13 +37,12 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, run_steps
+from pipeline import Step, StepResult, run_finished, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from feeder.io import save_json_atomic, save_text_atomic  # noqa: E402
-from processor.runtime import FINISHED_MARKER  # noqa: E402
 
 logger = logging.getLogger("demo")
 
@@ -60,10 +59,6 @@ QUICK_MODEL = ["model.stem_channels=[4, 8, 4]", "model.hidden_dim=16", "model.nu
                "model.proj_hidden=16", "model.proj_dim=8", "data.window=16", "data.num_classes=4"]
 QUICK_PRETRAIN = ["epochs=2", "batch_size=8", "moco.queue_size=16"]
 QUICK_LINEAR = ["epochs=4", "batch_size=16"]
-
-
-def run_dir_finished(path: Path) -> Callable[[], bool]:
-    return lambda: (path / FINISHED_MARKER).exists()
 
 
 def file_exists(path: Path) -> Callable[[], bool]:
@@ -122,14 +117,14 @@ def build_steps(args) -> List[Step]:
     for key, config in PRETRAIN_CONFIGS.items():
         steps.append(Step(f"pretrain {key}", [py, "main.py", "pretrain_acsar", "--config", f"config/demo/{config}.yaml",
                                               *pretrain_common],
-                          run_dir_finished(demo_runs / config), [DATA_STEPS[-1]], resume=demo_runs / config))
+                          run_finished(demo_runs / config), [DATA_STEPS[-1]], resume=demo_runs / config))
     for key, config in LINEAR_CONFIGS.items():
         needs = [f"pretrain {key}"] if key in PRETRAIN_CONFIGS else [DATA_STEPS[-1]]
         steps.append(Step(f"linear {key}", [py, "main.py", "linear_evaluation", "--config",
                                             f"config/demo/{config}.yaml", *linear_common],
-                          run_dir_finished(demo_runs / config), needs))
+                          run_finished(demo_runs / config), needs))
     steps.append(Step("fusion", [py, "main.py", "fusion", "--config", "config/demo/fusion.yaml", f"work_dir={work}"],
-                      run_dir_finished(demo_runs / "fusion"), [f"linear {key}" for key in STREAMS]))
+                      run_finished(demo_runs / "fusion"), [f"linear {key}" for key in STREAMS]))
     steps.append(Step("report", [py, "main.py", "report", f"work_dir={work}", "name=demo/report", "overwrite=true"],
                       never, [f"linear {key}" for key in LINEAR_CONFIGS] + ["fusion"]))
     return steps

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, run_steps
+from pipeline import Step, StepResult, run_finished, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "config/nwucla/xview"
@@ -49,7 +49,7 @@ SPLITS = ("train", "val")
 
 
 def _finished(work: Path, name: str) -> Callable[[], bool]:
-    return lambda: (work / RUN / name / "FINISHED").is_file()
+    return run_finished(work / RUN / name)
 
 
 def _count(folder: Path, suffix: str) -> int:
@@ -138,7 +138,7 @@ def build_steps(args) -> List[Step]:
 
 def _read(work: Path, name: str) -> Optional[dict]:
     path = work / RUN / name / "results.json"
-    if not (work / RUN / name / "FINISHED").is_file():
+    if not _finished(work, name)():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
 

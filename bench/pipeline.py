@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
-__all__ = ["Step", "StepResult", "run_steps"]
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from processor.runtime import FINISHED_MARKER  # noqa: E402
+
+__all__ = ["Step", "StepResult", "run_steps", "run_finished"]
 
 
 @dataclass
@@ -35,6 +41,11 @@ class StepResult:
     command: str                           # as printed (the interpreter shown as ``python``)
     status: str                            # done | skipped | failed
     wall_s: float = 0.0
+
+
+def run_finished(run_dir: Path) -> Callable[[], bool]:
+    """A ``Step.done`` for a ``main.py`` run: true once ``run_dir`` holds the processor's finished marker."""
+    return lambda: (run_dir / FINISHED_MARKER).is_file()
 
 
 def printable(cmd: List[str]) -> str:
