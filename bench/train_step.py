@@ -16,6 +16,9 @@ its fraction of a dense 2048 x 2048 fp32 matmul loop measured in the same proces
 right before and after the timed steps (mean of the two), with the same thread
 count.  Peak RSS (and CUDA max allocated on GPU).
 
+``--amp bf16`` runs every case with ``amp=bf16`` (the forward autocast in bfloat16; for GPUs)
+and measures the reference matmul in bfloat16 too, so the fraction compares like with like.
+
 ``--compile`` runs every case with ``compile=true`` (query and key encoders compiled
 in place with ``torch.compile``; run once with and once without it to compare).
 The FLOP-count step then runs eager (``torch.compiler.set_stance("force_eager")``:
@@ -23,7 +26,8 @@ the counter sees the same model FLOPs), and ``--compile-warmup-steps`` compiled
 steps (which pay the compilation, ``compile_s``) precede the timed steps.
 
     python bench/train_step.py [--quick] [--configs paper demo] [--batch-sizes 16 64]
-                               [--threads 1 2] [--device cpu] [--compile] [--json out.json]
+                               [--threads 1 2] [--device cpu] [--compile] [--amp bf16]
+                               [--json out.json]
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ from net.graph import get_layout  # noqa: E402
 
 PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
 DEMO_CONFIG = ROOT / "config" / "demo" / "pretrain.yaml"
-COLUMNS = ["config", "text", "compile", "batch", "threads", "compile_s", "s_per_step", "samples_per_s",
+COLUMNS = ["config", "text", "compile", "amp", "batch", "threads", "compile_s", "s_per_step", "samples_per_s",
            "gflop_per_step", "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
 
 
@@ -55,14 +59,14 @@ def switch_labels(case: dict) -> dict:
     return {key: "on" if case[key] else "off" for key in ("text", "compile")}
 
 
-def build(config: str, text: bool, device: torch.device, compile_on: bool = False):
+def build(config: str, text: bool, device: torch.device, compile_on: bool = False, amp: str = "none"):
     """A PretrainACSAR processor with model and optimizer on ``device`` (no data); encoders compiled if asked."""
     from processor.pretrain_acsar import PretrainACSAR
 
     path, overrides = (PAPER_CONFIG if config == "paper" else DEMO_CONFIG), []
     if not text:
         overrides.append("text.mode=none")
-    overrides.append(f"compile={str(compile_on).lower()}")
+    overrides += [f"compile={str(compile_on).lower()}", f"amp={amp}"]
     proc = PretrainACSAR.from_config(path, overrides)
     proc.device, proc.epoch, proc.augmenter = device, 0, None
     proc.model = proc.build_model().to(device)
@@ -77,7 +81,9 @@ def run_case(case: dict) -> dict:
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     device = torch.device(case["device"])
-    proc = build(case["config"], case["text"], device, case["compile"])
+    amp = case.get("amp", "none")
+    proc = build(case["config"], case["text"], device, case["compile"], amp)
+    mm_dtype = torch.bfloat16 if amp == "bf16" else torch.float32
     cfg, b = proc.cfg, case["batch"]
     shape = (b, cfg.model.in_channels, cfg.data.window, get_layout(cfg.data.layout).num_joints,
              cfg.model.num_person)
@@ -107,7 +113,7 @@ def run_case(case: dict) -> dict:
         compile_s = time.perf_counter() - start
     flops = counter.get_total_flops()
     by_op = {str(k): v / 1e9 for k, v in counter.get_flop_counts().get("Global", {}).items()}
-    mm_before = matmul_flops(device)
+    mm_before = matmul_flops(device, dtype=mm_dtype)
     times = []
     for _ in range(case["steps"]):
         sync()
@@ -115,11 +121,11 @@ def run_case(case: dict) -> dict:
         step()
         sync()
         times.append(time.perf_counter() - t0)
-    mm_after = matmul_flops(device)
+    mm_after = matmul_flops(device, dtype=mm_dtype)
     s_step = statistics.median(times)
     mm = 0.5 * (mm_before + mm_after)
     return {
-        "config": case["config"], **switch_labels(case), "batch": b,
+        "config": case["config"], **switch_labels(case), "amp": amp, "batch": b,
         "threads": case["threads"], "device": str(device), "steps": case["steps"],
         "s_per_step": s_step, "s_per_step_all": times, "warmup_s": warmup_s, "compile_s": compile_s,
         "samples_per_s": b / s_step, "gflop_per_step": flops / 1e9, "gflop_by_op": by_op,
@@ -144,7 +150,7 @@ def cases(args) -> list:
                 for threads in args.threads:
                     steps = args.steps if config == "paper" else args.demo_steps
                     out.append({"config": config, "text": text, "batch": b, "threads": threads,
-                                "device": args.device, "steps": steps, "compile": args.compile,
+                                "device": args.device, "steps": steps, "compile": args.compile, "amp": args.amp,
                                 "compile_warmup_steps": args.compile_warmup_steps})
     return out
 
@@ -162,6 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true",
                         help="compile the query/key encoders (config compile=true); compare with a run without")
+    parser.add_argument("--amp", choices=("none", "bf16"), default="none",
+                        help="autocast the forward in bfloat16 (config amp); the reference matmul then runs in bf16")
     parser.add_argument("--compile-warmup-steps", type=int, default=2,
                         help="untimed compiled steps after the eager FLOP-count step (they pay the compilation) [2]")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is abandoned")

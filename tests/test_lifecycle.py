@@ -205,3 +205,24 @@ def test_num_threads_is_applied_by_every_processor(toy):
     finally:
         torch.set_num_threads(before)
     assert seen == [3]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_rng_state_survives_a_checkpoint_loaded_onto_the_device(tmp_path, device):
+    """Resuming loads the checkpoint with map_location=<training device>; on a GPU that moves the saved
+    CPU generator state onto the GPU, and torch.set_rng_state only takes CPU byte tensors."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    from processor import runtime
+    from processor.checkpoint import save_checkpoint
+
+    torch.manual_seed(5)
+    save_checkpoint({"rng": runtime.rng_state()}, tmp_path)
+    expected = torch.rand(4), (torch.rand(4, device=device) if device == "cuda" else None)
+    torch.manual_seed(99)
+    state = load_checkpoint(tmp_path / LATEST, map_location=device)
+    assert state["rng"]["torch"].device.type == device
+    runtime.set_rng_state(state["rng"])
+    assert torch.equal(torch.rand(4), expected[0])
+    if device == "cuda":
+        assert torch.equal(torch.rand(4, device=device), expected[1])
