@@ -3,13 +3,14 @@
 Measures samples/s of :class:`feeder.datasets.PretrainDataset` through a
 ``DataLoader`` (batch 64) at ``num_workers`` 0 and 2, with every augmentation
 forced on (``p = 1``) and with the paper's ``p = 0.5``, and of the batched torch
-path on the CPU: ``PretrainDataset(return_raw=True)`` (raw clips + parameters
+path on ``--device`` (the training device: CUDA when there is one, else the CPU):
+``PretrainDataset(return_raw=True)`` (raw clips + parameters
 sampled in the workers) followed by :class:`feeder.batch_augment.BatchAugmenter`
 on both views, in total and for the augmentation alone.  Data: a synthetic split at the paper shape
 ``(N, 3, 300, 25, 2)`` float32 with random valid lengths, written to a temporary
 folder (or ``--data-dir`` holding ``train_data_joint.npy`` / ``train_num_frame.npy``).
 
-    python bench/data_pipeline.py [--num-items 1000] [--json out.json]
+    python bench/data_pipeline.py [--num-items 1000] [--device cpu] [--json out.json]
 
 Prints one table to stdout; ``--json`` also writes the figures and the conditions.
 """
@@ -63,23 +64,29 @@ def time_loader(ds: PretrainDataset, num_items: int, batch_size: int, workers: i
     return count / (time.perf_counter() - start)
 
 
-def time_batch_path(ds_raw: PretrainDataset, pipeline, num_items: int, batch_size: int, workers: int) -> tuple:
-    """samples/s of the device path on the CPU: (DataLoader of raw clips + BatchAugmenter on both
-    views) and (BatchAugmenter alone, both views).  Parameters are sampled in the workers when
-    ``ds_raw.raw_params``, else by the BatchAugmenter in the main process (counted in both)."""
+def time_batch_path(ds_raw: PretrainDataset, pipeline, num_items: int, batch_size: int, workers: int,
+                    device: torch.device) -> tuple:
+    """samples/s of the device path on ``device``: (DataLoader of raw clips + copy to the device +
+    BatchAugmenter on both views) and (copy + BatchAugmenter alone, both views).  Parameters are
+    sampled in the workers when ``ds_raw.raw_params``, else by the BatchAugmenter in the main
+    process (counted in both)."""
     aug = BatchAugmenter(pipeline, seed=ds_raw.seed)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     loader = DataLoader(torch.utils.data.Subset(ds_raw, range(min(num_items, len(ds_raw)))),
-                        batch_size=batch_size, shuffle=False, num_workers=workers)
+                        batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda")
     t_aug = 0.0
     count = 0
     start = time.perf_counter()
     for clip, second, _, index in loader:
         t0 = time.perf_counter()
+        clip = clip.to(device, non_blocking=True)
         for view in (0, 1):
             if ds_raw.raw_params:
                 out = aug(clip, params=second[view])
             else:
                 out = aug(clip, second, index, epoch=0, view=view)
+        sync()
         t_aug += time.perf_counter() - t0
         count += clip.shape[0]
         assert out.shape[2] == pipeline.window
@@ -101,8 +108,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="existing split folder (else synthetic)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for the batch path")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row; the table shows median and best")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where the batched path augments (the training device) [cuda if available]")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.torch_threads)
     load_start = os.getloadavg()[0]
@@ -125,17 +135,18 @@ def main(argv=None) -> int:
                 raw = PretrainDataset(data_path, nf_path, window=args.window, transform=cfg, seed=0,
                                       return_raw=True, raw_params=raw_params)
                 for workers in args.workers:
-                    runs = [time_batch_path(raw, raw.pipeline, args.num_items, args.batch_size, workers)
+                    runs = [time_batch_path(raw, raw.pipeline, args.num_items, args.batch_size, workers, device)
                             for _ in range(args.repeats)]
-                    rows.append({"path": f"raw + torch batch, params@{where}", "augment": label,
+                    rows.append({"path": f"raw + batch on {device.type}, params@{where}", "augment": label,
                                  "workers": workers, **_summary([r[0] for r in runs])})
-                    rows.append({"path": f"  of which batch aug ({args.torch_threads} thr)", "augment": label,
+                    aug_where = f"{args.torch_threads} thr" if device.type == "cpu" else device.type
+                    rows.append({"path": f"  of which batch aug ({aug_where})", "augment": label,
                                  "workers": workers, **_summary([r[1] for r in runs])})
                     logger.info("%s raw+batch params@%s workers=%d: %s samples/s", label, where, workers,
                                 [round(r[0]) for r in runs])
         conditions = {
             "cpu_count": os.cpu_count(), "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "torch_threads": args.torch_threads,
+            "numpy": np.__version__, "python": platform.python_version(), "torch_threads": args.torch_threads, "device": str(device),
             "num_items": args.num_items, "batch_size": args.batch_size, "window": args.window,
             "storage_frames": args.frames, "data": str(args.data_dir) if args.data_dir else "synthetic (page cache)",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
