@@ -43,6 +43,11 @@ def conditions(**extra: Any) -> Dict[str, Any]:
     return out
 
 
+def device_sync(device: torch.device):
+    """A no-argument function that waits for ``device``'s queued work (a no-op off CUDA), for timing."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def matmul_flops(device: torch.device, size: int = 2048, seconds: float = 1.5, dtype=torch.float32) -> float:
     """FLOP/s of a dense ``size x size`` matmul loop on ``device`` (the practical compute limit).
 
@@ -50,7 +55,7 @@ def matmul_flops(device: torch.device, size: int = 2048, seconds: float = 1.5, d
     """
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     c = a @ b
     sync()
     count, start = 0, time.perf_counter()

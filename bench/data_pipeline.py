@@ -27,11 +27,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from common import device_sync  # noqa: E402
 from feeder.batch_augment import BatchAugmenter  # noqa: E402
 from feeder.datasets import PretrainDataset  # noqa: E402
 from feeder.io import open_memmap_atomic, save_json_atomic, save_npy_atomic  # noqa: E402
@@ -71,7 +73,7 @@ def time_batch_path(ds_raw: PretrainDataset, pipeline, num_items: int, batch_siz
     sampled in the workers when ``ds_raw.raw_params``, else by the BatchAugmenter in the main
     process (counted in both)."""
     aug = BatchAugmenter(pipeline, seed=ds_raw.seed)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     loader = DataLoader(torch.utils.data.Subset(ds_raw, range(min(num_items, len(ds_raw)))),
                         batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")

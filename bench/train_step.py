@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from common import conditions, emit_json, matmul_flops, peak_rss_mb, print_table  # noqa: E402
+from common import conditions, device_sync, emit_json, matmul_flops, peak_rss_mb, print_table  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
@@ -81,7 +81,7 @@ def run_case(case: dict) -> dict:
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     device = torch.device(case["device"])
-    amp = case.get("amp", "none")
+    amp = case["amp"]
     proc = build(case["config"], case["text"], device, case["compile"], amp)
     mm_dtype = torch.bfloat16 if amp == "bf16" else torch.float32
     cfg, b = proc.cfg, case["batch"]
@@ -91,7 +91,7 @@ def run_case(case: dict) -> dict:
     length = cfg.text.num_tokens if cfg.text.level == "token" else 1
     text = torch.randn(b, length, cfg.text.feature_dim, device=device).half()
     index = torch.arange(b, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
 
     def step():
         out = proc.train_step((x1, x2, text, index))
