@@ -2,7 +2,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -84,14 +83,13 @@ def test_cli_typo_key_fails_fast_without_work_dir(tmp_path, repo_root):
     config = tmp_path / "typo.yaml"
     config.write_text(f"_base_: {repo_root}/config/ntu60/xsub/pretrain.yaml\nwork_dir: {tmp_path}/runs\n"
                       "optim:\n  learning_rate: 0.1\n")
-    started = time.time()
     proc = subprocess.run([sys.executable, str(repo_root / "main.py"), "pretrain_acsar", "--config", str(config)],
                           capture_output=True, text=True, cwd=tmp_path)
-    elapsed = time.time() - started
     assert proc.returncode == 2
     assert "'optim.learning_rate'" in proc.stderr and "typo.yaml" in proc.stderr and "'optim.lr'" in proc.stderr
+    # fails at the config check: no traceback, nothing built or written (how fast is measured in the README)
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
-    assert elapsed < 30  # generous: the acceptance figure (< 5 s) is measured in the README, not here
 
 
 def test_cli_help_lists_processors_and_summary_counts(repo_root):
