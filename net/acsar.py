@@ -37,7 +37,13 @@ features of the samples (required when the text branch exists, ignored
 otherwise).  Returned 0-dim tensors: ``loss`` (with gradient) = loss_domain +
 weight * loss_cross; detached: ``loss_domain``, ``loss_cross`` (0 when text is
 off), ``acc_domain`` (mean top-1 of the positive over the four terms),
-``acc_cross`` (0 when off), ``loss_<q>_<k>`` / ``acc_<q>_<k>`` per domain term.
+``acc_cross`` (0 when off), ``acc_cross_rolled`` (0 when off; see below),
+``loss_<q>_<k>`` / ``acc_<q>_<k>`` per domain term.
+
+``acc_cross_rolled`` is a diagnostic without gradient: ``acc_cross`` scored again with every
+skeleton given its batch neighbour's text (``text.roll(1, 0)``).  It equals ``acc_cross`` when the
+branch ignores the text, which eq. 8-10 allow: the shift beta(q_g) alone can reproduce q_g, so the
+contrast with q_g is won without reading q'_text.  A branch that uses the text scores lower.
 
 In training mode a forward also (before the keys) moves the key encoder by
 momentum and (after the loss) enqueues the normalised keys k_t, k_s, k_g,
@@ -165,14 +171,17 @@ class ACSAR(nn.Module):
         domain = cross_domain_loss(queries, keys, self.queues(), self.tau_domain)
         if self.text is not None:
             loss_cross, acc_cross = cross_modal_loss(self.text(text, q_g), q_g, self.tau_cross)
+            with torch.no_grad():
+                _, acc_rolled = cross_modal_loss(self.text(text.roll(1, 0), q_g), q_g, self.tau_cross)
         else:
-            loss_cross = acc_cross = domain["loss"].new_zeros(())
+            loss_cross = acc_cross = acc_rolled = domain["loss"].new_zeros(())
         loss = domain["loss"] + self.text_weight * loss_cross
 
         if self.training:
             self.enqueue(keys)
         out = {"loss": loss, "loss_domain": domain["loss"].detach(), "loss_cross": loss_cross.detach(),
-               "acc_domain": domain["acc"].detach(), "acc_cross": acc_cross.detach()}
+               "acc_domain": domain["acc"].detach(), "acc_cross": acc_cross.detach(),
+               "acc_cross_rolled": acc_rolled.detach()}
         out.update({name: value.detach() for name, value in domain.items() if name not in ("loss", "acc")})
         return out
 

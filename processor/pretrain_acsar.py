@@ -4,7 +4,9 @@ Each step takes two independently augmented views of a batch (and the
 samples' text token features), runs :class:`net.acsar.ACSAR` and minimises
 ``L_domain + λ·L_cross`` (paper eq. 3-12; acsar_facts.md §3-4).  Logged per
 step and epoch: ``loss``, ``loss_domain``, ``loss_cross`` and the accuracy of
-the positive among the logits (``acc_domain``, ``acc_cross``).
+the positive among the logits (``acc_domain``, ``acc_cross``), and ``acc_cross_rolled``, the
+cross-modal accuracy with each skeleton given another sample's text: level with ``acc_cross``
+when the text branch ignores the text (:class:`net.acsar.ACSAR`).
 
 ``compile: true`` compiles the query and key encoders in place with
 :meth:`torch.nn.Module.compile` (see :func:`compile_encoders`): the module tree,
@@ -106,7 +108,8 @@ class PretrainACSAR(TrainProcessor):
             x1, x2, text, index = batch
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16"):
             out = self.model(x1, x2, text if self.use_text else None)
-        return {k: v for k, v in out.items() if k in ("loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross")}
+        return {k: v for k, v in out.items()
+                if k in ("loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross", "acc_cross_rolled")}
 
     def summary(self) -> str:
         model = self.build_acsar()

@@ -24,7 +24,7 @@ def views(n=4, v=25, m=2):
     return torch.randn(n, 3, 16, v, m), torch.randn(n, 3, 16, v, m)
 
 
-OUT_KEYS = {"loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross",
+OUT_KEYS = {"loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross", "acc_cross_rolled",
             "loss_g_s", "loss_g_t", "loss_s_g", "loss_t_g", "acc_g_s", "acc_g_t", "acc_s_g", "acc_t_g"}
 
 
@@ -107,6 +107,7 @@ def test_text_off_is_pure_scdnet():
         assert model.text is None and not any(k.startswith("text.") for k in model.state_dict())
         out = model(*views(), torch.randn(4, 7, 12))        # text given but ignored
         assert out["loss_cross"].item() == 0.0 and out["acc_cross"].item() == 0.0
+        assert out["acc_cross_rolled"].item() == 0.0
         assert out["loss"].item() == pytest.approx(out["loss_domain"].item())
         assert model.summary()["text branch"] == 0
 
@@ -171,3 +172,33 @@ def test_paper_configuration_counts():
     assert summary["query encoder"] == 74_447_664
     assert summary["query encoder"] + summary["query projectors"] == 92_017_840
     assert summary["text branch"] == 86_401          # 513 + 52,864 + 33,024
+
+
+def test_acc_cross_rolled_scores_the_neighbours_text():
+    model = ACSAR(**small_cfg(text=TEXT)).eval()
+    x1, x2 = views(6)
+    text = torch.randn(6, 7, 12)
+    out = model(x1, x2, text)
+    q_g = model.encoder_q(x1)[2]
+    _, expected = cross_modal_loss(model.text(text.roll(1, 0), q_g), q_g, 0.15)
+    assert out["acc_cross_rolled"].item() == pytest.approx(expected.item())
+    assert not out["acc_cross_rolled"].requires_grad
+
+
+def test_acc_cross_rolled_exposes_a_branch_that_ignores_the_text():
+    """FiLM with gamma = 0 and beta = identity gives q*_text = q_g whatever the text (the eq. 8
+    shortcut): the wrong text scores as well as the right one.  A branch whose output is the text
+    itself scores the right text only."""
+    torch.manual_seed(0)
+    model = ACSAR(**small_cfg(text=TEXT)).eval()
+    x1, x2 = views(6)
+    with torch.no_grad():
+        model.text.gamma.weight.zero_(), model.text.gamma.bias.zero_()
+        model.text.beta.weight.copy_(torch.eye(8)), model.text.beta.bias.zero_()
+    out = model(x1, x2, torch.randn(6, 7, 12))
+    assert out["acc_cross"].item() == out["acc_cross_rolled"].item() == 1.0
+
+    model.text.forward = lambda text, q_g: text                 # q*_text = the text features (N, C3)
+    q_g = model.encoder_q(x1)[2].detach()
+    out = model(x1, x2, q_g.clone())                            # the right text matches its skeleton
+    assert out["acc_cross"].item() == 1.0 and out["acc_cross_rolled"].item() == 0.0

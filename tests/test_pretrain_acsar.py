@@ -34,7 +34,8 @@ def test_pretrain_runs_and_logs(tmp_path, data_root):
     run_dir = tmp_path / "runs/run"
     records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 3
-    for key in ("train/loss", "train/loss_domain", "train/loss_cross", "train/acc_domain", "train/acc_cross"):
+    for key in ("train/loss", "train/loss_domain", "train/loss_cross", "train/acc_domain", "train/acc_cross",
+                "train/acc_cross_rolled"):
         assert all(torch.isfinite(torch.tensor(r[key])) for r in records), key
     assert records[0]["train/loss_cross"] > 0
     assert results["kind"] == "pretrain"
