@@ -30,6 +30,8 @@ paper values from acsar_facts.md §3-4 in brackets)::
       tau_cross: 0.15
       weight: 0.5              # lambda
       attention_heads: 1       # optional, cross_attention only
+      pairwise: false          # optional [ours], film only: score every text modulated by every
+                               # skeleton (net.losses.pairwise_film_loss), so L_cross needs the text
 
 ``forward(x1, x2, text=None) -> dict`` with x1, x2 (N, C, T, V, M) the two views
 (query, key) and ``text`` (N, L, D) (or (N, D) at sentence level) the text
@@ -67,7 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distributed import concat_all_gather
-from .losses import cross_domain_loss, cross_modal_loss
+from .losses import cross_domain_loss, cross_modal_loss, pairwise_film_loss
 from .projector import ProjectedEncoder
 from .queue import FeatureQueue
 from .text_branch import TextBranch
@@ -128,6 +130,9 @@ class ACSAR(nn.Module):
 
         text = dict(text or {})
         mode = text.pop("mode", "none")
+        self.pairwise = bool(text.pop("pairwise", False))
+        if self.pairwise and mode != "film":
+            raise ValueError(f"text.pairwise scores FiLM-modulated texts: it needs text mode 'film', got {mode!r}")
         self.tau_cross: Optional[float] = None
         self.text_weight = 0.0
         self.text: Optional[TextBranch] = None
@@ -157,6 +162,13 @@ class ACSAR(nn.Module):
         for kind, queue in zip(KINDS, (self.queue_t, self.queue_s, self.queue_g)):
             queue.enqueue(concat_all_gather(keys[kind]))
 
+    def cross_modal(self, text: torch.Tensor, q_g: torch.Tensor):
+        """(L_cross, acc_cross) of the text features against q_g (N, C3): eq. 8-12, or pairwise."""
+        if self.pairwise:
+            q_text = self.text.encode(self.text.tokens(text))
+            return pairwise_film_loss(q_text, self.text.gamma(q_g), self.text.beta(q_g), q_g, self.tau_cross)
+        return cross_modal_loss(self.text(text, q_g), q_g, self.tau_cross)
+
     # ---------------------------------------------------------------- forward
     def forward(self, x1: torch.Tensor, x2: torch.Tensor,
                 text: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -170,9 +182,9 @@ class ACSAR(nn.Module):
 
         domain = cross_domain_loss(queries, keys, self.queues(), self.tau_domain)
         if self.text is not None:
-            loss_cross, acc_cross = cross_modal_loss(self.text(text, q_g), q_g, self.tau_cross)
+            loss_cross, acc_cross = self.cross_modal(text, q_g)
             with torch.no_grad():
-                _, acc_rolled = cross_modal_loss(self.text(text.roll(1, 0), q_g), q_g, self.tau_cross)
+                _, acc_rolled = self.cross_modal(text.roll(1, 0), q_g)
         else:
             loss_cross = acc_cross = acc_rolled = domain["loss"].new_zeros(())
         loss = domain["loss"] + self.text_weight * loss_cross

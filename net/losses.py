@@ -6,6 +6,9 @@
   each term with the queue of its key's kind (s, t, g, g).
 * :func:`cross_modal_loss` -- L_cross = 1/2 [CE(S / tau, I) + CE(S^T / tau, I)],
   S = normalise(text) normalise(skeleton)^T over the (gathered) batch.
+* :func:`pairwise_film_loss` -- the same loss with every text modulated by every skeleton,
+  S_ij = cos(gamma_j * q'_i + beta_j, q_g_j) [ours; ``text.pairwise``]: the shift beta_j is then
+  shared by all the texts a skeleton is compared with, so the loss cannot be won without the text.
 
 All inputs are (B, C3) rows; queues are (C3, K) columns.  Accuracies are the
 fraction of anchors whose positive has the largest logit, as 0-dim tensors (no
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 
 from .distributed import gather_with_grad, rank
 
-__all__ = ["DOMAIN_TERMS", "queue_info_nce", "cross_domain_loss", "cross_modal_loss"]
+__all__ = ["DOMAIN_TERMS", "queue_info_nce", "cross_domain_loss", "cross_modal_loss", "pairwise_film_loss"]
 
 #: (query kind, key kind) of the four cross-domain terms; the negatives come from the key kind's queue
 DOMAIN_TERMS: Tuple[Tuple[str, str], ...] = (("g", "s"), ("g", "t"), ("s", "g"), ("t", "g"))
@@ -83,6 +86,34 @@ def cross_modal_loss(text: torch.Tensor, skeleton: torch.Tensor, tau: float) -> 
     target = torch.arange(text.shape[0], device=text.device) + rank() * text.shape[0]
     logits_ts = text @ all_skeleton.T / tau        # text anchors     (B, W*B)  rows of S
     logits_st = skeleton @ all_text.T / tau        # skeleton anchors (B, W*B)  rows of S^T
+    loss = 0.5 * (F.cross_entropy(logits_ts, target) + F.cross_entropy(logits_st, target))
+    acc = 0.5 * ((logits_ts.argmax(1) == target).float().mean() + (logits_st.argmax(1) == target).float().mean())
+    return loss, acc
+
+
+def pairwise_film_loss(text: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, skeleton: torch.Tensor,
+                       tau: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """L_cross over all (text i, skeleton j) pairs, each text modulated by the skeleton it is scored with.
+
+    ``text`` q'_text (B, C3); ``gamma``, ``beta`` = gamma(q_g), beta(q_g) (B, C3); ``skeleton`` q_g (B, C3).
+    S_ij = cos(gamma_j * text_i + beta_j, skeleton_j); loss = (CE(S / tau, I) + CE(S^T / tau, I)) / 2,
+    whose diagonal is the paper's S_ii (eq. 8-10).  A branch that ignores the text gives every
+    entry of a column the same value: the skeleton-anchored term is then ln B (chance) and the
+    text-anchored one at least ln B, so the loss cannot fall below chance without the text.  Under DDP
+    each rank's texts are scored against the gathered skeletons and its skeletons against the
+    gathered texts, target column ``rank*B + i``, as :func:`cross_modal_loss`.
+
+    Returns (loss, accuracy averaged over both directions).
+    """
+    def scores(t: torch.Tensor, g: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """(Bt, C3) texts x (Bs, C3) skeletons -> (Bt, Bs) cosines of the modulated texts with the skeletons."""
+        modulated = F.normalize(t[:, None, :] * g[None] + b[None], dim=2)
+        return (modulated * F.normalize(s, dim=1)[None]).sum(dim=2)
+
+    target = torch.arange(text.shape[0], device=text.device) + rank() * text.shape[0]
+    all_gamma, all_beta, all_skeleton = gather_with_grad(gamma), gather_with_grad(beta), gather_with_grad(skeleton)
+    logits_ts = scores(text, all_gamma, all_beta, all_skeleton) / tau            # text anchors (B, W*B)
+    logits_st = scores(gather_with_grad(text), gamma, beta, skeleton).T / tau    # skeleton anchors (B, W*B)
     loss = 0.5 * (F.cross_entropy(logits_ts, target) + F.cross_entropy(logits_st, target))
     acc = 0.5 * ((logits_ts.argmax(1) == target).float().mean() + (logits_st.argmax(1) == target).float().mean())
     return loss, acc

@@ -1,5 +1,6 @@
 """ACSAR MoCo builder: outputs, momentum, queues after the loss, text switches, summary."""
 import copy
+import math
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 
 from net.acsar import ACSAR
 from net.graph import get_layout
-from net.losses import cross_domain_loss, cross_modal_loss
+from net.losses import cross_domain_loss, cross_modal_loss, pairwise_film_loss
 
 TEXT = dict(mode="film", feature_dim=12, num_tokens=7, level="token", hidden_dim=10, tau_cross=0.15, weight=0.5)
 
@@ -202,3 +203,23 @@ def test_acc_cross_rolled_exposes_a_branch_that_ignores_the_text():
     q_g = model.encoder_q(x1)[2].detach()
     out = model(x1, x2, q_g.clone())                            # the right text matches its skeleton
     assert out["acc_cross"].item() == 1.0 and out["acc_cross_rolled"].item() == 0.0
+
+
+def test_pairwise_film_needs_film_and_scores_all_pairs():
+    with pytest.raises(ValueError, match="pairwise.*film"):
+        ACSAR(**small_cfg(text={**TEXT, "mode": "plain", "pairwise": True}))
+    torch.manual_seed(0)
+    model = ACSAR(**small_cfg(text={**TEXT, "pairwise": True})).eval()
+    x1, x2 = views(6)
+    text = torch.randn(6, 7, 12)
+    out = model(x1, x2, text)
+    assert set(out) == OUT_KEYS
+    q_g = model.encoder_q(x1)[2]
+    q_text = model.text.encode(model.text.tokens(text))
+    expected, _ = pairwise_film_loss(q_text, model.text.gamma(q_g), model.text.beta(q_g), q_g, 0.15)
+    assert out["loss_cross"].item() == pytest.approx(expected.item(), rel=1e-6)
+    # the paper's shortcut (gamma = 0, beta = identity) no longer wins: chance loss, whatever the text
+    with torch.no_grad():
+        model.text.gamma.weight.zero_(), model.text.gamma.bias.zero_()
+        model.text.beta.weight.copy_(torch.eye(8)), model.text.beta.bias.zero_()
+    assert model(x1, x2, text)["loss_cross"].item() == pytest.approx(math.log(6), rel=1e-5)

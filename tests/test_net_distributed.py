@@ -1,5 +1,6 @@
-"""Gather helpers: identities without a process group; with 2 gloo ranks the cross-modal loss
-gradient equals the single-process gradient over the global batch (after DDP-style averaging)."""
+"""Gather helpers: identities without a process group; with 2 gloo ranks the cross-modal losses
+(the paper's and the pairwise FiLM one) and their gradients equal the single-process ones over the
+global batch (after DDP-style averaging)."""
 import os
 import sys
 from pathlib import Path
@@ -10,9 +11,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from net.distributed import concat_all_gather, gather_with_grad, rank, world_size
-from net.losses import cross_modal_loss
+from net.losses import cross_modal_loss, pairwise_film_loss
 
 WORLD, B, C, TAU = 2, 3, 5, 0.15
+NAMES = ("text", "skel", "gamma", "beta")
 
 
 def test_identity_without_process_group():
@@ -24,8 +26,9 @@ def test_identity_without_process_group():
 
 
 def _data():
+    """text, skeleton, gamma, beta rows of the global batch, each (WORLD * B, C)."""
     g = torch.Generator().manual_seed(0)
-    return torch.randn(WORLD * B, C, generator=g), torch.randn(WORLD * B, C, generator=g)
+    return tuple(torch.randn(WORLD * B, C, generator=g) for _ in range(4))
 
 
 def _worker(local_rank, init_file, out_dir, root):
@@ -33,16 +36,20 @@ def _worker(local_rank, init_file, out_dir, root):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=WORLD)
     try:
-        text_all, skel_all = _data()
         rows = slice(local_rank * B, (local_rank + 1) * B)
-        text = text_all[rows].clone().requires_grad_(True)
-        skel = skel_all[rows].clone().requires_grad_(True)
+        text, skel, gamma, beta = (x[rows].clone().requires_grad_(True) for x in _data())
         loss, _ = cross_modal_loss(text, skel, TAU)
         loss.backward()
         keys = concat_all_gather(skel.detach())
         # DDP averages parameter gradients over ranks, i.e. each rank contributes its row gradients / WORLD
-        torch.save({"loss": loss.detach(), "g_text": text.grad / WORLD, "g_skel": skel.grad / WORLD, "keys": keys},
-                   Path(out_dir) / f"rank{local_rank}.pt")
+        out = {"loss": loss.detach(), "g_text": text.grad / WORLD, "g_skel": skel.grad / WORLD, "keys": keys}
+        for x in (text, skel):
+            x.grad = None
+        pairwise, _ = pairwise_film_loss(text, gamma, beta, skel, TAU)
+        pairwise.backward()
+        out.update(pairwise=pairwise.detach(),
+                   **{f"pairwise_g_{n}": x.grad / WORLD for n, x in zip(NAMES, (text, skel, gamma, beta))})
+        torch.save(out, Path(out_dir) / f"rank{local_rank}.pt")
         dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
@@ -59,7 +66,7 @@ def test_two_rank_cross_modal_loss_matches_global_batch(tmp_path):
     root = str(Path(__file__).resolve().parents[1])
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), root), nprocs=WORLD, join=True)
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
-    text_all, skel_all = _data()
+    text_all, skel_all, gamma_all, beta_all = _data()
     text_ref, skel_ref = text_all.clone().requires_grad_(True), skel_all.clone().requires_grad_(True)
     loss_ref, _ = cross_modal_loss(text_ref, skel_ref, TAU)
     loss_ref.backward()
@@ -70,3 +77,11 @@ def test_two_rank_cross_modal_loss_matches_global_batch(tmp_path):
     assert torch.allclose(g_text, text_ref.grad, atol=1e-6)
     assert torch.allclose(g_skel, skel_ref.grad, atol=1e-6)
     assert all(torch.equal(r["keys"], skel_all) for r in results)
+
+    refs = [x.clone().requires_grad_(True) for x in (text_all, skel_all, gamma_all, beta_all)]
+    pairwise_ref, _ = pairwise_film_loss(refs[0], refs[2], refs[3], refs[1], TAU)
+    pairwise_ref.backward()
+    assert (sum(r["pairwise"] for r in results) / WORLD).item() == pytest.approx(pairwise_ref.item(), rel=1e-5)
+    for name, ref in zip(NAMES, refs):
+        grad = torch.cat([r[f"pairwise_g_{name}"] for r in results])
+        assert torch.allclose(grad, ref.grad, atol=1e-6), name

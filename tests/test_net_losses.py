@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from net.losses import cross_domain_loss, cross_modal_loss, queue_info_nce
+from net.losses import cross_domain_loss, cross_modal_loss, pairwise_film_loss, queue_info_nce
 
 
 def _hand_info_nce(u, v, queue, tau):
@@ -88,3 +88,53 @@ def test_perfect_alignment_gives_full_accuracy():
     feats = torch.eye(4)
     loss, acc = cross_modal_loss(feats, feats, 0.1)
     assert acc.item() == 1.0 and loss.item() < 1e-3
+
+
+def _hand_pairwise(text, gamma, beta, skel, tau):
+    """S_ij = cos(gamma_j * text_i + beta_j, skel_j) and the symmetric CE, with python floats."""
+    b = text.shape[0]
+
+    def cos(u, v):
+        return sum(x * y for x, y in zip(u, v)) / math.sqrt(sum(x * x for x in u) * sum(y * y for y in v))
+
+    sim = [[cos([g * t + e for g, t, e in zip(gamma[j].tolist(), text[i].tolist(), beta[j].tolist())],
+                skel[j].tolist()) / tau for j in range(b)] for i in range(b)]
+
+    def ce(rows):
+        return sum(math.log(sum(math.exp(x) for x in rows[i])) - rows[i][i] for i in range(b)) / b
+
+    return 0.5 * (ce(sim) + ce([list(r) for r in zip(*sim)]))
+
+
+def test_pairwise_film_loss_matches_hand_and_keeps_the_papers_diagonal():
+    g = torch.Generator().manual_seed(3)
+    text, gamma, beta, skel = (torch.randn(5, 4, generator=g, dtype=torch.float64) for _ in range(4))
+    loss, acc = pairwise_film_loss(text, gamma, beta, skel, 0.15)
+    assert loss.item() == pytest.approx(_hand_pairwise(text, gamma, beta, skel, 0.15), rel=1e-9)
+    assert 0.0 <= acc.item() <= 1.0
+    # with one sample, the single score is the paper's cos(gamma * q' + beta, q_g) (eq. 8-10)
+    one = [x[:1] for x in (text, gamma, beta, skel)]
+    assert pairwise_film_loss(*one, 0.15)[0].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_pairwise_film_loss_cannot_be_won_without_the_text():
+    """beta(q_g) = q_g, gamma = 0 wins the paper's loss (accuracy 1) for any text; here the same
+    branch sits at chance: every text scores the same against a skeleton."""
+    g = torch.Generator().manual_seed(4)
+    skel = torch.randn(6, 8, generator=g, dtype=torch.float64)
+    text = torch.randn(6, 8, generator=g, dtype=torch.float64)
+    gamma, beta = torch.zeros_like(skel), skel.clone()
+    _, paper_acc = cross_modal_loss(gamma * text + beta, skel, 0.15)
+    assert paper_acc.item() == 1.0
+    loss, _ = pairwise_film_loss(text, gamma, beta, skel, 0.15)
+    assert loss.item() == pytest.approx(math.log(6), rel=1e-9)
+    # a text-blind branch with a non-zero gamma: the skeleton-anchored half stays at ln B, the rest >= ln B
+    same_text = torch.randn(1, 8, generator=g, dtype=torch.float64).expand(6, 8)
+    gamma = torch.randn(6, 8, generator=g, dtype=torch.float64)
+    assert pairwise_film_loss(same_text, gamma, beta, skel, 0.15)[0].item() >= math.log(6) - 1e-9
+
+
+def test_pairwise_film_loss_gradient_reaches_text_and_skeleton():
+    text, gamma, beta, skel = (torch.randn(4, 8, requires_grad=True) for _ in range(4))
+    pairwise_film_loss(text, gamma, beta, skel, 0.15)[0].backward()
+    assert all(x.grad.abs().sum() > 0 for x in (text, gamma, beta, skel))
