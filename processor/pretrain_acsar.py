@@ -34,8 +34,7 @@ def acsar_kwargs(cfg) -> Dict[str, Any]:
     """ACSAR constructor arguments from a resolved config (model, data, moco and text sections)."""
     kwargs = dict(cfg["model"])
     kwargs.update(layout=cfg["data"]["layout"], num_frame=cfg["data"]["window"], **cfg["moco"])
-    text = dict(cfg["text"])
-    kwargs["text"] = None if text["mode"] == "none" else text
+    kwargs["text"] = dict(cfg["text"])    # mode none builds no branch; ACSAR checks the text switches
     return kwargs
 
 

@@ -206,8 +206,9 @@ def test_acc_cross_rolled_exposes_a_branch_that_ignores_the_text():
 
 
 def test_pairwise_film_needs_film_and_scores_all_pairs():
-    with pytest.raises(ValueError, match="pairwise.*film"):
-        ACSAR(**small_cfg(text={**TEXT, "mode": "plain", "pairwise": True}))
+    for mode in ("plain", "none"):
+        with pytest.raises(ValueError, match="pairwise.*film"):
+            ACSAR(**small_cfg(text={**TEXT, "mode": mode, "pairwise": True}))
     torch.manual_seed(0)
     model = ACSAR(**small_cfg(text={**TEXT, "pairwise": True})).eval()
     x1, x2 = views(6)
