@@ -83,9 +83,15 @@ def cross_modal_loss(text: torch.Tensor, skeleton: torch.Tensor, tau: float) -> 
     text = F.normalize(text, dim=1)
     skeleton = F.normalize(skeleton, dim=1)
     all_text, all_skeleton = gather_with_grad(text), gather_with_grad(skeleton)
-    target = torch.arange(text.shape[0], device=text.device) + rank() * text.shape[0]
     logits_ts = text @ all_skeleton.T / tau        # text anchors     (B, W*B)  rows of S
     logits_st = skeleton @ all_text.T / tau        # skeleton anchors (B, W*B)  rows of S^T
+    return _symmetric_cross_entropy(logits_ts, logits_st)
+
+
+def _symmetric_cross_entropy(logits_ts: torch.Tensor, logits_st: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(CE(text anchors) + CE(skeleton anchors)) / 2 and the mean top-1; both (B, W*B), positive at
+    column ``rank*B + i``."""
+    target = torch.arange(logits_ts.shape[0], device=logits_ts.device) + rank() * logits_ts.shape[0]
     loss = 0.5 * (F.cross_entropy(logits_ts, target) + F.cross_entropy(logits_st, target))
     acc = 0.5 * ((logits_ts.argmax(1) == target).float().mean() + (logits_st.argmax(1) == target).float().mean())
     return loss, acc
@@ -110,10 +116,7 @@ def pairwise_film_loss(text: torch.Tensor, gamma: torch.Tensor, beta: torch.Tens
         modulated = F.normalize(t[:, None, :] * g[None] + b[None], dim=2)
         return (modulated * F.normalize(s, dim=1)[None]).sum(dim=2)
 
-    target = torch.arange(text.shape[0], device=text.device) + rank() * text.shape[0]
     all_gamma, all_beta, all_skeleton = gather_with_grad(gamma), gather_with_grad(beta), gather_with_grad(skeleton)
     logits_ts = scores(text, all_gamma, all_beta, all_skeleton) / tau            # text anchors (B, W*B)
     logits_st = scores(gather_with_grad(text), gamma, beta, skeleton).T / tau    # skeleton anchors (B, W*B)
-    loss = 0.5 * (F.cross_entropy(logits_ts, target) + F.cross_entropy(logits_st, target))
-    acc = 0.5 * ((logits_ts.argmax(1) == target).float().mean() + (logits_st.argmax(1) == target).float().mean())
-    return loss, acc
+    return _symmetric_cross_entropy(logits_ts, logits_st)

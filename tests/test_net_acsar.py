@@ -175,6 +175,13 @@ def test_paper_configuration_counts():
     assert summary["text branch"] == 86_401          # 513 + 52,864 + 33,024
 
 
+@torch.no_grad()
+def _text_blind_film(model):
+    """gamma = 0, beta = identity: q*_text = q_g whatever the text (the eq. 8 shortcut)."""
+    model.text.gamma.weight.zero_(), model.text.gamma.bias.zero_()
+    model.text.beta.weight.copy_(torch.eye(model.text.beta.in_features)), model.text.beta.bias.zero_()
+
+
 def test_acc_cross_rolled_scores_the_neighbours_text():
     model = ACSAR(**small_cfg(text=TEXT)).eval()
     x1, x2 = views(6)
@@ -193,9 +200,7 @@ def test_acc_cross_rolled_exposes_a_branch_that_ignores_the_text():
     torch.manual_seed(0)
     model = ACSAR(**small_cfg(text=TEXT)).eval()
     x1, x2 = views(6)
-    with torch.no_grad():
-        model.text.gamma.weight.zero_(), model.text.gamma.bias.zero_()
-        model.text.beta.weight.copy_(torch.eye(8)), model.text.beta.bias.zero_()
+    _text_blind_film(model)
     out = model(x1, x2, torch.randn(6, 7, 12))
     assert out["acc_cross"].item() == out["acc_cross_rolled"].item() == 1.0
 
@@ -220,7 +225,5 @@ def test_pairwise_film_needs_film_and_scores_all_pairs():
     expected, _ = pairwise_film_loss(q_text, model.text.gamma(q_g), model.text.beta(q_g), q_g, 0.15)
     assert out["loss_cross"].item() == pytest.approx(expected.item(), rel=1e-6)
     # the paper's shortcut (gamma = 0, beta = identity) no longer wins: chance loss, whatever the text
-    with torch.no_grad():
-        model.text.gamma.weight.zero_(), model.text.gamma.bias.zero_()
-        model.text.beta.weight.copy_(torch.eye(8)), model.text.beta.bias.zero_()
+    _text_blind_film(model)
     assert model(x1, x2, text)["loss_cross"].item() == pytest.approx(math.log(6), rel=1e-5)
