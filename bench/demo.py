@@ -22,7 +22,9 @@ already there is skipped (an interrupted pretraining continues with ``--resume``
 demo continues where it stopped.  Independent steps run side by side (``--jobs``, default 2, each
 with ``cores // jobs`` torch threads: on 2 cores two one-thread pretrainings beat one two-thread
 pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step>.log``.  ``--quick``
-runs a tiny version (for the test suite).
+runs a tiny version (for the test suite).  ``--pretrain-set KEY=VALUE`` (repeatable) changes the four
+pretrainings, e.g. their length: ``--pretrain-set epochs=120 --pretrain-set 'scheduler.milestones=[100]'``
+(README, Results: what longer pretraining changes); ``--run-seed`` the seed of every run.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from feeder.io import save_json_atomic, save_text_atomic  # noqa: E402
+from processor.runtime import FINISHED_MARKER  # noqa: E402
 
 logger = logging.getLogger("demo")
 
@@ -72,20 +75,30 @@ def never() -> bool:
 DATA_STEPS = ("synthetic skeletons", "ntu_gendata", "action images", "descriptions", "text features")
 
 
+def run_overrides(args) -> Dict[str, List[str]]:
+    """The key=value arguments of the demo's pretraining and linear-probe commands."""
+    data, work = Path(args.data_dir), Path(args.work_dir)
+    common = [f"work_dir={work}", f"data.root={data / 'xsub'}", f"data.class_names={data / 'raw' / 'class_names.txt'}",
+              "progress_bar=false"]                                    # the output goes to a log file
+    if args.quick:
+        common += QUICK_MODEL
+    if args.run_seed is not None:
+        common.append(f"seed={args.run_seed}")
+    pretrain = list(common) + (QUICK_PRETRAIN if args.quick else [])
+    if args.clip_checkpoint:
+        pretrain += ["data.text=clip", "text.feature_dim=512"]
+    pretrain += args.pretrain_set                                      # last, so they win
+    return {"pretrain": pretrain, "linear": list(common) + (QUICK_LINEAR if args.quick else [])}
+
+
 def build_steps(args) -> List[Step]:
     py = sys.executable
     data, work = Path(args.data_dir), Path(args.work_dir)
     bench = data / "xsub"
     demo_runs = work / "demo"
     text = "clip" if args.clip_checkpoint else "minilm"
-    common = [f"work_dir={work}", f"data.root={bench}", f"data.class_names={data / 'raw' / 'class_names.txt'}",
-              "progress_bar=false"]                                    # the output goes to a log file
-    if args.quick:
-        common += QUICK_MODEL
-    pretrain_common = list(common) + (QUICK_PRETRAIN if args.quick else [])
-    if text == "clip":
-        pretrain_common += ["data.text=clip", "text.feature_dim=512"]
-    linear_common = list(common) + (QUICK_LINEAR if args.quick else [])
+    overrides = run_overrides(args)
+    pretrain_common, linear_common = overrides["pretrain"], overrides["linear"]
 
     chain = lambda i: [DATA_STEPS[i - 1]] if i else []    # noqa: E731  the data steps run one after another
     steps = [
@@ -128,6 +141,34 @@ def build_steps(args) -> List[Step]:
     steps.append(Step("report", [py, "main.py", "report", f"work_dir={work}", "name=demo/report", "overwrite=true"],
                       never, [f"linear {key}" for key in LINEAR_CONFIGS] + ["fusion"]))
     return steps
+
+
+def check_pretrain_overrides(args) -> None:
+    """Resolve the four pretraining configs with ``--pretrain-set`` / ``--run-seed`` before any step
+    runs, so a typo fails in a second rather than after the data steps (strict keys, as main.py); and
+    refuse a work dir whose finished pretrainings were run with other values of those keys (or another
+    length or seed), which the demo would otherwise reuse without a word."""
+    from processor.config import ConfigError, flatten, load_yaml, resolve_config
+    from processor.registry import get_processor
+
+    defaults = get_processor("pretrain_acsar").defaults_path()
+    overrides = run_overrides(args)["pretrain"]
+    asked = ([] if args.run_seed is None else [f"seed={args.run_seed}"]) + args.pretrain_set
+    checked = {"epochs", "seed"} | {item.partition("=")[0].strip() for item in asked}
+    for config in PRETRAIN_CONFIGS.values():
+        try:
+            wanted = flatten(resolve_config(defaults, ROOT / "config" / "demo" / f"{config}.yaml", overrides))
+        except ConfigError as err:
+            raise SystemExit(f"demo: --pretrain-set / --run-seed: {err}") from None
+        run = args.work_dir / "demo" / config
+        if not (run / FINISHED_MARKER).is_file() or not (run / "config.yaml").is_file():
+            continue
+        done = flatten(load_yaml(run / "config.yaml"))
+        differ = [f"{key}={done.get(key)!r} there, {wanted.get(key)!r} asked" for key in sorted(checked)
+                  if key in wanted and done.get(key) != wanted[key]]
+        if differ:
+            raise SystemExit(f"demo: {run} finished with other settings ({'; '.join(differ)}); "
+                             "give a fresh --work-dir")
 
 
 def step_record(result: StepResult) -> Dict[str, object]:
@@ -178,11 +219,16 @@ def write_report(work: Path, res: Dict[str, object], steps: List[dict], quick: b
     def wall(step: dict) -> str:
         return "skipped" if step["skipped"] else f"{step['wall_s']:.1f} s"
 
+    settings = ""
+    if res.get("pretrain_overrides") or res.get("run_seed") is not None:
+        seed = "the configs' own" if res["run_seed"] is None else res["run_seed"]
+        overrides = " ".join(res["pretrain_overrides"]) or "none"
+        settings = f"Not the default demo: pretraining overrides {overrides}; run seed {seed}.\n\n"
     timing = "\n".join(f"| {s['name']} | {wall(s)} | `{s['command']}` |" for s in steps)
     text = (f"# AC-SAR demo{' (quick)' if quick else ''}\n\n"
             f"{dt.datetime.now().isoformat(timespec='seconds')} on {socket.gethostname()}; test set: "
             f"{res['num_test_samples']} clips; linear probes monitored on the {res['monitor']} split.\n\n"
-            f"{results_markdown(res)}\n\n## Steps\n\n| step | wall time | command |\n| --- | --- | --- |\n{timing}\n\n"
+            f"{settings}{results_markdown(res)}\n\n## Steps\n\n| step | wall time | command |\n| --- | --- | --- |\n{timing}\n\n"
             "## Figures\n\n" + "".join(f"![{p}]({p})\n\n" for p in figures)
             + "\nEvery evaluation: [report/report.md](report/report.md)\n")
     path = runs / "report.md"
@@ -190,7 +236,7 @@ def write_report(work: Path, res: Dict[str, object], steps: List[dict], quick: b
     return path
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny data and model, a few epochs (about a minute)")
     parser.add_argument("--work-dir", default=None, help="runs go to <work-dir>/demo/ (default: work_dir, "
@@ -201,6 +247,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                           "instead of the kinematic describer")
     parser.add_argument("--clip-checkpoint", default=None, help="local open_clip ViT-B-32 checkpoint: encode with "
                                                                 "CLIP instead of MiniLM")
+    parser.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for the four pretrainings (repeatable), e.g. "
+                             "--pretrain-set epochs=120 --pretrain-set 'scheduler.milestones=[100]'; "
+                             "with a fresh --work-dir (finished runs with other settings are refused)")
+    parser.add_argument("--run-seed", type=int, default=None,
+                        help="seed of the pretrainings and linear probes (model init, sampling, augmentation; "
+                             "default: the configs' seed); --seed is the data's")
     cores = os.cpu_count() or 1
     parser.add_argument("--jobs", type=int, default=min(2, cores),
                         help="independent steps (the four pretrainings, the probes) run side by side "
@@ -210,10 +263,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    for item in args.pretrain_set:
+        if "=" not in item or item.startswith("="):
+            parser.error(f"--pretrain-set expects KEY=VALUE, got {item!r}")
     args.threads = args.threads or max(1, cores // args.jobs)
     args.work_dir = Path(args.work_dir or ("work_dir/quick" if args.quick else "work_dir")).resolve()
     args.data_dir = Path(args.data_dir or ("data/demo_quick" if args.quick else "data/demo")).resolve()
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s demo: %(message)s", datefmt="%H:%M:%S")
+    check_pretrain_overrides(args)
 
     started = time.time()
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads),
@@ -231,7 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     res.update(date=dt.datetime.now().isoformat(timespec="seconds"), host=socket.gethostname(), quick=args.quick,
                steps=steps, total_wall_s=round(time.time() - started, 1),
                text_encoder="clip" if args.clip_checkpoint else "minilm",
-               describer="vlm" if args.vlm_model else "kinematic")
+               describer="vlm" if args.vlm_model else "kinematic",
+               pretrain_overrides=list(args.pretrain_set), run_seed=args.run_seed)
     report = write_report(args.work_dir, res, steps, args.quick)
     res["report"] = str(report)
     save_json_atomic(args.work_dir / "demo" / "results.json", res)

@@ -4,6 +4,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 
 def test_quick_demo_end_to_end(tmp_path, repo_root):
@@ -41,3 +44,63 @@ def test_quick_demo_end_to_end(tmp_path, repo_root):
     assert again.returncode == 0, again.stderr[-3000:]
     steps = json.loads((work / "demo" / "results.json").read_text())["steps"]
     assert all(s["skipped"] for s in steps if s["name"].startswith(("pretrain", "linear", "fusion")))
+
+
+def _demo_module():
+    import importlib
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module("demo")
+
+
+def test_pretrain_set_and_run_seed_reach_the_right_commands(tmp_path):
+    demo = _demo_module()
+    args = demo.parse_args(["--work-dir", str(tmp_path / "w"), "--data-dir", str(tmp_path / "d"),
+                            "--pretrain-set", "epochs=7", "--pretrain-set", "scheduler.milestones=[5]",
+                            "--run-seed", "3"])
+    steps = {step.name: step.cmd for step in demo.build_steps(args)}
+    pretrain = [name for name in steps if name.startswith("pretrain")]
+    linear = [name for name in steps if name.startswith("linear")]
+    assert len(pretrain) == 4 and len(linear) == 5
+    for name in pretrain:       # the overrides come last, so they win over the config and the defaults
+        assert steps[name][-2:] == ["epochs=7", "scheduler.milestones=[5]"], name
+        assert "seed=3" in steps[name]
+    for name in linear:         # the probes share the seed (random-encoder init, holdout) but not the length
+        assert "seed=3" in steps[name] and "epochs=7" not in steps[name], name
+    for name in ("synthetic skeletons", "ntu_gendata", "fusion"):
+        assert "seed=3" not in steps[name]
+
+    plain = demo.build_steps(demo.parse_args(["--work-dir", str(tmp_path / "w"), "--data-dir", str(tmp_path / "d")]))
+    assert not any(part.startswith(("seed=", "epochs=")) for step in plain for part in step.cmd)
+
+
+def test_pretrain_set_typo_fails_before_any_step(tmp_path, capsys):
+    demo = _demo_module()
+    work, data = tmp_path / "w", tmp_path / "d"
+    with pytest.raises(SystemExit) as err:
+        demo.main(["--work-dir", str(work), "--data-dir", str(data), "--pretrain-set", "epoch=3"])
+    assert "unknown config key 'epoch'" in str(err.value) and "'epochs'" in str(err.value)
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--pretrain-set", "epochs"])
+    assert "expects KEY=VALUE" in capsys.readouterr().err
+    assert not work.exists() and not data.exists()      # nothing ran, nothing written
+
+
+def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path):
+    demo = _demo_module()
+    work, data = tmp_path / "w", tmp_path / "d"
+    run = work / "demo" / "pretrain"              # a finished 20-epoch joint pretraining, as make demo leaves it
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 1\nepochs: 20\nscheduler:\n  milestones: [15]\n")
+    (run / "FINISHED").write_text("")
+
+    base = ["--work-dir", str(work), "--data-dir", str(data)]
+    demo.check_pretrain_overrides(demo.parse_args(base))               # the same settings: reused, no error
+    for extra, named in ((["--pretrain-set", "epochs=120"], "epochs=20 there, 120 asked"),
+                         (["--run-seed", "2"], "seed=1 there, 2 asked"),
+                         (["--pretrain-set", "scheduler.milestones=[100]"], "[15] there, [100] asked")):
+        with pytest.raises(SystemExit) as err:
+            demo.main(base + extra)
+        assert str(run) in str(err.value) and named in str(err.value) and "fresh --work-dir" in str(err.value)
+    assert not data.exists() and sorted(p.name for p in run.iterdir()) == ["FINISHED", "config.yaml"]
