@@ -145,7 +145,7 @@ def build_steps(args) -> List[Step]:
 
 def check_pretrain_overrides(args) -> None:
     """Resolve the four pretraining configs with ``--pretrain-set`` / ``--run-seed`` before any step
-    runs, so a typo fails in a second rather than after the data steps (strict keys, as main.py); and
+    runs, so a typo fails before the data steps rather than after them (strict keys, as main.py); and
     refuse a work dir whose finished pretrainings were run with other values of those keys (or another
     length or seed), which the demo would otherwise reuse without a word."""
     from processor.config import ConfigError, flatten, load_yaml, resolve_config
@@ -153,8 +153,7 @@ def check_pretrain_overrides(args) -> None:
 
     defaults = get_processor("pretrain_acsar").defaults_path()
     overrides = run_overrides(args)["pretrain"]
-    asked = ([] if args.run_seed is None else [f"seed={args.run_seed}"]) + args.pretrain_set
-    checked = {"epochs", "seed"} | {item.partition("=")[0].strip() for item in asked}
+    checked = {"epochs", "seed"} | {item.partition("=")[0].strip() for item in args.pretrain_set}
     for config in PRETRAIN_CONFIGS.values():
         try:
             wanted = flatten(resolve_config(defaults, ROOT / "config" / "demo" / f"{config}.yaml", overrides))

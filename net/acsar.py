@@ -162,12 +162,12 @@ class ACSAR(nn.Module):
         for kind, queue in zip(KINDS, (self.queue_t, self.queue_s, self.queue_g)):
             queue.enqueue(concat_all_gather(keys[kind]))
 
-    def cross_modal(self, text: torch.Tensor, q_g: torch.Tensor):
-        """(L_cross, acc_cross) of the text features against q_g (N, C3): eq. 8-12, or pairwise."""
+    def cross_modal(self, tokens: torch.Tensor, q_text: torch.Tensor, q_g: torch.Tensor):
+        """(L_cross, acc_cross) of the embedded texts (:meth:`TextBranch.embed`) against q_g (N, C3):
+        eq. 8-12, or pairwise."""
         if self.pairwise:
-            q_text = self.text.encode(self.text.tokens(text))
             return pairwise_film_loss(q_text, self.text.gamma(q_g), self.text.beta(q_g), q_g, self.tau_cross)
-        return cross_modal_loss(self.text(text, q_g), q_g, self.tau_cross)
+        return cross_modal_loss(self.text.modulate(tokens, q_text, q_g), q_g, self.tau_cross)
 
     # ---------------------------------------------------------------- forward
     def forward(self, x1: torch.Tensor, x2: torch.Tensor,
@@ -182,9 +182,10 @@ class ACSAR(nn.Module):
 
         domain = cross_domain_loss(queries, keys, self.queues(), self.tau_domain)
         if self.text is not None:
-            loss_cross, acc_cross = self.cross_modal(text, q_g)
-            with torch.no_grad():
-                _, acc_rolled = self.cross_modal(text.roll(1, 0), q_g)
+            tokens, q_text = self.text.embed(text)
+            loss_cross, acc_cross = self.cross_modal(tokens, q_text, q_g)
+            with torch.no_grad():     # the embedding is row-wise: rolling it = embedding the rolled text
+                _, acc_rolled = self.cross_modal(tokens.roll(1, 0), q_text.roll(1, 0), q_g)
         else:
             loss_cross = acc_cross = acc_rolled = domain["loss"].new_zeros(())
         loss = domain["loss"] + self.text_weight * loss_cross

@@ -1,6 +1,7 @@
 """Skeleton-modulated text branch of AC-SAR (acsar_facts.md §4; paper eq. 5-8).
 
-``TextBranch.forward(text (N, L, D) | (N, D), q_g (N, C3)) -> q*_text (N, C3)``
+``TextBranch.forward(text (N, L, D) | (N, D), q_g (N, C3)) -> q*_text (N, C3)``, i.e.
+``modulate(*embed(text), q_g)``: ``embed`` is steps 1-2 (skeleton-independent, row-wise), ``modulate`` step 3.
 
 1. token projection ``Linear(D -> 1)`` on every token: (N, L, D) -> (N, L);
 2. ``MLP = Linear(L -> hidden) -> ReLU -> Linear(hidden -> C3)``: q'_text (N, C3);
@@ -89,9 +90,14 @@ class TextBranch(nn.Module):
         """(N, L, D) -> q'_text (N, C3)."""
         return self.mlp(rearrange(self.token_proj(tokens), "n l 1 -> n l"))
 
-    def forward(self, text: torch.Tensor, q_g: torch.Tensor) -> torch.Tensor:
+    def embed(self, text: torch.Tensor):
+        """Text features -> (tokens (N, L, D), q'_text (N, C3)): the skeleton-independent half, row-wise
+        (sample i's outputs depend on sample i's text only)."""
         tokens = self.tokens(text)
-        q_text = self.encode(tokens)
+        return tokens, self.encode(tokens)
+
+    def modulate(self, tokens: torch.Tensor, q_text: torch.Tensor, q_g: torch.Tensor) -> torch.Tensor:
+        """(tokens (N, L, D), q'_text (N, C3), q_g (N, C3)) -> q*_text (N, C3), by ``mode``."""
         if self.mode == "plain":
             return q_text
         if self.mode == "film":
@@ -103,3 +109,6 @@ class TextBranch(nn.Module):
             return gate * q_text + (1.0 - gate) * q_g
         attended, _ = self.attention(rearrange(q_g, "n c -> n 1 c"), tokens, tokens, need_weights=False)
         return q_text + rearrange(attended, "n 1 c -> n c")
+
+    def forward(self, text: torch.Tensor, q_g: torch.Tensor) -> torch.Tensor:
+        return self.modulate(*self.embed(text), q_g)

@@ -82,8 +82,9 @@ class TSNEFigure(Processor):
                 z = torch.cat([z_t, z_s], dim=1)
                 q_g = enc.proj_g(z)
                 skel.append((z if cfg.skeleton_feature == "encoder" else q_g).cpu().numpy())
-                raw.append(model.text.encode(model.text.tokens(text)).cpu().numpy())
-                mod.append(model.text(text, q_g).cpu().numpy())
+                tokens, q_text = model.text.embed(text)
+                raw.append(q_text.cpu().numpy())
+                mod.append(model.text.modulate(tokens, q_text, q_g).cpu().numpy())
         feats = {"skeleton": np.concatenate(skel), "text": np.concatenate(raw), "modulated": np.concatenate(mod)}
         labels = dataset.all_labels[chosen]
         titles = {"skeleton": f"skeleton features ({'[Z_t, Z_s]' if cfg.skeleton_feature == 'encoder' else 'q_g'})",

@@ -204,7 +204,8 @@ def test_acc_cross_rolled_exposes_a_branch_that_ignores_the_text():
     out = model(x1, x2, torch.randn(6, 7, 12))
     assert out["acc_cross"].item() == out["acc_cross_rolled"].item() == 1.0
 
-    model.text.forward = lambda text, q_g: text                 # q*_text = the text features (N, C3)
+    model.text.embed = lambda text: (text, text)                # q*_text = the text features (N, C3)
+    model.text.modulate = lambda tokens, q_text, q_g: q_text
     q_g = model.encoder_q(x1)[2].detach()
     out = model(x1, x2, q_g.clone())                            # the right text matches its skeleton
     assert out["acc_cross"].item() == 1.0 and out["acc_cross_rolled"].item() == 0.0
@@ -221,7 +222,7 @@ def test_pairwise_film_needs_film_and_scores_all_pairs():
     out = model(x1, x2, text)
     assert set(out) == OUT_KEYS
     q_g = model.encoder_q(x1)[2]
-    q_text = model.text.encode(model.text.tokens(text))
+    q_text = model.text.embed(text)[1]
     expected, _ = pairwise_film_loss(q_text, model.text.gamma(q_g), model.text.beta(q_g), q_g, 0.15)
     assert out["loss_cross"].item() == pytest.approx(expected.item(), rel=1e-6)
     # the paper's shortcut (gamma = 0, beta = identity) no longer wins: chance loss, whatever the text
