@@ -19,6 +19,10 @@ count.  Peak RSS (and CUDA max allocated on GPU).
 ``--amp bf16`` runs every case with ``amp=bf16`` (the forward autocast in bfloat16; for GPUs)
 and measures the reference matmul in bfloat16 too, so the fraction compares like with like.
 
+Every case runs with the config's ``reuse_freed_memory`` (glibc keeps freed memory for the next
+step, :mod:`processor.cpu_allocator`), as ``main.py`` does; ``--system-malloc`` runs them with
+glibc's defaults instead (column ``malloc``), for an A/B comparison.
+
 ``--compile`` runs every case with ``compile=true`` (query and key encoders compiled
 in place with ``torch.compile``; run once with and once without it to compare).
 The FLOP-count step then runs eager (``torch.compiler.set_stance("force_eager")``:
@@ -50,7 +54,7 @@ from net.graph import get_layout  # noqa: E402
 
 PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
 DEMO_CONFIG = ROOT / "config" / "demo" / "pretrain.yaml"
-COLUMNS = ["config", "text", "compile", "amp", "batch", "threads", "compile_s", "s_per_step", "samples_per_s",
+COLUMNS = ["config", "text", "compile", "amp", "malloc", "batch", "threads", "compile_s", "s_per_step", "samples_per_s",
            "gflop_per_step", "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
 
 
@@ -59,15 +63,24 @@ def switch_labels(case: dict) -> dict:
     return {key: "on" if case[key] else "off" for key in ("text", "compile")}
 
 
-def build(config: str, text: bool, device: torch.device, compile_on: bool = False, amp: str = "none"):
-    """A PretrainACSAR processor with model and optimizer on ``device`` (no data); encoders compiled if asked."""
+def build(config: str, text: bool, device: torch.device, compile_on: bool = False, amp: str = "none",
+          malloc: str = "reuse"):
+    """A PretrainACSAR processor with model and optimizer on ``device`` (no data); encoders compiled if asked.
+
+    ``malloc="reuse"`` applies the config's ``reuse_freed_memory`` before the model is built (as
+    ``BaseProcessor.run`` does), ``"system"`` keeps glibc's defaults.
+    """
+    from processor.cpu_allocator import reuse_freed_memory
     from processor.pretrain_acsar import PretrainACSAR
 
     path, overrides = (PAPER_CONFIG if config == "paper" else DEMO_CONFIG), []
     if not text:
         overrides.append("text.mode=none")
-    overrides += [f"compile={str(compile_on).lower()}", f"amp={amp}"]
+    overrides += [f"compile={str(compile_on).lower()}", f"amp={amp}",
+                  f"reuse_freed_memory={str(malloc == 'reuse').lower()}"]
     proc = PretrainACSAR.from_config(path, overrides)
+    if proc.cfg.reuse_freed_memory:
+        reuse_freed_memory()
     proc.device, proc.epoch, proc.augmenter = device, 0, None
     proc.model = proc.build_model().to(device)
     proc.model.train()
@@ -82,7 +95,7 @@ def run_case(case: dict) -> dict:
     torch.manual_seed(0)
     device = torch.device(case["device"])
     amp = case["amp"]
-    proc = build(case["config"], case["text"], device, case["compile"], amp)
+    proc = build(case["config"], case["text"], device, case["compile"], amp, case["malloc"])
     mm_dtype = torch.bfloat16 if amp == "bf16" else torch.float32
     cfg, b = proc.cfg, case["batch"]
     shape = (b, cfg.model.in_channels, cfg.data.window, get_layout(cfg.data.layout).num_joints,
@@ -125,7 +138,7 @@ def run_case(case: dict) -> dict:
     s_step = statistics.median(times)
     mm = 0.5 * (mm_before + mm_after)
     return {
-        "config": case["config"], **switch_labels(case), "amp": amp, "batch": b,
+        "config": case["config"], **switch_labels(case), "amp": amp, "malloc": case["malloc"], "batch": b,
         "threads": case["threads"], "device": str(device), "steps": case["steps"],
         "s_per_step": s_step, "s_per_step_all": times, "warmup_s": warmup_s, "compile_s": compile_s,
         "samples_per_s": b / s_step, "gflop_per_step": flops / 1e9, "gflop_by_op": by_op,
@@ -151,7 +164,8 @@ def cases(args) -> list:
                     steps = args.steps if config == "paper" else args.demo_steps
                     out.append({"config": config, "text": text, "batch": b, "threads": threads,
                                 "device": args.device, "steps": steps, "compile": args.compile, "amp": args.amp,
-                                "compile_warmup_steps": args.compile_warmup_steps})
+                                "compile_warmup_steps": args.compile_warmup_steps,
+                                "malloc": "system" if args.system_malloc else "reuse"})
     return out
 
 
@@ -170,6 +184,8 @@ def main(argv=None) -> int:
                         help="compile the query/key encoders (config compile=true); compare with a run without")
     parser.add_argument("--amp", choices=("none", "bf16"), default="none",
                         help="autocast the forward in bfloat16 (config amp); the reference matmul then runs in bf16")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="glibc's malloc defaults instead of the config's reuse_freed_memory (for an A/B)")
     parser.add_argument("--compile-warmup-steps", type=int, default=2,
                         help="untimed compiled steps after the eager FLOP-count step (they pay the compilation) [2]")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is abandoned")

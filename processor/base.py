@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from feeder.io import save_json_atomic
 from net.sync_bn import convert_sync_batchnorm
-from processor import runtime
+from processor import cpu_allocator, runtime
 from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
 from processor.config import AttrDict, dump_yaml, resolve_config
 from processor.meters import MeterGroup
@@ -89,6 +89,7 @@ class Processor:
         """Prepare the work dir, log, execute, and mark the run finished."""
         if int(self.cfg.get("num_threads", 0) or 0) > 0:
             torch.set_num_threads(int(self.cfg.num_threads))
+        malloc_reuse = bool(self.cfg.get("reuse_freed_memory")) and cpu_allocator.reuse_freed_memory()
         distributed = runtime.init_distributed(self.cfg.get("device", "cpu"))
         main = runtime.is_main_process()
         self.work_dir = self.run_dir
@@ -102,6 +103,8 @@ class Processor:
             if main:
                 runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv)
             logger.info("%s: work dir %s", self.name, self.work_dir)
+            if self.cfg.get("reuse_freed_memory") and not malloc_reuse:
+                logger.info("reuse_freed_memory: not glibc, the C library's malloc settings are kept")
             started = time.time()
             self.results = self.execute() or {}
             self.results.setdefault("wall_time_s", round(time.time() - started, 2))
