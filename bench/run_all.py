@@ -6,6 +6,7 @@ Scripts (each also runs alone; see its docstring):
 * ``bench/data_pipeline.py`` pretraining feeder, two augmented views (window = the demo's 32 frames)
 * ``bench/gendata.py``       ``data_gen/ntu_gendata.py`` files/s and peak RSS at two file counts
 * ``bench/text_encoders.py`` sentences/s of CLIP (random weights) and MiniLM, full vs truncated
+* ``bench/fast_paths.py``    each CPU fast path of ``net/ctrgcn.py`` against the plain op it replaces
 
 Writes ``bench/results/<date>-<host>.json`` (or ``--json PATH``) with every script's
 rows, the conditions (load average before and after each script) and two ratios:
@@ -40,12 +41,14 @@ def script_args(quick: bool, threads: list) -> dict:
             "data_pipeline": ["--num-items", "256", "--repeats", "1", "--window", "32", "--workers", "0", "2"],
             "gendata": ["--quick"],
             "text_encoders": ["speed", "--num", "200", "--threads", t[0]],
+            "fast_paths": ["--repeats", "10", "--threads", t[0]],
         }
     return {
         "train_step": ["--threads", *t],
         "data_pipeline": ["--num-items", "1000", "--repeats", "3", "--window", "32", "--workers", "0", "2"],
         "gendata": ["--counts", "500", "2000"],
         "text_encoders": ["speed", "--num", "1000", "--threads", t[0]],
+        "fast_paths": ["--repeats", "20", "--threads", t[0]],
     }
 
 
@@ -108,6 +111,10 @@ def summarise(results: dict) -> tuple:
             rows.append({"benchmark": f"text {r['encoder']} {mode}", "figure": r[f"{mode}_sentences_per_s"],
                          "unit": "sentences/s", "note": f"batch {r['batch']}",
                          "peak_rss_mb": results["text_encoders"].get("peak_rss_mb")})
+    for r in results.get("fast_paths", {}).get("rows", []):
+        rows.append({"benchmark": f"{r['path']} {r['size']}", "figure": r["speedup"], "unit": "x faster",
+                     "note": f"fwd+bwd {r['fast_ms']:.3g} vs {r['plain_ms']:.3g} ms, max|diff| {r['max_abs_diff']:.2g}",
+                     "peak_rss_mb": None})
     return rows, ratios
 
 
@@ -118,7 +125,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="torch threads of the training step [quick: 1; full: 1 and all cores]")
     parser.add_argument("--only", nargs="+", default=None,
-                        choices=("train_step", "data_pipeline", "gendata", "text_encoders"))
+                        choices=("train_step", "data_pipeline", "gendata", "text_encoders", "fast_paths"))
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per script")
     args = parser.parse_args(argv)
     threads = args.threads or ([1] if args.quick else sorted({1, os.cpu_count() or 1}))

@@ -1,12 +1,13 @@
 """The fast paths of net/ctrgcn.py give the straightforward formulation's outputs and gradients.
 
 Guards (bench/train_step.py): CTR-GC's relation convs on the time mean, the in-place
-subset / residual sums and the 1x1 convolutions as one GEMM.  float64, so the tolerance is tight.
+subset / residual sums, the 1x1 convolutions as one GEMM (float64, so the tolerance is tight) and
+the channels-last max-pool (bitwise equal, float32).
 """
 import pytest
 import torch
 
-from net.ctrgcn import CTRGC, CTRGCNStem, GraphConv, PointwiseConv
+from net.ctrgcn import CTRGC, CTRGCNStem, GraphConv, PointwiseConv, TemporalMaxPool
 from net.graph import get_layout
 
 
@@ -98,3 +99,24 @@ def test_pointwise_conv_takes_the_convolution_path_for_strided_inputs():
     torch.testing.assert_close(conv(x), conv.conv_forward(x.contiguous()), rtol=1e-6, atol=1e-6)
     x_cl = torch.randn(2, 4, 7, 25).to(memory_format=torch.channels_last)
     torch.testing.assert_close(conv(x_cl), conv.conv_forward(x_cl.contiguous()), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [4, 16])
+def test_temporal_max_pool_equals_the_plain_pool_bitwise(channels):
+    """Values and input gradients equal nn.MaxPool2d's exactly, with the ties ReLU outputs and
+    repeated frames make (the gradient of a tie goes to the window's first maximum in both)."""
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(3, channels, 12, 25))          # about half the values are tied zeros
+    x[:, :, 1::2] = x[:, :, 0::2]                              # repeated frames: tied positive maxima
+    grad = torch.randn_like(x)
+    plain = torch.nn.MaxPool2d(kernel_size=(3, 1), stride=1, padding=(1, 0))
+    results = []
+    for pool in (plain, TemporalMaxPool()):
+        xi = x.clone().requires_grad_()
+        y = pool(xi)
+        y.backward(grad)
+        assert y.is_contiguous() and y.shape == x.shape
+        results.append((y.detach(), xi.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert not torch.equal(results[0][1], grad)                # the pool routed the gradient

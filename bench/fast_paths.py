@@ -1,0 +1,93 @@
+"""CPU fast paths of ``net/ctrgcn.py`` against the straightforward ops they replace, one op at a time.
+
+``python bench/fast_paths.py [--threads 1] [--repeats 20] [--json out.json]``
+
+For each fast path, at the activation sizes of the paper's stem (batch 16 clips x 2 persons,
+T = 64) and the demo's (batch 32 x 2, T = 32): forward + backward time of the fast path and of the
+plain op (median of ``--repeats``, one warm-up), the speed-up and the largest absolute difference
+of the outputs and input gradients (tests/test_net_ctrgcn_fast.py checks these equalities too):
+
+* ``PointwiseConv``: a 1x1 convolution as one batched GEMM vs ``nn.Conv2d`` (oneDNN);
+* ``TemporalMaxPool``: the 3x1 max-pool over time on a channels-last copy vs ``nn.MaxPool2d`` on NCHW.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from common import conditions, emit_json, print_table  # noqa: E402
+from net.ctrgcn import PointwiseConv, TemporalMaxPool  # noqa: E402
+
+# (label, input shape (B = N*M, C, T, V), output channels of the 1x1 convolution)
+SIZES = [
+    ("paper stem 64->256", (32, 64, 64, 25), 256),
+    ("paper stem 256->64", (32, 256, 64, 25), 64),
+    ("paper TCN branch 64", (32, 64, 64, 25), 64),
+    ("paper TCN branch 16", (32, 16, 64, 25), 16),
+    ("demo stem 16->32", (64, 16, 32, 25), 32),
+    ("demo TCN branch 8", (64, 8, 32, 25), 8),
+]
+COLUMNS = ["path", "size", "shape", "fast_ms", "plain_ms", "speedup", "max_abs_diff"]
+
+
+def time_fwd_bwd(fn, x: torch.Tensor, grad: torch.Tensor, repeats: int):
+    """Median seconds of forward + backward of ``fn`` on ``x``, and the last (output, input gradient)."""
+    times = []
+    for i in range(repeats + 1):
+        xi = x.clone().requires_grad_()
+        start = time.perf_counter()
+        y = fn(xi)
+        y.backward(grad)
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), y.detach(), xi.grad
+
+
+def cases():
+    """(path, size label, input shape, fast module, plain callable) for every fast path and size."""
+    for label, shape, c_out in SIZES:
+        torch.manual_seed(0)
+        conv = PointwiseConv(shape[1], c_out)
+        if "stem" in label:
+            yield "PointwiseConv", label, shape, conv, conv.conv_forward
+        else:
+            plain = nn.MaxPool2d(kernel_size=(3, 1), stride=1, padding=(1, 0))
+            yield "TemporalMaxPool", label, shape, TemporalMaxPool(), plain
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
+    parser.add_argument("--repeats", type=int, default=20, help="timed forward + backward passes per op [20]")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for path, label, shape, fast, plain in cases():
+        torch.manual_seed(1)
+        x = torch.relu(torch.randn(shape))               # the pool's input is a ReLU output
+        fast_out = fast(x)
+        grad = torch.randn_like(fast_out)
+        t_fast, y_fast, g_fast = time_fwd_bwd(fast, x, grad, args.repeats)
+        t_plain, y_plain, g_plain = time_fwd_bwd(plain, x, grad, args.repeats)
+        diff = max((y_fast - y_plain).abs().max().item(), (g_fast - g_plain).abs().max().item())
+        rows.append({"path": path, "size": label, "shape": "x".join(map(str, shape)), "fast_ms": 1e3 * t_fast,
+                     "plain_ms": 1e3 * t_plain, "speedup": t_plain / t_fast, "max_abs_diff": diff})
+    print_table(rows, COLUMNS, title=f"CPU fast paths, forward + backward, {args.threads} thread(s), "
+                                     f"load {conditions()['loadavg']}")
+    emit_json(args.json, {"rows": rows, "conditions": conditions(threads=args.threads)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
