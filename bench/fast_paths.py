@@ -28,14 +28,14 @@ from torch import nn  # noqa: E402
 from common import conditions, emit_json, print_table  # noqa: E402
 from net.ctrgcn import PointwiseConv, TemporalMaxPool  # noqa: E402
 
-# (label, input shape (B = N*M, C, T, V), output channels of the 1x1 convolution)
+# (fast path, label, input shape (B = N*M, C, T, V), output channels: the 1x1 convolution's C_out, else C)
 SIZES = [
-    ("paper stem 64->256", (32, 64, 64, 25), 256),
-    ("paper stem 256->64", (32, 256, 64, 25), 64),
-    ("paper TCN branch 64", (32, 64, 64, 25), 64),
-    ("paper TCN branch 16", (32, 16, 64, 25), 16),
-    ("demo stem 16->32", (64, 16, 32, 25), 32),
-    ("demo TCN branch 8", (64, 8, 32, 25), 8),
+    ("PointwiseConv", "paper stem 64->256", (32, 64, 64, 25), 256),
+    ("PointwiseConv", "paper stem 256->64", (32, 256, 64, 25), 64),
+    ("TemporalMaxPool", "paper TCN branch 64", (32, 64, 64, 25), 64),
+    ("TemporalMaxPool", "paper TCN branch 16", (32, 16, 64, 25), 16),
+    ("PointwiseConv", "demo stem 16->32", (64, 16, 32, 25), 32),
+    ("TemporalMaxPool", "demo TCN branch 8", (64, 8, 32, 25), 8),
 ]
 COLUMNS = ["path", "size", "shape", "fast_ms", "plain_ms", "speedup", "max_abs_diff"]
 
@@ -53,16 +53,13 @@ def time_fwd_bwd(fn, x: torch.Tensor, grad: torch.Tensor, repeats: int):
     return statistics.median(times), y.detach(), xi.grad
 
 
-def cases():
-    """(path, size label, input shape, fast module, plain callable) for every fast path and size."""
-    for label, shape, c_out in SIZES:
+def fast_and_plain(path: str, c_in: int, c_out: int):
+    """(the fast module, the plain callable it replaces) for one fast path."""
+    if path == "PointwiseConv":
         torch.manual_seed(0)
-        conv = PointwiseConv(shape[1], c_out)
-        if "stem" in label:
-            yield "PointwiseConv", label, shape, conv, conv.conv_forward
-        else:
-            plain = nn.MaxPool2d(kernel_size=(3, 1), stride=1, padding=(1, 0))
-            yield "TemporalMaxPool", label, shape, TemporalMaxPool(), plain
+        conv = PointwiseConv(c_in, c_out)
+        return conv, conv.conv_forward
+    return TemporalMaxPool(), nn.MaxPool2d(kernel_size=(3, 1), stride=1, padding=(1, 0))
 
 
 def main(argv=None) -> int:
@@ -73,11 +70,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
-    for path, label, shape, fast, plain in cases():
+    for path, label, shape, c_out in SIZES:
+        fast, plain = fast_and_plain(path, shape[1], c_out)
         torch.manual_seed(1)
         x = torch.relu(torch.randn(shape))               # the pool's input is a ReLU output
-        fast_out = fast(x)
-        grad = torch.randn_like(fast_out)
+        grad = torch.randn(shape[0], c_out, *shape[2:])
         t_fast, y_fast, g_fast = time_fwd_bwd(fast, x, grad, args.repeats)
         t_plain, y_plain, g_plain = time_fwd_bwd(plain, x, grad, args.repeats)
         diff = max((y_fast - y_plain).abs().max().item(), (g_fast - g_plain).abs().max().item())

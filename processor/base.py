@@ -89,7 +89,7 @@ class Processor:
         """Prepare the work dir, log, execute, and mark the run finished."""
         if int(self.cfg.get("num_threads", 0) or 0) > 0:
             torch.set_num_threads(int(self.cfg.num_threads))
-        malloc_reuse = bool(self.cfg.get("reuse_freed_memory")) and cpu_allocator.reuse_freed_memory()
+        malloc_kept = bool(self.cfg.get("reuse_freed_memory")) and not cpu_allocator.reuse_freed_memory()
         distributed = runtime.init_distributed(self.cfg.get("device", "cpu"))
         main = runtime.is_main_process()
         self.work_dir = self.run_dir
@@ -103,7 +103,7 @@ class Processor:
             if main:
                 runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv)
             logger.info("%s: work dir %s", self.name, self.work_dir)
-            if self.cfg.get("reuse_freed_memory") and not malloc_reuse:
+            if malloc_kept:
                 logger.info("reuse_freed_memory: not glibc, the C library's malloc settings are kept")
             started = time.time()
             self.results = self.execute() or {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from typing import Optional
 
 # glibc <malloc.h> parameter numbers for mallopt().
@@ -30,6 +31,7 @@ M_MMAP_MAX = -4
 NEVER_TRIM = 2 ** 31 - 1
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc() -> Optional[ctypes.CDLL]:
     """The C library when it is glibc (has ``mallopt`` and ``mallinfo2``), else None."""
     name = ctypes.util.find_library("c")
