@@ -68,7 +68,7 @@ def build(config: str, text: bool, device: torch.device, compile_on: bool = Fals
     """A PretrainACSAR processor with model and optimizer on ``device`` (no data); encoders compiled if asked.
 
     ``malloc="reuse"`` applies the config's ``reuse_freed_memory`` before the model is built (as
-    ``BaseProcessor.run`` does), ``"system"`` keeps glibc's defaults.
+    ``Processor.run`` in processor/base.py does), ``"system"`` keeps glibc's defaults.
     """
     from processor.cpu_allocator import reuse_freed_memory
     from processor.pretrain_acsar import PretrainACSAR
