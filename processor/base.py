@@ -115,6 +115,9 @@ class Processor:
             if distributed:
                 torch.distributed.barrier()  # no rank tears the group down while another still talks to it
             return self.results
+        except BaseException as err:        # Ctrl-C included: the run log says how the run ended
+            runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}: {err}")
+            raise
         finally:
             self.close()
             runtime.teardown_logging()

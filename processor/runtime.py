@@ -94,6 +94,16 @@ def setup_logging(log_file: Optional[Path] = None, level: int = logging.INFO, co
         _HANDLERS.append(handler)
 
 
+def log_failure_to_file(message: str) -> None:
+    """Write ``message`` and the exception being handled to the ``log.txt`` handlers only (the
+    console shows the traceback once, when the exception leaves the process)."""
+    record = logging.getLogger(__name__).makeRecord(__name__, logging.ERROR, __file__, 0, message, (),
+                                                    sys.exc_info())
+    for handler in _HANDLERS:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def teardown_logging() -> None:
     root = logging.getLogger()
     while _HANDLERS:

@@ -160,6 +160,24 @@ def test_run_record_is_written(toy):
     assert results["epochs_run"] == 2
 
 
+def test_a_failed_run_records_its_traceback_in_its_log_once(toy, capsys):
+    class Failing(ToyProcessor):
+        def train_step(self, batch):
+            if self.global_step == 7:            # 5 steps per epoch: in the second epoch
+                raise Interrupt("disk full")
+            return super().train_step(batch)
+
+    with pytest.raises(Interrupt, match="disk full"):
+        Failing.from_config(None, [f"work_dir={toy / 'runs'}", "name=failed", "epochs=2", "batch_size=8",
+                                   "tensorboard=false", "progress_bar=false"]).run()
+    log = (toy / "runs/failed/log.txt").read_text()
+    assert "ERROR" in log and "toy stopped by Interrupt: disk full" in log
+    assert "Traceback (most recent call last)" in log and "in train_step" in log
+    assert log.index("epoch 1/2") < log.index("stopped by")          # after the first epoch's line
+    assert "stopped by" not in capsys.readouterr().err               # the console gets Python's own traceback only
+    assert not (toy / "runs/failed" / FINISHED_MARKER).exists()
+
+
 def test_crash_while_saving_keeps_previous_checkpoint(toy, monkeypatch):
     make(toy, "name=crash", "epochs=1").run()
     run_dir = toy / "runs/crash"
