@@ -27,7 +27,7 @@ from feeder.io import save_json_atomic
 from net.sync_bn import convert_sync_batchnorm
 from processor import cpu_allocator, runtime
 from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
-from processor.config import AttrDict, dump_yaml, resolve_config
+from processor.config import AttrDict, dump_yaml, flatten, resolve_config
 from processor.meters import MeterGroup
 from processor.sampler import ResumableSampler
 from processor.schedule import PlateauRule, build_scheduler, warmup_factor
@@ -41,6 +41,19 @@ CONFIG_ROOT = REPO_ROOT / "config"
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+# Keys that say how a run is executed, not what it computes: a resume may change them silently.
+RUN_CONTROL_KEYS = frozenset({"resume", "overwrite", "work_dir", "device", "num_workers", "num_threads",
+                              "progress_bar", "log_interval", "tensorboard", "save_interval", "save_every_steps"})
+
+
+def changed_settings(saved: Dict[str, Any], current: Dict[str, Any]) -> list:
+    """``["key: old -> new", ...]`` for every setting other than :data:`RUN_CONTROL_KEYS` that differs."""
+    old, new = flatten(saved), flatten(current)
+    return [f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
+            for key in sorted(set(old) | set(new))
+            if key not in RUN_CONTROL_KEYS and old.get(key) != new.get(key)]
 
 
 class Processor:
@@ -284,6 +297,10 @@ class TrainProcessor(Processor):
         if not (self.cfg.get("resume") and path.exists()):
             return 0, 0
         state = load_checkpoint(path, map_location=self.device)
+        changed = changed_settings(state.get("config") or {}, self.cfg.to_dict())
+        if changed:
+            logger.warning("resuming %s with settings that differ from its checkpoint's (the new ones apply "
+                           "from here on): %s", path, "; ".join(changed))
         model = self.model.module if hasattr(self.model, "module") else self.model
         model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -120,6 +120,23 @@ def _lr_per_step(toy, name, *overrides):
     return seen, logged
 
 
+def test_resume_names_the_settings_that_changed(toy, caplog):
+    ToyProcessor.interrupt_at = 7
+    with pytest.raises(Interrupt):
+        make(toy, "name=changed").run()
+    ToyProcessor.interrupt_at = None
+    with caplog.at_level("WARNING", logger="processor.base"):
+        make(toy, "name=changed", "resume=true", "num_workers=1", "log_interval=3").run()
+    assert not [r for r in caplog.records if "differ from its checkpoint" in r.getMessage()]
+    make(toy, "name=changed2", "epochs=2").run()
+    (toy / "runs/changed2" / FINISHED_MARKER).unlink()               # pretend it stopped before its end
+    with caplog.at_level("WARNING", logger="processor.base"):
+        make(toy, "name=changed2", "resume=true", "epochs=3", "optim.lr=0.02").run()
+    warned = [r.getMessage() for r in caplog.records if "differ from its checkpoint" in r.getMessage()]
+    assert len(warned) == 1
+    assert "epochs: 2 -> 3; optim.lr: 0.01 -> 0.02" in warned[0]     # run-control keys (resume) not listed
+
+
 def test_warmup_ramps_then_hands_over_to_the_epoch_schedule(toy):
     seen, logged = _lr_per_step(toy, "warm", "scheduler.warmup_epochs=0.8")
     # 5 steps per epoch, 4 warm-up steps: 0.5 * (1, 2, 3, 4) / 4, then 0.5; x0.1 from epoch 3 (milestone 2)
