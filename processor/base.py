@@ -299,8 +299,9 @@ class TrainProcessor(Processor):
         state = load_checkpoint(path, map_location=self.device)
         changed = changed_settings(state.get("config") or {}, self.cfg.to_dict())
         if changed:
-            logger.warning("resuming %s with settings that differ from its checkpoint's (the new ones apply "
-                           "from here on): %s", path, "; ".join(changed))
+            logger.warning("resuming %s with settings that differ from its checkpoint's: %s (the optimiser and "
+                           "lr-scheduler states are restored from the checkpoint: learning rate, momentum, weight "
+                           "decay and milestones stay as saved)", path, "; ".join(changed))
         model = self.model.module if hasattr(self.model, "module") else self.model
         model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

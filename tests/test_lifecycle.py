@@ -134,7 +134,10 @@ def test_resume_names_the_settings_that_changed(toy, caplog):
         make(toy, "name=changed2", "resume=true", "epochs=3", "optim.lr=0.02").run()
     warned = [r.getMessage() for r in caplog.records if "differ from its checkpoint" in r.getMessage()]
     assert len(warned) == 1
-    assert "epochs: 2 -> 3; optim.lr: 0.01 -> 0.02" in warned[0]     # run-control keys (resume) not listed
+    assert "epochs: 2 -> 3; optim.lr: 0.01 -> 0.02 (" in warned[0]    # run-control keys (resume) not listed
+    assert "learning rate, momentum, weight decay and milestones stay as saved" in warned[0]
+    lrs = [json.loads(line)["lr"] for line in (toy / "runs/changed2/metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([0.01, 0.001, 0.001])                # the saved lr (0.02 would log 0.002 last)
 
 
 def test_warmup_ramps_then_hands_over_to_the_epoch_schedule(toy):
