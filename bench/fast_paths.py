@@ -7,7 +7,9 @@ T = 64) and the demo's (batch 32 x 2, T = 32): forward + backward time of the fa
 plain op (median of ``--repeats``, one warm-up), the speed-up and the largest absolute difference
 of the outputs and input gradients (tests/test_net_ctrgcn_fast.py checks these equalities too):
 
-* ``PointwiseConv``: a 1x1 convolution as one batched GEMM vs ``nn.Conv2d`` (oneDNN);
+* ``PointwiseConv``: a 1x1 convolution as one batched GEMM vs ``nn.Conv2d`` (oneDNN), at the stem's
+  activation sizes and at CTR-GC's relation convolutions (conv1 / conv2 on the time mean, conv4 on the
+  (V, V) relation maps);
 * ``TemporalMaxPool``: the 3x1 max-pool over time on a channels-last copy vs ``nn.MaxPool2d`` on NCHW.
 """
 from __future__ import annotations
@@ -34,7 +36,11 @@ SIZES = [
     ("PointwiseConv", "paper stem 256->64", (32, 256, 64, 25), 64),
     ("TemporalMaxPool", "paper TCN branch 64", (32, 64, 64, 25), 64),
     ("TemporalMaxPool", "paper TCN branch 16", (32, 16, 64, 25), 16),
+    ("PointwiseConv", "paper CTR-GC conv1 64->8 (time mean)", (32, 64, 1, 25), 8),
+    ("PointwiseConv", "paper CTR-GC conv4 8->256 (V x V)", (32, 8, 25, 25), 256),
     ("PointwiseConv", "demo stem 16->32", (64, 16, 32, 25), 32),
+    ("PointwiseConv", "demo CTR-GC conv1 16->2 (time mean)", (64, 16, 1, 25), 2),
+    ("PointwiseConv", "demo CTR-GC conv4 2->32 (V x V)", (64, 2, 25, 25), 32),
     ("TemporalMaxPool", "demo TCN branch 8", (64, 8, 32, 25), 8),
 ]
 COLUMNS = ["path", "size", "shape", "fast_ms", "plain_ms", "speedup", "max_abs_diff"]

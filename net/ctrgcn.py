@@ -103,10 +103,10 @@ class CTRGC(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, rel_channels: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, rel_channels, kernel_size=1)
-        self.conv2 = nn.Conv2d(in_channels, rel_channels, kernel_size=1)
+        self.conv1 = PointwiseConv(in_channels, rel_channels)
+        self.conv2 = PointwiseConv(in_channels, rel_channels)
         self.conv3 = PointwiseConv(in_channels, out_channels)
-        self.conv4 = nn.Conv2d(rel_channels, out_channels, kernel_size=1)
+        self.conv4 = PointwiseConv(rel_channels, out_channels)
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
             _init_conv(conv)
 
@@ -127,10 +127,10 @@ class CTRGC(nn.Module):
 
     def reference_forward(self, x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """The straightforward CTR-GCN formulation (kept to test :meth:`forward` against)."""
-        m_u = rearrange(self.conv1(x).mean(-2), "b r u -> b r u 1")
-        m_v = rearrange(self.conv2(x).mean(-2), "b r v -> b r 1 v")
-        topology = self.conv4(torch.tanh(m_u - m_v)) * alpha + adjacency  # (B, C_out, V, V)
-        return torch.einsum("bcuv,bctv->bctu", topology, self.conv3(x))
+        m_u = rearrange(self.conv1.conv_forward(x).mean(-2), "b r u -> b r u 1")
+        m_v = rearrange(self.conv2.conv_forward(x).mean(-2), "b r v -> b r 1 v")
+        topology = self.conv4.conv_forward(torch.tanh(m_u - m_v)) * alpha + adjacency  # (B, C_out, V, V)
+        return torch.einsum("bcuv,bctv->bctu", topology, self.conv3.conv_forward(x))
 
 
 class GraphConv(nn.Module):
