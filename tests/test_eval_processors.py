@@ -66,7 +66,31 @@ def test_linear_evaluation_end_to_end(linear_run, env):
     for png in ("confusion_matrix.png", "training_curves.png"):
         w, h = open_png(run_dir / png)
         assert w > 200 and h > 200
-    assert "confusion_matrix.png" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "confusion_matrix.png" in report and "best holdout epoch (reported)" in report
+    assert saved["report_epoch"] == "best" and saved["top1"] == saved["test_best_monitored_epoch"]["top1"]
+
+
+def test_report_epoch_last_reports_the_last_epoch(env):
+    """report_epoch: last makes the last epoch's test result the run's top-1 (scores_last.pkl), and
+    keeps the best monitored epoch's result beside it; an unknown value fails before any training."""
+    r = run("lin_last", env, "epochs=4", "batch_size=16", "optim.lr=0.5", "scheduler.name=none",
+            "report_epoch=last")
+    run_dir = env[0] / "runs" / "lin_last"
+    assert r["report_epoch"] == "last" and r["test_last_epoch"]["epoch"] == 4
+    assert r["top1"] == r["test_last_epoch"]["top1"] and r["top5"] == r["test_last_epoch"]["top5"]
+    assert r["test_best_monitored_epoch"]["top1"] == pytest.approx(
+        100 * np.mean(_argmax(run_dir / "scores.pkl")))
+    assert r["top1"] == pytest.approx(100 * np.mean(_argmax(run_dir / "scores_last.pkl")))
+    with pytest.raises(ValueError, match="report_epoch must be one of"):
+        run("lin_bad", env, "epochs=1", "batch_size=16", "report_epoch=final")
+    assert not (env[0] / "runs" / "lin_bad" / "results.json").exists()
+
+
+def _argmax(path):
+    """Per-sample correctness of a saved score file."""
+    scores = pickle.loads(path.read_bytes())
+    return scores["logits"].argmax(1) == scores["labels"]
 
 
 def test_cached_features_equal_running_the_frozen_encoder(env):
