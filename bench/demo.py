@@ -24,7 +24,7 @@ with ``cores // jobs`` torch threads: on 2 cores two one-thread pretrainings bea
 pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step>.log``.  ``--quick``
 runs a tiny version (for the test suite).  ``--pretrain-set KEY=VALUE`` (repeatable) changes the four
 pretrainings, e.g. their length: ``--pretrain-set epochs=120 --pretrain-set 'scheduler.milestones=[100]'``
-(README, Results: what longer pretraining changes); ``--run-seed`` the seed of every run.
+(bench/EXPERIMENTS.md §1.4: what longer pretraining changes); ``--run-seed`` the seed of every run.
 """
 from __future__ import annotations
 

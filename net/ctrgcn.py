@@ -199,7 +199,7 @@ class TemporalMaxPool(nn.MaxPool2d):
 
     On CPU it pools a channels-last copy of ``x`` and returns a contiguous result: PyTorch's CPU
     kernel for NCHW input walks the window element by element, the channels-last one is vectorised
-    over C, so forward + backward take 1.3-2.3x less time at the stems' sizes even with the two
+    over C, so forward + backward take 1.3-2.7x less time at the stems' sizes even with the two
     layout copies (batch 32-64, 4-64 channels; README, Benchmarks).  Same values and same gradients,
     ties included (both kernels keep the first maximum of the window); other devices pool directly.
     """

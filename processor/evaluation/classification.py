@@ -83,19 +83,19 @@ class ClassificationEvaluation(TrainProcessor):
         self.split_sizes: Dict[str, int] = {}
 
     # ------------------------------------------------------------------ data
-    @property
-    def monitor(self) -> str:
-        value = self.cfg.monitor
-        if value not in MONITORS:
-            raise ValueError(f"monitor must be one of {MONITORS}, got {value!r}")
+    def _choice(self, key: str, allowed: tuple) -> str:
+        value = self.cfg[key]
+        if value not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
         return value
 
     @property
+    def monitor(self) -> str:
+        return self._choice("monitor", MONITORS)
+
+    @property
     def report_epoch(self) -> str:
-        value = self.cfg.report_epoch
-        if value not in REPORT_EPOCHS:
-            raise ValueError(f"report_epoch must be one of {REPORT_EPOCHS}, got {value!r}")
-        return value
+        return self._choice("report_epoch", REPORT_EPOCHS)
 
     def _dataset(self, split: str, indices=None) -> DownstreamDataset:
         d = self.cfg.data
