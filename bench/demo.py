@@ -191,9 +191,17 @@ def collect_results(work: Path, num_classes: int) -> Dict[str, object]:
         "top1_joint_random_encoder": linear["joint_random"]["top1"],
         "top5_with_text": {label: row["top5"] for label, row in fusion["combinations"].items()},
         "monitor": linear["joint"].get("monitor"),
+        "report_epoch": linear["joint"].get("report_epoch", "best"),
         "chance_top1": 100.0 / num_classes,
         "num_test_samples": fusion["num_samples"],
     }
+
+
+def probe_epoch(res: Dict[str, object]) -> str:
+    """Which epoch of the linear probes the table reports, in words."""
+    if res.get("report_epoch") == "last":
+        return "last epoch of a fixed schedule"
+    return f"best epoch on the {res['monitor']} split"
 
 
 def results_markdown(res: Dict[str, object]) -> str:
@@ -226,7 +234,7 @@ def write_report(work: Path, res: Dict[str, object], steps: List[dict], quick: b
     timing = "\n".join(f"| {s['name']} | {wall(s)} | `{s['command']}` |" for s in steps)
     text = (f"# AC-SAR demo{' (quick)' if quick else ''}\n\n"
             f"{dt.datetime.now().isoformat(timespec='seconds')} on {socket.gethostname()}; test set: "
-            f"{res['num_test_samples']} clips; linear probes monitored on the {res['monitor']} split.\n\n"
+            f"{res['num_test_samples']} clips; linear probes: {probe_epoch(res)}.\n\n"
             f"{settings}{results_markdown(res)}\n\n## Steps\n\n| step | wall time | command |\n| --- | --- | --- |\n{timing}\n\n"
             "## Figures\n\n" + "".join(f"![{p}]({p})\n\n" for p in figures)
             + "\nEvery evaluation: [report/report.md](report/report.md)\n")

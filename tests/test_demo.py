@@ -38,6 +38,8 @@ def test_quick_demo_end_to_end(tmp_path, repo_root):
         assert (work / "demo" / run / "FINISHED").is_file(), run
     report = (work / "demo" / "report.md").read_text()
     assert "| JBM (3s-AC-SAR) |" in report and ".png" in report
+    assert results["report_epoch"] == "last"                   # config/demo/linear.yaml reads its last epoch
+    assert "linear probes: last epoch of a fixed schedule" in report
 
     # a second run finds everything done and only re-collects
     again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600)
