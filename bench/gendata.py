@@ -7,7 +7,9 @@ many sample names (reading speed does not depend on which text a name holds).
 
 Per file count (each run in its own process): wall seconds and files/s of
 ``gendata(..., workers=W)`` (reading, body selection, pre-normalisation, writing the
-x-sub memmaps), the worker CPU seconds per file (what it would cost on idle cores),
+x-sub memmaps), the worker CPU seconds per file (what it would cost on idle cores), the
+parent's CPU ms per file (receiving and writing the rows; its imports included, so it falls
+as the count grows),
 and the peak RSS of the parent and of the largest worker; two counts show whether
 the peak stays flat as the number of files grows.  Also a one-process breakdown of
 the per-file CPU time (read / select / pre-normalise).
@@ -35,7 +37,7 @@ import numpy as np  # noqa: E402
 from common import conditions, emit_json, print_table  # noqa: E402
 
 COLUMNS = ["files", "workers", "wall_s", "files_per_s", "worker_cpu_ms_per_file", "cpu_bound_files_per_s",
-           "parent_peak_rss_mb", "worker_peak_rss_mb"]
+           "parent_cpu_ms_per_file", "parent_peak_rss_mb", "worker_peak_rss_mb"]
 
 
 def synth_texts(num: int, seed: int = 0) -> list:
@@ -87,6 +89,7 @@ def run_case(case: dict) -> dict:
     return {"files": n, "workers": case["workers"], "wall_s": wall, "files_per_s": n / wall,
             "worker_cpu_ms_per_file": 1000 * cpu / n,
             "cpu_bound_files_per_s": case["workers"] * n / cpu if case["workers"] > 1 else n / cpu,
+            "parent_cpu_ms_per_file": 1000 * (me.ru_utime + me.ru_stime) / n if case["workers"] > 1 else None,
             "parent_peak_rss_mb": me.ru_maxrss / 1024, "worker_peak_rss_mb": kids.ru_maxrss / 1024,
             "conditions": conditions()}
 
