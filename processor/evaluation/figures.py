@@ -123,8 +123,9 @@ def plot_per_class_comparison(acc_a: np.ndarray, acc_b: np.ndarray, label_a: str
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=90, fontsize=max(4, min(9, 500 // max(k, 1))))
     ax.set_ylabel("per-class top-1 accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend()
+    ax.set_ylim(0, 118)                      # headroom above 100 % for the legend: it never hides a bar
+    ax.set_yticks(np.arange(0, 101, 20))
+    ax.legend(loc="upper center", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or f"Per-class accuracy: {label_a} vs {label_b}")
     fig.tight_layout()
