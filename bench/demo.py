@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, run_finished, run_steps
+from pipeline import Step, StepResult, reported_epoch, run_finished, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -197,13 +197,6 @@ def collect_results(work: Path, num_classes: int) -> Dict[str, object]:
     }
 
 
-def probe_epoch(res: Dict[str, object]) -> str:
-    """Which epoch of the linear probes the table reports, in words."""
-    if res.get("report_epoch") == "last":
-        return "last epoch of a fixed schedule"
-    return f"best epoch on the {res['monitor']} split"
-
-
 def results_markdown(res: Dict[str, object]) -> str:
     with_text = res["top1_with_text"]
     rows = [("J (joint)", with_text.get("J")), ("B (bone)", with_text.get("B")), ("M (motion)", with_text.get("M")),
@@ -234,7 +227,7 @@ def write_report(work: Path, res: Dict[str, object], steps: List[dict], quick: b
     timing = "\n".join(f"| {s['name']} | {wall(s)} | `{s['command']}` |" for s in steps)
     text = (f"# AC-SAR demo{' (quick)' if quick else ''}\n\n"
             f"{dt.datetime.now().isoformat(timespec='seconds')} on {socket.gethostname()}; test set: "
-            f"{res['num_test_samples']} clips; linear probes: {probe_epoch(res)}.\n\n"
+            f"{res['num_test_samples']} clips; linear probes: {reported_epoch(res)}.\n\n"
             f"{settings}{results_markdown(res)}\n\n## Steps\n\n| step | wall time | command |\n| --- | --- | --- |\n{timing}\n\n"
             "## Figures\n\n" + "".join(f"![{p}]({p})\n\n" for p in figures)
             + "\nEvery evaluation: [report/report.md](report/report.md)\n")

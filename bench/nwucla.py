@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, run_finished, run_steps
+from pipeline import Step, StepResult, reported_epoch, run_finished, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "config/nwucla/xview"
@@ -143,12 +143,6 @@ def _read(work: Path, name: str) -> Optional[dict]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def reported_epoch(work: Path, name: str) -> str:
-    """Which epoch's test result a finished evaluation reports (its ``report_epoch``), in words."""
-    epoch = (_read(work, name) or {}).get("report_epoch", "best")
-    return "best held-out epoch" if epoch == "best" else "last epoch"
-
-
 def results_table(work: Path, text_label: str) -> str:
     def f(v):
         return "–" if v is None else f"{v:.1f}"
@@ -195,8 +189,8 @@ def run(args) -> int:
     table = results_table(work, text_label)
     step_rows = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in times.items())
     md = (f"# NW-UCLA x-view (view 3 test), CPU settings of config/nwucla/xview\n\n"
-          f"Test top-1 (%); linear: {reported_epoch(work, 'linear')}, semi 10 %: "
-          f"{reported_epoch(work, 'semi_10')}. Reference: raw-coordinate 1-NN 60.8, "
+          f"Test top-1 (%); linear: {reported_epoch(_read(work, 'linear') or {})}, semi 10 %: "
+          f"{reported_epoch(_read(work, 'semi_10') or {})}. Reference: raw-coordinate 1-NN 60.8, "
           f"logistic regression 47.2; published self-supervised linear 74-90.\n\n{table}\n\n"
           f"Step wall times (this run; --jobs {args.jobs}, {args.threads} thread(s) each):\n\n"
           f"| step | minutes |\n|---|---|\n{step_rows}\n")

@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from processor.runtime import FINISHED_MARKER  # noqa: E402
 
-__all__ = ["Step", "StepResult", "run_steps", "run_finished"]
+__all__ = ["Step", "StepResult", "run_steps", "run_finished", "reported_epoch"]
 
 
 @dataclass
@@ -46,6 +46,14 @@ class StepResult:
 def run_finished(run_dir: Path) -> Callable[[], bool]:
     """A ``Step.done`` for a ``main.py`` run: true once ``run_dir`` holds the processor's finished marker."""
     return lambda: (run_dir / FINISHED_MARKER).is_file()
+
+
+def reported_epoch(results: Mapping[str, object]) -> str:
+    """Which epoch's test result a classification run's ``results.json`` reports (its ``report_epoch``),
+    in words for a results table."""
+    if results.get("report_epoch", "best") == "last":
+        return "last epoch of a fixed schedule"
+    return f"best {results.get('monitor', 'monitored')} epoch"
 
 
 def printable(cmd: List[str]) -> str:

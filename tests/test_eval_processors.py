@@ -80,14 +80,14 @@ def test_report_epoch_last_reports_the_last_epoch(env):
     assert r["report_epoch"] == "last" and r["test_last_epoch"]["epoch"] == 4
     assert r["top1"] == r["test_last_epoch"]["top1"] and r["top5"] == r["test_last_epoch"]["top5"]
     assert r["test_best_monitored_epoch"]["top1"] == pytest.approx(
-        100 * np.mean(_argmax(run_dir / "scores.pkl")))
-    assert r["top1"] == pytest.approx(100 * np.mean(_argmax(run_dir / "scores_last.pkl")))
+        100 * np.mean(_correct(run_dir / "scores.pkl")))
+    assert r["top1"] == pytest.approx(100 * np.mean(_correct(run_dir / "scores_last.pkl")))
     with pytest.raises(ValueError, match="report_epoch must be one of"):
         run("lin_bad", env, "epochs=1", "batch_size=16", "report_epoch=final")
     assert not (env[0] / "runs" / "lin_bad" / "results.json").exists()
 
 
-def _argmax(path):
+def _correct(path):
     """Per-sample correctness of a saved score file."""
     scores = pickle.loads(path.read_bytes())
     return scores["logits"].argmax(1) == scores["labels"]
