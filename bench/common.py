@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-import torch
-
 __all__ = ["conditions", "peak_rss_mb", "children_peak_rss_mb", "matmul_flops", "print_table", "emit_json"]
 
 
@@ -31,28 +29,40 @@ def children_peak_rss_mb() -> float:
 
 
 def conditions(**extra: Any) -> Dict[str, Any]:
-    """Machine and load description stored with every figure."""
+    """Machine and load description stored with every figure.
+
+    The torch fields only when this process has imported torch: a benchmark of a
+    torch-free program (``ntu_gendata.py``) must not load it (its 0.7 GB would show
+    in the peak RSS being measured).
+    """
     out = {
         "host": socket.gethostname(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
     }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out.update({"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None})
     out.update(extra)
     return out
 
 
 def device_sync(device: torch.device):
     """A no-argument function that waits for ``device``'s queued work (a no-op off CUDA), for timing."""
+    import torch
+
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def matmul_flops(device: torch.device, size: int = 2048, seconds: float = 1.5, dtype=torch.float32) -> float:
+def matmul_flops(device: "torch.device", size: int = 2048, seconds: float = 1.5, dtype=None) -> float:
     """FLOP/s of a dense ``size x size`` matmul loop on ``device`` (the practical compute limit).
 
     Runs for about ``seconds`` after one warm-up product, with the current torch thread count.
     """
+    import torch
+
+    dtype = dtype or torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     sync = device_sync(device)

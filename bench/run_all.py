@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import torch  # noqa: E402,F401  (loaded so that conditions() records its version and threads)
+
 from common import conditions, emit_json, print_table  # noqa: E402
 
 

@@ -9,9 +9,10 @@ writes into ``<out-folder>/<benchmark>/`` (acsar_facts.md §6):
 
 Per file (in worker processes): read every body (:mod:`data_gen.ntu_reader`, the
 m-th body of a frame in slot m, at most 4 slots), keep the two slots with the
-largest energy, pre-normalise (:mod:`data_gen.prenormalise`, in place) and return
-``(3, T, 25, 2)``; the parent writes each result straight into the ``.npy`` file of
-every benchmark the file belongs to (:class:`data_gen.split_writer.SplitWriter`).  Files are processed in sorted order; the
+largest energy, pre-normalise (:mod:`data_gen.prenormalise`, in place) into
+``(3, T, 25, 2)``, which the worker writes straight into its row of the ``.npy`` file of
+every benchmark the file belongs to (:class:`data_gen.split_writer.SplitWriter`; the
+parent only records frame counts and errors).  Files are processed in sorted order; the
 dataset's samples-with-missing-skeletons list is skipped.  ``--on-error skip``
 records bad files in ``<out-folder>/skipped.txt`` and goes on.
 
@@ -37,7 +38,7 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, body_order, read_skeleton  # noqa: E402
 from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise_inplace  # noqa: E402
-from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
+from data_gen.split_writer import SplitWriter, add_conversion_options, pwrite_all, write_skipped_report  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -135,12 +136,24 @@ def process_file(path, layout_name: str = "ntu25", max_frames: int = 300,
 
 
 def _worker(args):
-    index, path, layout_name, max_frames = args
+    """Process one file and write it into its rows; returns ``(index, num_frame, error)``.
+
+    ``slots`` are :meth:`SplitWriter.row_slot` triples; the descriptors are the parent's,
+    inherited by the forked pool (or the parent's own with ``workers=1``), so only the
+    frame count and any error go back through the pipe, never the 180 KB sample (NTU, T = 300).
+    Read / format errors are returned for the parent to raise or record; a failed
+    write raises here (imap re-raises it in the parent): it is not a bad input file.
+    """
+    index, path, layout_name, max_frames, slots = args
     try:
         data, num_frame = process_file(path, layout_name, max_frames)
-        return index, data, num_frame, None
     except (SkeletonFormatError, OSError) as exc:       # picklable: re-raised or recorded by the parent
-        return index, None, 0, exc
+        return index, 0, exc
+    for fd, offset, nbytes in slots:
+        if data.nbytes != nbytes or data.dtype != np.float32:
+            raise ValueError(f"{path}: sample {data.dtype} {data.shape} does not fit a {nbytes}-byte row")
+        pwrite_all(fd, data, offset)
+    return index, num_frame, None
 
 
 def list_samples(data_path: Path, dataset: str, missing: set, limit: Optional[int] = None
@@ -218,18 +231,19 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
             labels.append(info.label)
 
     skipped: List[str] = []
-    jobs = [(k, str(p), layout.name, max_frames) for k, p in enumerate(paths)]
     with contextlib.ExitStack() as stack:
         writers = {key: stack.enter_context(SplitWriter(out_folder / key.split("/")[0], key.split("/")[1],
                                                         names, labels, sample_shape, flush_every))
                    for key, (names, labels) in split_members.items()}
-        if workers > 1:
+        jobs = [(k, str(p), layout.name, max_frames, tuple(writers[key].row_slot(row) for key, row in targets[k]))
+                for k, p in enumerate(paths)]
+        if workers > 1:                                  # fork: the workers inherit the writers' descriptors
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
             results = pool.imap(_worker, jobs, chunksize=chunksize)
         else:
             results = map(_worker, jobs)
-        for index, data, num_frame, error in tqdm(results, total=len(jobs), desc=f"{dataset} files",
-                                                  unit="file", disable=not progress):
+        for index, num_frame, error in tqdm(results, total=len(jobs), desc=f"{dataset} files",
+                                            unit="file", disable=not progress):
             if error is not None:
                 if on_error == "raise":
                     raise error
@@ -238,7 +252,7 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
                     writers[key].skip(row)
                 continue
             for key, row in targets[index]:
-                writers[key].write(row, data, num_frame)
+                writers[key].mark_written(row, num_frame)
         write_skipped_report(out_folder, skipped, "files")
     summary: Dict[str, Dict[str, int]] = {}
     for key, writer in writers.items():

@@ -14,7 +14,9 @@ On any exception nothing of this split is left behind.
 Memory: rows are written straight into the file behind the ``.npy`` memmap with
 ``os.pwrite`` (no page of the mapping is touched, so the resident set does not
 grow with the dataset, and a row costs one copy into the page cache instead of a
-page fault per 4 KiB).  Dropping skipped rows copies ``flush_every`` rows at a
+page fault per 4 KiB).  A worker process can write its rows itself
+(:meth:`SplitWriter.row_slot`, :func:`pwrite_all`) so that no sample passes through
+a pipe; the parent only records them (:meth:`SplitWriter.mark_written`).  Dropping skipped rows copies ``flush_every`` rows at a
 time and releases the pages after each chunk.
 """
 from __future__ import annotations
@@ -24,15 +26,23 @@ import logging
 import mmap
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from feeder.io import open_memmap_atomic, save_npy_atomic, save_pickle_atomic, save_text_atomic
 
-__all__ = ["SplitWriter", "release_pages"]
+__all__ = ["SplitWriter", "pwrite_all", "release_pages"]
 
 logger = logging.getLogger(__name__)
+
+
+def pwrite_all(fd: int, buffer, offset: int) -> None:
+    """Write all of ``buffer`` (any C-contiguous buffer) at byte ``offset`` of ``fd`` (``os.pwrite`` may write less)."""
+    view = memoryview(buffer).cast("B")
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
 
 
 def release_pages(array: np.ndarray) -> None:
@@ -108,15 +118,29 @@ class SplitWriter:
 
     # ----------------------------------------------------------- rows
     def write(self, index: int, sample: np.ndarray, num_frame: int) -> None:
+        fd, offset, _ = self.row_slot(index)
         if sample.shape != self.sample_shape:
             raise ValueError(f"{self.names[index]}: sample shape {sample.shape}, expected {self.sample_shape}")
+        pwrite_all(fd, np.ascontiguousarray(sample, dtype=self._array.dtype), offset)
+        self.mark_written(index, num_frame)
+
+    def row_slot(self, index: int) -> Tuple[int, int, int]:
+        """``(fd, byte offset, byte length)`` of row ``index`` in the open scratch array.
+
+        For a forked worker process (it inherits the descriptor) that writes the row
+        itself with :func:`pwrite_all` (float32, C-contiguous ``sample_shape``); the
+        parent then calls :meth:`mark_written`.  Rows never overlap, so concurrent
+        writers need no lock.
+        """
+        if self._array is None:
+            raise RuntimeError(f"{self.split}: row_slot() outside the writer's with-block")
         if not 0 <= index < len(self.names):
             raise IndexError(f"{self.split}: row {index} outside 0..{len(self.names) - 1}")
-        row = memoryview(np.ascontiguousarray(sample, dtype=self._array.dtype)).cast("B")
-        offset = self._array.offset + index * row.nbytes
-        while row:                                      # pwrite may write less than asked
-            done = os.pwrite(self._fd, row, offset)
-            row, offset = row[done:], offset + done
+        nbytes = int(np.prod(self.sample_shape)) * self._array.dtype.itemsize
+        return self._fd, self._array.offset + index * nbytes, nbytes
+
+    def mark_written(self, index: int, num_frame: int) -> None:
+        """Record that row ``index`` now holds a sample of ``num_frame`` valid frames."""
         self.num_frame[index] = int(num_frame)
         self.written[index] = True
 

@@ -21,7 +21,7 @@ import pytest
 from data_gen import ntu_reader
 from data_gen.ntu_reader import SkeletonFormatError, parse_skeleton_text
 from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise, pre_normalise_inplace, rotation_aligning
-from data_gen.split_writer import SplitWriter
+from data_gen.split_writer import SplitWriter, pwrite_all
 from net.graph import get_layout
 
 LAYOUT = get_layout("ntu25")
@@ -320,3 +320,27 @@ def test_split_writer_rows_skips_and_shape_check(tmp_path):
     with open(tmp_path / "train_label.pkl", "rb") as handle:
         assert pickle.load(handle) == (["s0", "s2", "s3", "s4"], [0, 2, 3, 4])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_split_writer_rows_written_through_slots_by_a_forked_process(tmp_path):
+    import multiprocessing
+
+    rows = np.random.default_rng(4).normal(size=(4, 3, 5, V, 2)).astype(np.float32)
+    with SplitWriter(tmp_path, "val", list("abcd"), [0, 1, 2, 3], rows.shape[1:]) as writer:
+        slots = {k: writer.row_slot(k) for k in (3, 1)}
+        assert all(nbytes == rows[0].nbytes for _, _, nbytes in slots.values())
+        child = multiprocessing.get_context("fork").Process(
+            target=lambda: [pwrite_all(fd, rows[k], offset) for k, (fd, offset, _) in slots.items()])
+        child.start()
+        child.join()
+        assert child.exitcode == 0
+        for k in (3, 1):
+            writer.mark_written(k, num_frame=k)
+        writer.write(0, rows[0], 7)
+        writer.skip(2)
+        with pytest.raises(IndexError, match="outside"):
+            writer.row_slot(4)
+    np.testing.assert_array_equal(np.load(tmp_path / "val_data_joint.npy"), rows[[0, 1, 3]])
+    assert np.load(tmp_path / "val_num_frame.npy").tolist() == [7, 1, 3]
+    with pytest.raises(RuntimeError, match="outside the writer"):
+        writer.row_slot(0)

@@ -415,6 +415,21 @@ def test_workers_give_identical_output(tmp_path):
         assert a[1].tolist() == b[1].tolist() and a[2] == b[2] and a[3] == b[3]
 
 
+def test_rows_written_by_the_workers_are_process_file_outputs(tmp_path):
+    """The workers write their rows themselves (no array through the pipe): each row is its file's sample."""
+    raw = tmp_path / "raw"
+    write_synthetic_folder(raw, 12, seed=5, frames=30)
+    ntu_gendata.gendata(raw, tmp_path / "out", "ntu60", benchmarks=["xsub", "xview"], max_frames=48,
+                        workers=2, chunksize=2, progress=False)
+    for bench in ("xsub", "xview"):
+        for split in ("train", "val"):
+            data, frames, names, _ = _load(tmp_path / "out" / bench, split)
+            for row, name in enumerate(names):
+                expected, num_frame = ntu_gendata.process_file(raw / f"{name}.skeleton", max_frames=48)
+                np.testing.assert_array_equal(data[row], expected)
+                assert frames[row] == num_frame
+
+
 def test_on_error_skip_records_and_continues(tmp_path):
     raw = _dataset_folder(tmp_path)
     bad = raw / "S001C001P002R001A005.skeleton"                   # performer 2: xsub train
