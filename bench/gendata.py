@@ -8,11 +8,10 @@ many sample names (reading speed does not depend on which text a name holds).
 Per file count (each run in its own process): wall seconds and files/s of
 ``gendata(..., workers=W)`` (reading, body selection, pre-normalisation, writing the
 x-sub memmaps), the worker CPU seconds per file (what it would cost on idle cores), the
-parent's CPU ms per file (collecting frame counts; the workers write the rows; its imports included, so it falls
-as the count grows),
-and the peak RSS of the parent and of the largest worker; two counts show whether
-the peak stays flat as the number of files grows.  Also a one-process breakdown of
-the per-file CPU time (read / select / pre-normalise).
+parent's CPU ms per file (collecting frame counts, as the workers write the rows; its
+imports included, so it falls as the count grows), and the peak RSS of the parent and of
+the largest worker; two counts show whether the peak stays flat as the number of files
+grows.  Also a one-process breakdown of the per-file CPU time (read / select / pre-normalise).
 
     python bench/gendata.py [--quick] [--counts 500 2000] [--workers 2] [--json out.json]
 """

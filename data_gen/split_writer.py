@@ -16,8 +16,9 @@ Memory: rows are written straight into the file behind the ``.npy`` memmap with
 grow with the dataset, and a row costs one copy into the page cache instead of a
 page fault per 4 KiB).  A worker process can write its rows itself
 (:meth:`SplitWriter.row_slot`, :func:`pwrite_all`) so that no sample passes through
-a pipe; the parent only records them (:meth:`SplitWriter.mark_written`).  Dropping skipped rows copies ``flush_every`` rows at a
-time and releases the pages after each chunk.
+a pipe; the parent only records them (:meth:`SplitWriter.mark_written`).  Dropping
+skipped rows copies ``flush_every`` rows at a time and releases the pages after each
+chunk.
 """
 from __future__ import annotations
 
