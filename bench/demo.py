@@ -39,13 +39,12 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, reported_epoch, run_finished, run_steps
+from pipeline import Step, StepResult, changed_settings, reported_epoch, resolved_settings, run_finished, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from feeder.io import save_json_atomic, save_text_atomic  # noqa: E402
-from processor.runtime import FINISHED_MARKER  # noqa: E402
 
 logger = logging.getLogger("demo")
 
@@ -148,23 +147,17 @@ def check_pretrain_overrides(args) -> None:
     runs, so a typo fails before the data steps rather than after them (strict keys, as main.py); and
     refuse a work dir whose finished pretrainings were run with other values of those keys (or another
     length or seed), which the demo would otherwise reuse without a word."""
-    from processor.config import ConfigError, flatten, load_yaml, resolve_config
-    from processor.registry import get_processor
+    from processor.config import ConfigError
 
-    defaults = get_processor("pretrain_acsar").defaults_path()
     overrides = run_overrides(args)["pretrain"]
     checked = {"epochs", "seed"} | {item.partition("=")[0].strip() for item in args.pretrain_set}
     for config in PRETRAIN_CONFIGS.values():
         try:
-            wanted = flatten(resolve_config(defaults, ROOT / "config" / "demo" / f"{config}.yaml", overrides))
+            wanted = resolved_settings("pretrain_acsar", ROOT / "config" / "demo" / f"{config}.yaml", overrides)
         except ConfigError as err:
             raise SystemExit(f"demo: --pretrain-set / --run-seed: {err}") from None
         run = args.work_dir / "demo" / config
-        if not (run / FINISHED_MARKER).is_file() or not (run / "config.yaml").is_file():
-            continue
-        done = flatten(load_yaml(run / "config.yaml"))
-        differ = [f"{key}={done.get(key)!r} there, {wanted.get(key)!r} asked" for key in sorted(checked)
-                  if key in wanted and done.get(key) != wanted[key]]
+        differ = changed_settings(run, wanted, checked)
         if differ:
             raise SystemExit(f"demo: {run} finished with other settings ({'; '.join(differ)}); "
                              "give a fresh --work-dir")

@@ -28,6 +28,7 @@ Usage::
     python bench/nwucla.py --source PATH --data data/nwucla --work-dir work_dir/nwucla_cpu
     python bench/nwucla.py --vlm weights/Ovis2-1B --clip-checkpoint weights/vit_b_32.pt
     python bench/nwucla.py --epochs 10 --dry-run               # print the commands only
+    python bench/nwucla.py --run-seed 2 --work-dir work_dir/nwucla_seed2   # another seed of every run
     python bench/nwucla.py --quick --work-dir /tmp/nwucla_smoke  # smoke test of every step (minutes)
 """
 from __future__ import annotations
@@ -40,12 +41,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, reported_epoch, run_finished, run_steps
+from pipeline import Step, StepResult, changed_settings, reported_epoch, resolved_settings, run_finished, run_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "config/nwucla/xview"
 RUN = "nwucla/xview"          # run dirs: <work-dir>/nwucla/xview/<config name>
 SPLITS = ("train", "val")
+# the settings this script's options change: a finished run with other values is refused, not reused
+CHECKED_KEYS = ("seed", "epochs", "scheduler.milestones", "data.text")
 
 
 def _finished(work: Path, name: str) -> Callable[[], bool]:
@@ -106,6 +109,8 @@ def build_steps(args) -> List[Step]:
     steps.append(Step("encode", enc, lambda: all(f.is_file() for f in text_files), ["describe"]))
 
     common = [f"work_dir={work}", f"data.root={bench}"]
+    if args.run_seed is not None:
+        common.append(f"seed={args.run_seed}")
     train = list(common)
     epochs = 1 if args.quick else args.epochs
     if epochs is not None:
@@ -164,9 +169,31 @@ def results_table(work: Path, text_label: str) -> str:
     return "\n".join(lines)
 
 
+def check_finished_runs(steps: List[Step], work: Path) -> None:
+    """Resolve every ``main.py`` step's config with its overrides before anything runs (a bad key fails at
+    once), and refuse a work dir whose finished runs used another seed, length or text encoder than asked:
+    the pipeline would otherwise skip them and report their results as this run's."""
+    sys.path.insert(0, str(ROOT))
+    from processor.config import ConfigError
+
+    for step in steps:
+        if step.cmd[1:2] != ["main.py"]:
+            continue
+        run_dir = work / RUN / step.name
+        try:
+            wanted = resolved_settings(step.cmd[2], ROOT / step.cmd[4], step.cmd[5:])
+        except ConfigError as err:
+            raise SystemExit(f"nwucla: {step.name}: {err}") from None
+        differ = changed_settings(run_dir, wanted, CHECKED_KEYS)
+        if differ:
+            raise SystemExit(f"nwucla: {run_dir} finished with other settings ({'; '.join(differ)}); "
+                             "give a fresh --work-dir")
+
+
 def run(args) -> int:
     steps = build_steps(args)
     work = Path(args.work_dir)
+    check_finished_runs(steps, work)
     logs = work / "nwucla_logs"
     logs.mkdir(parents=True, exist_ok=True)
     times_path = work / "nwucla_step_times.json"
@@ -188,9 +215,10 @@ def run(args) -> int:
                                                                           else "MiniLM")
     table = results_table(work, text_label)
     step_rows = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in times.items())
+    seed = "the configs' own" if args.run_seed is None else args.run_seed
     md = (f"# NW-UCLA x-view (view 3 test), CPU settings of config/nwucla/xview\n\n"
           f"Test top-1 (%); linear: {reported_epoch(_read(work, 'linear') or {})}, semi 10 %: "
-          f"{reported_epoch(_read(work, 'semi_10') or {})}. Reference: raw-coordinate 1-NN 60.8, "
+          f"{reported_epoch(_read(work, 'semi_10') or {})}; run seed: {seed}. Reference: raw-coordinate 1-NN 60.8, "
           f"logistic regression 47.2; published self-supervised linear 74-90.\n\n{table}\n\n"
           f"Step wall times (this run; --jobs {args.jobs}, {args.threads} thread(s) each):\n\n"
           f"| step | minutes |\n|---|---|\n{step_rows}\n")
@@ -213,6 +241,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="device of the VLM")
     p.add_argument("--no-images", action="store_true", help="skip the action images (not needed by kinematic)")
     p.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the configs')")
+    p.add_argument("--run-seed", type=int, default=None,
+                   help="seed of every pretraining and evaluation (model init, data order, augmentation; default: "
+                        "the configs' seed); the 10 %% labelled subset keeps its own subset_seed")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 pretraining epoch, 2 evaluation epochs (use a separate --work-dir)")
     p.add_argument("--jobs", type=int, default=2, help="steps run side by side")

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -23,7 +23,8 @@ if str(ROOT) not in sys.path:
 
 from processor.runtime import FINISHED_MARKER  # noqa: E402
 
-__all__ = ["Step", "StepResult", "run_steps", "run_finished", "reported_epoch"]
+__all__ = ["Step", "StepResult", "run_steps", "run_finished", "reported_epoch", "resolved_settings",
+           "changed_settings"]
 
 
 @dataclass
@@ -46,6 +47,28 @@ class StepResult:
 def run_finished(run_dir: Path) -> Callable[[], bool]:
     """A ``Step.done`` for a ``main.py`` run: true once ``run_dir`` holds the processor's finished marker."""
     return lambda: (run_dir / FINISHED_MARKER).is_file()
+
+
+def resolved_settings(processor: str, config: Path, overrides: Sequence[str]) -> Dict[str, Any]:
+    """The flattened config ``main.py <processor> --config <config> <overrides>`` would run with
+    (strict keys: an unknown override raises :class:`processor.config.ConfigError`)."""
+    from processor.config import flatten, resolve_config
+    from processor.registry import get_processor
+
+    return flatten(resolve_config(get_processor(processor).defaults_path(), config, overrides))
+
+
+def changed_settings(run_dir: Path, wanted: Mapping[str, Any], keys: Iterable[str]) -> List[str]:
+    """For a finished run in ``run_dir``: ``"key=<saved> there, <wanted> asked"`` for each of ``keys`` whose
+    value in the run's saved ``config.yaml`` differs from ``wanted`` (a flattened config); ``[]`` for a run
+    that is not finished, whose results a pipeline would not reuse."""
+    from processor.config import flatten, load_yaml
+
+    if not (run_dir / FINISHED_MARKER).is_file() or not (run_dir / "config.yaml").is_file():
+        return []
+    done = flatten(load_yaml(run_dir / "config.yaml"))
+    return [f"{key}={done.get(key)!r} there, {wanted[key]!r} asked" for key in sorted(set(keys))
+            if key in wanted and done.get(key) != wanted[key]]
 
 
 def reported_epoch(results: Mapping[str, object]) -> str:

@@ -1,0 +1,53 @@
+"""bench/nwucla.py: --run-seed reaches every run, and finished runs with other settings are refused."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from processor.runtime import FINISHED_MARKER
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _nwucla_module():
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("nwucla_bench", ROOT / "bench" / "nwucla.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dry_run(module, tmp_path, *extra):
+    return module.main(["--dry-run", "--source", str(tmp_path / "src"), "--data", str(tmp_path / "data"),
+                        "--work-dir", str(tmp_path / "work"), *extra])
+
+
+def test_run_seed_reaches_every_training_and_evaluation(tmp_path, capsys):
+    nwucla = _nwucla_module()
+    assert _dry_run(nwucla, tmp_path, "--run-seed", "7") == 0
+    runs = [line for line in capsys.readouterr().out.splitlines() if " main.py " in line]
+    seeded = [line.split(":")[0] for line in runs if line.endswith("seed=7") or " seed=7 " in line]
+    unseeded = sorted(line.split(":")[0] for line in runs if "seed=7" not in line)
+    assert len(seeded) == 17                          # 6 pretrainings, 7 linear, 2 kNN, 2 semi-supervised
+    assert unseeded == ["[run ] fusion", "[run ] fusion_notext"]   # score averaging: nothing random
+    assert _dry_run(nwucla, tmp_path) == 0
+    assert "seed=" not in capsys.readouterr().out     # default: the configs' own seed
+
+
+def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path, capsys):
+    nwucla = _nwucla_module()
+    run = tmp_path / "work" / "nwucla" / "xview" / "pretrain"     # a finished default joint pretraining
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 1\nepochs: 80\nscheduler:\n  milestones: [60]\n"
+                                     "data:\n  text: minilm\n")
+    (run / FINISHED_MARKER).write_text("")
+    assert _dry_run(nwucla, tmp_path) == 0                       # the same settings: reused
+    assert "[run ] pretrain:" not in capsys.readouterr().out
+    for extra, named in ((["--run-seed", "2"], "seed=1 there, 2 asked"),
+                         (["--epochs", "40"], "epochs=80 there, 40 asked")):
+        with pytest.raises(SystemExit) as err:
+            _dry_run(nwucla, tmp_path, *extra)
+        assert str(run) in str(err.value) and named in str(err.value) and "fresh --work-dir" in str(err.value)
+    assert sorted(p.name for p in run.iterdir()) == sorted([FINISHED_MARKER, "config.yaml"])
+    assert not (tmp_path / "data").exists()
