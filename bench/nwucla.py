@@ -173,11 +173,10 @@ def check_finished_runs(steps: List[Step], work: Path) -> None:
     """Resolve every ``main.py`` step's config with its overrides before anything runs (a bad key fails at
     once), and refuse a work dir whose finished runs used another seed, length or text encoder than asked:
     the pipeline would otherwise skip them and report their results as this run's."""
-    sys.path.insert(0, str(ROOT))
-    from processor.config import ConfigError
+    from processor.config import ConfigError          # importable: pipeline put ROOT on sys.path
 
     for step in steps:
-        if step.cmd[1:2] != ["main.py"]:
+        if step.cmd[1:2] != ["main.py"] or step.cmd[3:4] != ["--config"]:    # [py, main.py, proc, --config, yaml, ...]
             continue
         run_dir = work / RUN / step.name
         try:
