@@ -3,7 +3,8 @@
 A :class:`net.classifier.SkeletonClassifier` (the SCD-Net encoder + a linear head on
 ``[z_t, z_s]``, 2·C2 -> classes) is trained with cross-entropy on the labelled training
 data (optionally a class-balanced ``label_fraction`` of it), with the paper's plateau
-rule (reduce lr ×0.1 after 3 epochs without improvement, stop after 5; acsar_facts.md §7).
+rule (reduce lr after 3 epochs without improvement, stop after 5; acsar_facts.md §7; the
+factor, ``scheduler.gamma`` = 0.1, is ours: the paper gives none).
 
 Monitored split (``monitor``): ``holdout`` (default) = a class-balanced, seeded
 ``holdout_fraction`` of the (labelled) training data, excluded from training; ``test`` =
