@@ -39,7 +39,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from torch.utils.data import Dataset
 
-from feeder.io import load_label_pkl
+from feeder.io import load_label_pkl, load_npy
 from feeder.transforms import build_eval_transform, build_pretrain_transform, view_rng
 from net.graph import Layout, get_layout
 
@@ -53,12 +53,7 @@ EMPTY_TEXT = np.zeros((0,), dtype=np.float32)
 
 def _npy_shape(path: Path) -> Tuple[Tuple[int, ...], np.dtype]:
     """Shape and dtype from a ``.npy`` header without reading the data."""
-    if not path.is_file():
-        raise FileNotFoundError(f"array file not found: {path}")
-    try:
-        arr = np.load(path, mmap_mode="r")
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{path}: cannot read as a .npy array ({exc})") from exc
+    arr = load_npy(path, mmap_mode="r")
     shape, dtype = tuple(arr.shape), arr.dtype
     del arr
     return shape, dtype
@@ -87,10 +82,7 @@ class _SplitArrays(Dataset):
         self.data_dtype = dtype
         n = shape[0]
 
-        num_frame = np.load(self.num_frame_path) if self.num_frame_path.is_file() else None
-        if num_frame is None:
-            raise FileNotFoundError(f"num_frame file not found: {self.num_frame_path}")
-        num_frame = np.asarray(num_frame).reshape(-1)
+        num_frame = load_npy(self.num_frame_path).reshape(-1)
         if len(num_frame) != n:
             raise ValueError(f"{self.num_frame_path} has {len(num_frame)} entries but {self.data_path} "
                              f"has N={n} samples")
@@ -117,7 +109,7 @@ class _SplitArrays(Dataset):
     def data(self) -> np.ndarray:
         """The ``(N, C, T, V, M)`` array (a memmap, opened on first use in this process)."""
         if self._data is None:
-            self._data = np.load(self.data_path, mmap_mode="r" if self.use_mmap else None)
+            self._data = load_npy(self.data_path, mmap_mode="r" if self.use_mmap else None)
         return self._data
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -186,7 +178,7 @@ class PretrainDataset(_SplitArrays):
         if self.text_path is None:
             return None
         if self._text is None:
-            self._text = np.load(self.text_path, mmap_mode="r" if self.use_mmap else None)
+            self._text = load_npy(self.text_path, mmap_mode="r" if self.use_mmap else None)
         return self._text
 
     def __len__(self) -> int:
@@ -231,6 +223,8 @@ class DownstreamDataset(_SplitArrays):
         center_crop_ratio: fraction of the valid frames kept around the centre (0.95).
         indices: optional subset (positions in the full split), e.g. the semi-supervised 1 % subset.
         use_mmap: memmap the data.
+        num_classes: when given, every label of the split must lie in ``[0, num_classes)``
+            (a ValueError naming the label file otherwise, not an IndexError inside the loss).
 
     ``[i] -> (x (C, window, V, M) float32, label int, index)`` with ``index = indices[i]``.
     """
@@ -238,9 +232,18 @@ class DownstreamDataset(_SplitArrays):
     def __init__(self, data_path: PathLike, num_frame_path: PathLike, label_path: PathLike,
                  layout: Union[str, Layout] = "ntu25", stream: str = "joint", window: int = 64,
                  center_crop_ratio: float = 0.95, indices: Optional[Sequence[int]] = None,
-                 use_mmap: bool = True) -> None:
+                 use_mmap: bool = True, num_classes: Optional[int] = None) -> None:
         super().__init__(data_path, num_frame_path, label_path, layout, stream, window, use_mmap)
         n = self.data_shape[0]
+        if num_classes is not None:
+            outside = np.flatnonzero((self.all_labels < 0) | (self.all_labels >= int(num_classes)))
+            if len(outside):
+                first = int(outside[0])
+                raise ValueError(
+                    f"{self.label_path}: {len(outside)} of {n} labels lie outside [0, {int(num_classes)}) "
+                    f"(data.num_classes = {int(num_classes)}), the first {self.all_sample_names[first]!r} "
+                    f"= {int(self.all_labels[first])}; labels span {int(self.all_labels.min())}.."
+                    f"{int(self.all_labels.max())}: does the config's dataset match the data?")
         if indices is None:
             self.indices = np.arange(n, dtype=np.int64)
         else:

@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "temp_path_for", "atomic_path", "atomic_open", "open_memmap_atomic",
     "save_npy_atomic", "save_pickle_atomic", "save_json_atomic", "save_text_atomic",
-    "load_label_pkl", "load_sample_names",
+    "load_label_pkl", "load_npy", "load_sample_names",
 ]
 
 
@@ -109,17 +109,38 @@ def _json_default(obj: Any):
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
+def load_npy(path: os.PathLike, mmap_mode: str | None = None) -> np.ndarray:
+    """``np.load`` of a ``.npy`` file whose errors (missing, truncated, not an array) name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"array file not found: {path}")
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"{path}: cannot read as a .npy array ({exc}); rewrite it with the data_gen/ "
+                         f"script that made it") from exc
+
+
 def load_label_pkl(path: os.PathLike) -> Tuple[list, list]:
     """Read a 2s-AGCN style ``(sample_names, labels)`` pickle with a clear error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
-    with open(path, "rb") as handle:
-        obj = pickle.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            obj = pickle.load(handle)
+    except Exception as exc:  # noqa: BLE001 - truncated or not a pickle: re-raised with the file named
+        raise ValueError(f"{path}: cannot read as a pickled (sample_names, labels) pair ({exc})") from exc
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and len(obj[0]) == len(obj[1])):
         raise ValueError(f"{path}: expected a pickled (sample_names, labels) pair of equal length")
-    names, labels = list(obj[0]), [int(x) for x in obj[1]]
-    return names, labels
+    try:
+        labels = [int(x) for x in obj[1]]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: labels must be integers ({exc})") from None
+    if any(label != x for label, x in zip(labels, obj[1])):
+        first = next(x for label, x in zip(labels, obj[1]) if label != x)
+        raise ValueError(f"{path}: labels must be integers, got {first!r}")
+    return list(obj[0]), labels
 
 
 def load_sample_names(label_pkls) -> list:

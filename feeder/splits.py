@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from feeder.io import load_label_pkl
+from feeder.io import load_label_pkl, load_npy
 
 __all__ = ["SplitFiles", "split_files", "load_split"]
 
@@ -47,6 +47,6 @@ def split_files(root: str | Path, split: str, text: Optional[str] = None, check:
 def load_split(root: str | Path, split: str, mmap: bool = True) -> Tuple[np.ndarray, np.ndarray, List[str], List[int]]:
     """(data (N, C, T, V, M), num_frame (N,), sample names, labels) of a prepared split."""
     files = split_files(root, split)
-    data = np.load(files.data, mmap_mode="r" if mmap else None)
+    data = load_npy(files.data, mmap_mode="r" if mmap else None)
     names, labels = load_label_pkl(files.label)
-    return data, np.load(files.num_frame), names, labels
+    return data, load_npy(files.num_frame), names, labels

@@ -106,9 +106,10 @@ class Processor:
         distributed = runtime.init_distributed(self.cfg.get("device", "cpu"))
         main = runtime.is_main_process()
         self.work_dir = self.run_dir
+        moved_to = None
         if main:
-            runtime.prepare_work_dir(self.work_dir, resume=bool(self.cfg.get("resume")),
-                                     overwrite=bool(self.cfg.get("overwrite")))
+            moved_to = runtime.prepare_work_dir(self.work_dir, resume=bool(self.cfg.get("resume")),
+                                                overwrite=bool(self.cfg.get("overwrite")))
         if distributed:
             torch.distributed.barrier()
         runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
@@ -116,6 +117,8 @@ class Processor:
             if main:
                 runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv)
             logger.info("%s: work dir %s", self.name, self.work_dir)
+            if moved_to is not None:
+                logger.info("overwrite: the earlier run's files are kept in %s", moved_to)
             if malloc_kept:
                 logger.info("reuse_freed_memory: not glibc, the C library's malloc settings are kept")
             started = time.time()
@@ -165,6 +168,8 @@ class TrainProcessor(Processor):
         self.stop_requested = False
         self._tb = None
         self._metrics_file: Optional[Path] = None
+        self._epoch_meters: Optional[MeterGroup] = None  # the running epoch's meters (saved mid-epoch)
+        self._resumed_meters: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------ to override
     def build_data(self) -> None:
@@ -279,6 +284,9 @@ class TrainProcessor(Processor):
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "global_step": self.global_step,
+            "world_size": runtime.world_size(),
+            # the running means of an unfinished epoch, so a resumed epoch logs what an uninterrupted one would
+            "epoch_meters": self._epoch_meters.state_dict() if step_in_epoch and self._epoch_meters else None,
             "rng": runtime.rng_state(),
             "config": self.cfg.to_dict(),
             "processor": self.name,
@@ -297,6 +305,16 @@ class TrainProcessor(Processor):
         if not (self.cfg.get("resume") and path.exists()):
             return 0, 0
         state = load_checkpoint(path, map_location=self.device)
+        saved_world, world = int(state.get("world_size", 1)), runtime.world_size()
+        if saved_world != world:
+            if state["step_in_epoch"]:
+                raise RuntimeError(f"{path} was saved in the middle of an epoch by {saved_world} process(es); "
+                                   f"resume it with {saved_world}, not {world} (its position counts global "
+                                   f"batches of batch_size x processes)")
+            logger.warning("resuming %s, saved by %d process(es), with %d: the global batch changes from %d to %d",
+                           path, saved_world, world, saved_world * int(self.cfg.batch_size),
+                           world * int(self.cfg.batch_size))
+        self._resumed_meters = state.get("epoch_meters")
         changed = changed_settings(state.get("config") or {}, self.cfg.to_dict())
         if changed:
             logger.warning("resuming %s with settings that differ from its checkpoint's: %s (the optimiser and "
@@ -402,6 +420,10 @@ class TrainProcessor(Processor):
         loader = self.make_loader(self.train_set, batch_size, epoch, shuffle=True, drop_last=True,
                                   start_batch=start_batch)
         meters = MeterGroup()
+        if start_batch and self._resumed_meters:
+            meters.load_state_dict(self._resumed_meters)  # this process's means over the steps before the resume
+        self._resumed_meters = None
+        self._epoch_meters = meters
         every = int(self.cfg.get("save_every_steps", 0) or 0)
         log_every = int(self.cfg.get("log_interval", 0) or 0)
         bar = tqdm(loader, desc=f"{self.name} epoch {epoch + 1}", leave=False, dynamic_ncols=True,

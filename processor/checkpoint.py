@@ -39,4 +39,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
         raise FileNotFoundError(f"checkpoint not found: {path}")
     # Our checkpoints hold RNG states and configs (plain python / numpy objects):
     # they are trusted files written by this code, hence weights_only=False.
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated or not a checkpoint: re-raised with the file named
+        raise ValueError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__}: {exc})") from exc

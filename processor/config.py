@@ -33,7 +33,19 @@ BASE_KEY = "_base_"
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
+    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does, and refuses a key
+    given twice in one mapping (PyYAML would keep the last one without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: Dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key]})", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -219,6 +231,10 @@ def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mappi
             raise ConfigError(f"unknown config key {dotted!r} (set in {origin}){hint} "
                               f"Valid keys at this level: {valid}")
         default = defaults[key]
+        if value is None and isinstance(default, Mapping) and default:
+            raise ConfigError(f"config key {dotted!r} (set in {origin}) is empty: a mapping of "
+                              f"{', '.join(sorted(str(k) for k in default))} is expected (are all its "
+                              f"lines commented out?)")
         if default is None or value is None:
             continue
         if isinstance(default, Mapping):

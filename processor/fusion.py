@@ -30,6 +30,7 @@ from processor.evaluation.figures import plot_per_class_comparison
 from processor.evaluation.markdown import csv_text, markdown_table
 from processor.evaluation.scores import load_class_names, load_scores, per_class_accuracy, softmax, topk_accuracy
 from processor.registry import register
+from processor.runtime import FINISHED_MARKER
 
 __all__ = ["Fusion", "align_scores", "fuse"]
 
@@ -113,10 +114,24 @@ class Fusion(Processor):
         streams = list((cfg.streams or {}).keys())
         if not streams:
             raise ValueError("fusion: streams is empty; give {name: run dir} for each stream")
+        for key in ("weights", "abbreviations"):
+            unknown = sorted(set(cfg.get(key) or {}) - set(streams))
+            if unknown:
+                raise ValueError(f"fusion: {key} names {unknown}, which are not streams ({', '.join(streams)})")
+        labels_of = {}
+        for s in streams:
+            labels_of.setdefault(self._abbrev(s), []).append(s)
+        clashes = {a: names for a, names in labels_of.items() if len(names) > 1}
+        if clashes:
+            raise ValueError(f"fusion: streams share an abbreviation, so their combinations would share labels: "
+                             f"{clashes}; give each its own, e.g. abbreviations={{{clashes[next(iter(clashes))][1]}: X}}")
         weights = {s: float((cfg.weights or {}).get(s, cfg.default_weight)) for s in streams}
         scores, sources = {}, {}
         for s in streams:
             run_dir = expand_path(cfg.streams[s], cfg.work_dir)
+            if run_dir.is_dir() and not (run_dir / FINISHED_MARKER).is_file():
+                raise ValueError(f"fusion: stream {s!r}: {run_dir} holds no finished evaluation (no "
+                                 f"{FINISHED_MARKER} marker: still running, interrupted or being overwritten)")
             path = run_dir / cfg.scores_file if run_dir.is_dir() else run_dir
             scores[s] = load_scores(path)
             sources[s] = str(path)

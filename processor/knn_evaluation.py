@@ -52,7 +52,8 @@ class KnnEvaluation(Processor):
         d = self.cfg.data
         files = split_files(d.root, split)
         return DownstreamDataset(files.data, files.num_frame, files.label, layout=d.layout, stream=d.stream,
-                                 window=d.window, center_crop_ratio=d.center_crop_ratio)
+                                 window=d.window, center_crop_ratio=d.center_crop_ratio,
+                                 num_classes=int(d.num_classes))
 
     def execute(self) -> Dict[str, Any]:
         cfg, d = self.cfg, self.cfg.data

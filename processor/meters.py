@@ -49,3 +49,12 @@ class MeterGroup:
     def reset(self) -> None:
         self._sums.clear()
         self._counts.clear()
+
+    def state_dict(self) -> Dict[str, Dict[str, float]]:
+        """Plain floats (sums and counts), for a checkpoint taken in the middle of an epoch."""
+        return {"sums": {k: float(v) for k, v in self._sums.items()}, "counts": dict(self._counts)}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, float]]) -> None:
+        self.reset()
+        self._sums.update((k, float(v)) for k, v in state["sums"].items())
+        self._counts.update((k, int(v)) for k, v in state["counts"].items())

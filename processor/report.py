@@ -19,7 +19,7 @@ from feeder.io import save_text_atomic
 from processor.base import Processor
 from processor.evaluation.markdown import csv_text, markdown_table
 from processor.registry import register
-from processor.runtime import FINISHED_MARKER
+from processor.runtime import FINISHED_MARKER, OVERWRITTEN_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict
     found = []
     for path in sorted(Path(work_dir).rglob("results.json")):
         run_dir = path.parent
+        if OVERWRITTEN_DIR in run_dir.relative_to(work_dir).parts:
+            continue  # an earlier run that overwrite=true replaced
         if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
             continue
         if not (run_dir / FINISHED_MARKER).exists():

@@ -3,7 +3,9 @@
 A run writes into ``<work_dir>/<name>/``; :func:`prepare_work_dir` creates it,
 never deletes anything, and refuses to reuse a folder that holds a finished
 run (unless ``overwrite``) or an unfinished one (unless ``resume`` or
-``overwrite``).
+``overwrite``).  ``overwrite`` moves the earlier run's files into
+``<name>/overwritten/<UTC time>/``, so the new run starts from an empty folder
+(a fresh ``metrics.jsonl``, no stale epoch checkpoints) and nothing is lost.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch
 from feeder.io import save_json_atomic, save_text_atomic
 
 __all__ = [
-    "FINISHED_MARKER", "RunDirError", "prepare_work_dir", "setup_logging", "teardown_logging",
+    "FINISHED_MARKER", "OVERWRITTEN_DIR", "RunDirError", "prepare_work_dir", "setup_logging", "teardown_logging",
     "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
     "set_rng_state", "is_main_process", "init_distributed", "world_size", "rank",
     "mean_over_processes",
@@ -34,6 +36,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FINISHED_MARKER = "FINISHED"
+OVERWRITTEN_DIR = "overwritten"  # <run dir>/overwritten/<UTC time>/: the files of runs replaced by overwrite
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _RECORDED_PACKAGES = ("torch", "torchvision", "numpy", "pyyaml", "scipy", "scikit-learn",
                       "open_clip_torch", "ultralytics", "transformers", "einops")
@@ -43,10 +46,15 @@ class RunDirError(RuntimeError):
     """The work directory cannot be used as asked (finished run, unfinished run, ...)."""
 
 
-def prepare_work_dir(path: Path, resume: bool, overwrite: bool, checkpoint_name: str = "latest.pt") -> Path:
+def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
+                     checkpoint_name: str = "latest.pt") -> Optional[Path]:
+    """Create or check the run folder ``path``; returns where ``overwrite`` moved an earlier run's
+    files (``path/overwritten/<UTC time>``), or None when nothing was moved."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"work dir {path} exists and is not a folder")
+    if resume and overwrite:
+        raise RunDirError(f"{path}: resume and overwrite exclude each other (continue the run, or start again)")
     finished = (path / FINISHED_MARKER).exists()
     has_checkpoint = (path / checkpoint_name).exists()
     if finished and not overwrite:
@@ -55,10 +63,20 @@ def prepare_work_dir(path: Path, resume: bool, overwrite: bool, checkpoint_name:
     if has_checkpoint and not finished and not (resume or overwrite):
         raise RunDirError(f"{path} holds an unfinished run ({checkpoint_name}); pass --resume to continue it "
                           f"or --overwrite to start again")
-    if overwrite and finished:
-        (path / FINISHED_MARKER).unlink()  # the marker is ours; results are replaced as the run writes them
+    moved_to = None
+    earlier = sorted(p for p in path.iterdir() if p.name != OVERWRITTEN_DIR) if path.is_dir() else []
+    if overwrite and earlier:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        moved_to = path / OVERWRITTEN_DIR / stamp
+        suffix = 1
+        while moved_to.exists():
+            suffix += 1
+            moved_to = path / OVERWRITTEN_DIR / f"{stamp}-{suffix}"
+        moved_to.mkdir(parents=True)
+        for entry in earlier:
+            entry.rename(moved_to / entry.name)
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    return moved_to
 
 
 _HANDLERS: list = []

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from feeder.datasets import DownstreamDataset
-from feeder.io import save_text_atomic, atomic_path
+from feeder.io import atomic_path, load_npy, save_text_atomic
 from feeder.splits import split_files
 from net.acsar import ACSAR
 from processor import runtime
@@ -70,7 +70,7 @@ class TSNEFigure(Processor):
         n = len(dataset)
         rng = np.random.default_rng(int(cfg.seed))
         chosen = np.sort(rng.permutation(n)[:min(int(cfg.max_samples), n)])
-        text_all = np.load(files.text, mmap_mode="r")
+        text_all = load_npy(files.text, mmap_mode="r")
         skel, raw, mod = [], [], []
         with torch.no_grad():
             for start in range(0, len(chosen), int(cfg.batch_size)):

@@ -110,3 +110,39 @@ def test_flatten_and_apply():
 def test_nearest_key_suggestions(defaults, typo, expected):
     with pytest.raises(ConfigError, match=f"did you mean '{expected}'"):
         resolve_config(defaults, None, [typo])
+
+
+def test_key_given_twice_is_an_error(tmp_path, defaults):
+    leaf = write(tmp_path / "twice.yaml", "seed: 3\noptim:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml:4: .*'lr' given twice \(first on line 3\)"):
+        resolve_config(defaults, leaf)
+
+
+def test_emptied_mapping_is_an_error_not_a_wipe(tmp_path, defaults):
+    # every line under "optim:" commented out: YAML reads null, which would replace all its defaults
+    leaf = write(tmp_path / "empty.yaml", "optim:\n  # lr: 0.1\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"'optim' \(set in .*empty\.yaml\) is empty: a mapping of "
+                                          r"lr, milestones, momentum"):
+        resolve_config(defaults, leaf)
+    # a null where the default is null (or an open mapping) stays allowed
+    assert resolve_config(defaults, write(tmp_path / "ok.yaml", "name: null\ndata: {extra: null}\n"))["seed"] == 1
+
+
+def test_every_shipped_config_resolves():
+    """Each YAML under config/ (bases and defaults aside) resolves strictly for some processor."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    defaults = sorted((root / "defaults").glob("*.yaml"))
+    configs = [p for p in sorted(root.rglob("*.yaml")) if not {"_base_", "defaults"} & set(p.parts)]
+    assert len(configs) > 50
+    unresolved = []
+    for path in configs:
+        errors = []
+        for default in defaults:
+            try:
+                resolve_config(default, path)
+                break
+            except ConfigError as err:
+                errors.append(str(err))
+        else:
+            unresolved.append(f"{path.relative_to(root)}: {errors[0]}")
+    assert not unresolved, "\n".join(unresolved)

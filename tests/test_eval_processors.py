@@ -189,6 +189,7 @@ def _fake_scores(path, seed, names, labels):
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "scores.pkl", "wb") as h:
         pickle.dump({"names": names, "logits": logits, "labels": labels, "class_names": None}, h)
+    (path / FINISHED_MARKER).write_text("done\n")
     return logits
 
 
@@ -212,10 +213,28 @@ def test_fusion_end_to_end_and_report(env, linear_run, capsys):
     assert "| JBM |" in md and "| JBM |" in printed
     assert (run_dir / "fusion.csv").read_text().splitlines()[0].startswith("streams,")
     assert open_png(run_dir / "per_class_J_vs_JBM.png")[0] > 200
-    # report: no config, only work_dir=
+    # report: no config, only work_dir=; an earlier run kept by overwrite=true is not listed
+    kept = tmp / "runs/linear/overwritten/20261202T000000"
+    kept.mkdir(parents=True)
+    for name in ("results.json", FINISHED_MARKER):
+        (kept / name).write_bytes((linear_run[0] / name).read_bytes())
     assert main_module.main(["report", f"work_dir={tmp / 'runs'}"]) == 0
     report = (tmp / "runs/report/report.md").read_text()
-    assert "| linear | linear | joint |" in report and "fusion [JBM]" in report
+    assert "| linear | linear | joint |" in report and "fusion [JBM]" in report and "overwritten" not in report
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["weights={jiont: 0.9}"], r"weights names \['jiont'\], which are not streams"),
+    (["streams={joint: '{work_dir}/linear', jmotion: '{work_dir}/fake_motion'}"], r"share an abbreviation.*'J'"),
+    (["streams={joint: '{work_dir}/linear', bone: '{work_dir}/unfinished'}"], r"'bone'.*unfinished holds no finished"),
+])
+def test_fusion_refuses_ambiguous_or_unfinished_streams(env, linear_run, extra, match):
+    tmp = env[0]
+    (tmp / "runs/unfinished").mkdir(parents=True, exist_ok=True)
+    over = [f"work_dir={tmp / 'runs'}", "name=fusion_bad", "compare=[]",
+            "streams={joint: '{work_dir}/linear', bone: '{work_dir}/linear'}", *extra]
+    with pytest.raises(ValueError, match=match):
+        get_processor("fusion").from_config(None, over).run()
     assert (tmp / "runs/report/report.csv").is_file()
 
 

@@ -111,6 +111,31 @@ def test_length_mismatch_errors_name_files(split, tmp_path):
         PretrainDataset(tmp_path / "missing.npy", paths["num_frame_path"])
 
 
+def test_truncated_files_are_named(split, tmp_path):
+    paths, _, _, _ = split
+    for key, name in (("num_frame_path", "nf_cut.npy"), ("label_path", "lab_cut.pkl"), ("data_path", "x_cut.npy")):
+        cut = tmp_path / name
+        cut.write_bytes(paths[key].read_bytes()[:60])  # an interrupted copy
+        files = dict(paths, **{key: cut})
+        files.pop("text_path")
+        with pytest.raises(ValueError, match=name.replace(".", r"\.") + ": cannot read"):
+            DownstreamDataset(**files)
+    floats = tmp_path / "lab_float.pkl"
+    with open(floats, "wb") as f:
+        pickle.dump(([f"S{i:03d}" for i in range(N)], [0.5] * N), f)
+    with pytest.raises(ValueError, match=r"lab_float\.pkl: labels must be integers, got 0\.5"):
+        DownstreamDataset(paths["data_path"], paths["num_frame_path"], floats)
+
+
+def test_labels_outside_num_classes_name_the_label_file(split):
+    paths, _, _, _ = split  # labels 0..3
+    files = {k: v for k, v in paths.items() if k != "text_path"}
+    assert len(DownstreamDataset(**files, num_classes=4)) == N
+    with pytest.raises(ValueError, match=r"train_label\.pkl: 3 of 12 labels lie outside \[0, 3\) "
+                                         r"\(data.num_classes = 3\), the first 'S003' = 3"):
+        DownstreamDataset(**files, num_classes=3)
+
+
 def test_return_raw_params_reproduce_views_on_batch_path(split):
     paths, data, num_frame, _ = split
     ds = PretrainDataset(**paths, window=64, transform=ALL_ON, seed=5)

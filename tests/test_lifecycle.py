@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from processor import checkpoint as ckpt_module
 from processor.base import Processor, TrainProcessor
 from processor.checkpoint import LATEST, load_checkpoint
-from processor.runtime import FINISHED_MARKER, RunDirError
+from processor.runtime import FINISHED_MARKER, OVERWRITTEN_DIR, RunDirError
 
 DEFAULTS = """
 _base_: {train}
@@ -100,6 +100,27 @@ def test_killed_and_resumed_run_matches_uninterrupted(toy, warmup):
     assert reference.keys() == resumed.keys()
     for key in reference:
         assert torch.equal(reference[key], resumed[key]), key
+    # the logged epoch means too: the resumed epoch 2 averages all its 5 steps, not the 3 after the resume
+    logged = [(toy / "runs" / name / "metrics.jsonl").read_text().splitlines() for name in ("straight", "killed")]
+    straight, killed = ([json.loads(line) for line in rows] for rows in logged)
+    assert [r["epoch"] for r in killed] == [r["epoch"] for r in straight]
+    for a, b in zip(straight, killed):
+        assert {k: v for k, v in a.items() if k.startswith("train/")} == \
+            {k: v for k, v in b.items() if k.startswith("train/")}, a["epoch"]
+
+
+def test_mid_epoch_checkpoint_refuses_another_world_size(toy):
+    ToyProcessor.interrupt_at = 7
+    with pytest.raises(Interrupt):
+        make(toy, "name=world").run()
+    ToyProcessor.interrupt_at = None
+    path = toy / "runs/world" / LATEST
+    state = load_checkpoint(path)
+    assert state["world_size"] == 1
+    state["world_size"] = 2  # as if two DDP processes had written it
+    torch.save(state, path)
+    with pytest.raises(RuntimeError, match=r"middle of an epoch by 2 process\(es\); resume it with 2, not 1"):
+        make(toy, "name=world", "resume=true").run()
 
 
 def _lr_per_step(toy, name, *overrides):
@@ -164,6 +185,27 @@ def test_finished_run_is_not_overwritten(toy):
         make(toy, "name=done", "epochs=1").run()
     make(toy, "name=done", "epochs=1", "overwrite=true").run()
     assert (run_dir / FINISHED_MARKER).exists()
+
+
+def test_overwrite_starts_clean_and_keeps_the_earlier_run(toy):
+    make(toy, "name=again", "epochs=3").run()
+    run_dir = toy / "runs/again"
+    first = (run_dir / "metrics.jsonl").read_text()
+    make(toy, "name=again", "epochs=2", "overwrite=true").run()
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]  # not the earlier run's 1, 2, 3 followed by 1, 2
+    (kept,) = (run_dir / OVERWRITTEN_DIR).iterdir()
+    assert (kept / "metrics.jsonl").read_text() == first and (kept / FINISHED_MARKER).exists()
+    assert "epochs: 3" in (kept / "config.yaml").read_text() and "epochs: 2" in (run_dir / "config.yaml").read_text()
+    with pytest.raises(RunDirError, match="exclude each other"):
+        make(toy, "name=again", "epochs=2", "overwrite=true", "resume=true").run()
+
+
+def test_unreadable_checkpoint_names_the_file(tmp_path):
+    bad = tmp_path / "latest.pt"
+    bad.write_bytes(b"PK\x03\x04 interrupted copy")
+    with pytest.raises(ValueError, match=r"latest\.pt: cannot read as a torch checkpoint"):
+        load_checkpoint(bad)
 
 
 def test_run_record_is_written(toy):

@@ -102,7 +102,8 @@ class ClassificationEvaluation(TrainProcessor):
         d = self.cfg.data
         files = split_files(d.root, split)
         return DownstreamDataset(files.data, files.num_frame, files.label, layout=d.layout, stream=d.stream,
-                                 window=d.window, center_crop_ratio=d.center_crop_ratio, indices=indices)
+                                 window=d.window, center_crop_ratio=d.center_crop_ratio, indices=indices,
+                                 num_classes=int(d.num_classes))
 
     def build_data(self) -> None:
         d = self.cfg.data
