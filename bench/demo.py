@@ -114,14 +114,15 @@ def build_steps(args) -> List[Step]:
     ]
     if args.vlm_model:
         describe = [py, "data_gen/describe.py", "vlm", "--images", str(data / "action_images"), "--model",
-                    args.vlm_model, "--out", str(data / "descriptions"), "--label-pkl", str(bench / "train_label.pkl"),
+                    args.vlm_model, "--out", str(data / "descriptions_vlm"), "--label-pkl", str(bench / "train_label.pkl"),
                     "--label-pkl", str(bench / "val_label.pkl")]
     else:
         describe = [py, "data_gen/describe.py", "kinematic", "--data", str(bench), "--split", "train", "--split",
                     "val", "--layout", "ntu25", "--out", str(data / "descriptions")]
     steps.append(Step(DATA_STEPS[3], describe, never, chain(3)))
+    descriptions = data / ("descriptions_vlm" if args.vlm_model else "descriptions")  # each describer its own folder
     encode = [py, "data_gen/encode_text.py", "--bench", str(bench), "--split", "train", "--split", "val",
-              "--descriptions", str(data / "descriptions"), "--encoder", text]
+              "--descriptions", str(descriptions), "--encoder", text]
     if args.clip_checkpoint:
         encode += ["--clip-checkpoint", args.clip_checkpoint]
     steps.append(Step(DATA_STEPS[4], encode, never, chain(4)))
@@ -150,7 +151,16 @@ def check_pretrain_overrides(args) -> None:
     from processor.config import ConfigError
 
     overrides = run_overrides(args)["pretrain"]
-    checked = {"epochs", "seed"} | {item.partition("=")[0].strip() for item in args.pretrain_set}
+    earlier = args.work_dir / "demo" / "results.json"
+    if earlier.is_file() and any(run_finished(args.work_dir / "demo" / c)() for c in PRETRAIN_CONFIGS.values()):
+        before = read_json(earlier)
+        asked = {"describer": "vlm" if args.vlm_model else "kinematic",
+                 "text_encoder": "clip" if args.clip_checkpoint else "minilm"}
+        differ = [f"{k}={before.get(k)!r} there, {v!r} asked" for k, v in asked.items() if before.get(k, v) != v]
+        if differ:
+            raise SystemExit(f"demo: {args.work_dir / 'demo'} holds pretrainings on other text ({'; '.join(differ)}); "
+                             "give a fresh --work-dir")
+    checked = {"epochs", "seed", "data.text"} | {item.partition("=")[0].strip() for item in args.pretrain_set}
     for config in PRETRAIN_CONFIGS.values():
         try:
             wanted = resolved_settings("pretrain_acsar", ROOT / "config" / "demo" / f"{config}.yaml", overrides)

@@ -13,6 +13,12 @@ Sources:
   (:mod:`data_gen.skeleton_render`).
 
 Resumable (existing images are skipped), atomic writes, ``--limit``, progress bars.
+The settings that determine the images (source, frames, height, layout and yaw /
+detector weights, size, confidence, person class, two-person mode) are recorded in
+``<out>/images_settings.json``; a rerun with other settings into the same folder is
+refused (:mod:`data_gen.output_settings`) unless ``--overwrite``, which moves the
+folder's old images into ``<out>/overwritten/<UTC time>/`` and makes every one
+again.  Input paths and the device are not recorded (samples are matched by name).
 
 Usage::
 
@@ -44,13 +50,18 @@ from feeder.io import atomic_open, load_sample_names  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
 from net.graph import Layout, get_layout  # noqa: E402
 from data_gen.skeleton_render import RenderStyle, render_skeleton_frames  # noqa: E402
+from data_gen.output_settings import check_output_settings, start_output_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Clip", "sample_frame_indices", "read_video_frames", "concat_strip", "save_jpeg_atomic",
-    "video_action_image", "skeleton_action_image", "read_clip_csv", "make_action_images",
+    "video_action_image", "skeleton_action_image", "read_clip_csv", "make_action_images", "SETTINGS_FILE",
+    "output_settings",
 ]
+
+#: Sidecar in the output folder with the settings its images were made with.
+SETTINGS_FILE = "images_settings.json"
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,17 @@ def make_action_images(names: Sequence[str], make: Callable[[str], np.ndarray], 
 
 
 
+def output_settings(args: argparse.Namespace) -> dict:
+    """The command-line settings that determine the images (recorded in :data:`SETTINGS_FILE`)."""
+    common = {"source": args.source, "num_frames": args.num_frames, "height": args.height}
+    if args.source == "skeleton":
+        return {**common, "layout": args.layout, "yaw": args.yaw}
+    weights = Path(args.weights)
+    return {**common, "weights": str(weights.resolve()) if weights.exists() else args.weights,
+            "imgsz": args.imgsz, "conf": args.conf, "person_class": args.person_class,
+            "two_person": args.two_person}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="source", required=True)
@@ -206,6 +228,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.add_argument("--out", type=Path, required=True, help="folder for <sample>.jpg")
         p.add_argument("--num-frames", type=int, default=5, help="frames per image (paper: 5; tried 3, 5, 8)")
         p.add_argument("--limit", type=int, default=None, help="make at most this many new images")
+        p.add_argument("--overwrite", action="store_true",
+                       help="--out holds images made with other settings: move them into "
+                            "<out>/overwritten/<time>/ and make every image again (default: refuse)")
         p.add_argument("--log-level", default="INFO")
     v = sub.choices["video"]
     v.add_argument("--videos", type=Path, help="folder of per-sample videos")
@@ -228,6 +253,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.add_argument("--yaw", type=float, default=0.0, help="camera yaw in degrees (0 = front view)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    settings = output_settings(args)
+    check_output_settings(args.out, settings, SETTINGS_FILE, ".jpg", args.overwrite, what="action images")
 
     if args.source == "video":
         from data_gen.person_crop import PersonDetector
@@ -244,15 +271,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             clips = {n: Clip(n, args.videos / args.pattern.format(name=n)) for n in names}
         detector = PersonDetector(args.weights, imgsz=args.imgsz, conf=args.conf,
                                   person_class=args.person_class, device=args.device)
+        start_output_dir(args.out, settings, SETTINGS_FILE, ".jpg", args.overwrite, what="action images")
         made = make_action_images(
             list(clips), lambda n: video_action_image(clips[n], detector, args.num_frames, args.height,
                                                       args.two_person), args.out, args.limit)
     else:
         layout = get_layout(args.layout)
         style = RenderStyle(height=args.height, yaw_deg=args.yaw)
+        splits = [load_split(args.data, split) for split in args.split]  # memmaps: bad input fails before any write
+        start_output_dir(args.out, settings, SETTINGS_FILE, ".jpg", args.overwrite, what="action images")
         made = 0
-        for split in args.split:
-            data, num_frame, names, _ = load_split(args.data, split)
+        for split, (data, num_frame, names, _) in zip(args.split, splits):
             index = {n: i for i, n in enumerate(names)}
             limit = None if args.limit is None else max(0, args.limit - made)
             made += make_action_images(

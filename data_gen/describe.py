@@ -13,7 +13,13 @@ Two describers (acsar_facts.md §2):
 Every output is cleaned to one line and cut to ``--max-chars`` (paper: 75) on a
 word boundary.  Samples whose ``.txt`` exists are skipped (resume); each file is
 written atomically as soon as its batch is done, so an interrupted run loses at
-most one batch.
+most one batch.  The settings that determine the texts (describer, model, prompt,
+token budget, dtype, character limit / layout) are recorded in
+``<out>/describe_settings.json``; a rerun with other settings into the same folder
+is refused (:mod:`data_gen.output_settings`) unless ``--overwrite``, which moves
+the folder's old texts into ``<out>/overwritten/<UTC time>/`` and describes every
+sample again.  Input folders and the device are not recorded (samples are matched
+by name).
 
 Usage::
 
@@ -41,14 +47,19 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
+from data_gen.output_settings import check_output_settings, start_output_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PROMPT", "clean_description", "VLMDescriber", "describe_samples", "main"]
+__all__ = ["DEFAULT_PROMPT", "SETTINGS_FILE", "clean_description", "VLMDescriber", "describe_samples",
+           "output_settings", "main"]
 
 #: The paper's prompt (§3.3), translated from Chinese.
 DEFAULT_PROMPT = ("This is an action image concatenated along the time axis; "
                   "please describe the action change in it.")
+
+#: Sidecar in the output folder with the settings its descriptions were made with.
+SETTINGS_FILE = "describe_settings.json"
 
 
 def clean_description(text: str, max_chars: int = 75) -> str:
@@ -148,6 +159,14 @@ def describe_samples(names: Sequence[str], describe: Callable[[List[str]], List[
 
 
 
+def output_settings(args: argparse.Namespace) -> dict:
+    """The command-line settings that determine the descriptions (recorded in :data:`SETTINGS_FILE`)."""
+    if args.describer == "vlm":
+        return {"describer": "vlm", "model": str(Path(args.model).resolve()), "prompt": args.prompt,
+                "max_new_tokens": args.max_new_tokens, "max_chars": args.max_chars, "dtype": args.dtype}
+    return {"describer": "kinematic", "layout": args.layout, "max_chars": args.max_chars}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="describer", required=True)
@@ -158,6 +177,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.add_argument("--max-chars", type=int, default=75, help="character limit (paper: 75)")
         p.add_argument("--limit", type=int, default=None, help="describe at most this many new samples")
         p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--overwrite", action="store_true",
+                       help="--out holds descriptions made with other settings: move them into "
+                            "<out>/overwritten/<time>/ and describe every sample again (default: refuse)")
         p.add_argument("--log-level", default="INFO")
     vlm.add_argument("--images", type=Path, required=True, help="folder of <sample>.jpg action images")
     vlm.add_argument("--model", type=Path, required=True, help="local model folder")
@@ -173,6 +195,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     kin.add_argument("--layout", default="ntu25")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    settings = output_settings(args)
+    check_output_settings(args.out, settings, SETTINGS_FILE, ".txt", args.overwrite, what="descriptions")
 
     if args.describer == "vlm":
         from PIL import Image
@@ -183,6 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise FileNotFoundError(f"{len(missing)} action images missing in {args.images}, e.g. {missing[0]}.jpg")
         model = VLMDescriber(args.model, args.prompt, args.max_new_tokens, args.max_chars, args.device,
                              args.dtype, args.trust_remote_code)
+        start_output_dir(args.out, settings, SETTINGS_FILE, ".txt", args.overwrite, what="descriptions")
 
         def run(batch: List[str]) -> List[str]:
             return model([Image.open(args.images / f"{n}.jpg").convert("RGB") for n in batch])
@@ -193,9 +218,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from net.graph import get_layout
 
         describer = KinematicDescriber(get_layout(args.layout), max_chars=args.max_chars)
+        splits = [load_split(args.data, split) for split in args.split]  # memmaps: bad input fails before any write
+        start_output_dir(args.out, settings, SETTINGS_FILE, ".txt", args.overwrite, what="descriptions")
         written = 0
-        for split in args.split:
-            data, num_frame, names, _ = load_split(args.data, split)
+        for split, (data, num_frame, names, _) in zip(args.split, splits):
             index = {n: i for i, n in enumerate(names)}
             limit = None if args.limit is None else max(0, args.limit - written)
             written += describe_samples(

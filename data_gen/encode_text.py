@@ -35,7 +35,8 @@ Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
 
 Resumable: an existing ``.npy`` + ``.json`` with the same metadata is skipped;
 finished chunks of an interrupted run are kept in a hidden ``.partial-*`` folder
-and reused, and no output file is ever half-written.
+and reused row for row (whatever ``--chunk-size`` the resumed run uses: only the
+rows no finished chunk holds are encoded), and no output file is ever half-written.
 
 Usage::
 
@@ -269,6 +270,47 @@ def output_paths(text_dir: Path, split: str, encoder: str, level: str) -> tuple:
     return Path(text_dir) / f"{stem}.npy", Path(text_dir) / f"{stem}.json"
 
 
+def _finished_chunks(partial: Path, num_rows: int, row_shape: tuple) -> List[tuple]:
+    """``(start, stop, path)`` of the chunks an interrupted run left in ``partial``.
+
+    A chunk ``chunk_<start>.npy`` holds rows ``start .. start + len``; its length is read from
+    its header, so chunks of any earlier ``chunk_size`` are reused exactly.  A chunk that cannot
+    be read or does not fit the output is logged and recomputed (not used).
+    """
+    pieces = []
+    for path in sorted(partial.glob("chunk_*.npy")):
+        try:
+            start = int(path.stem[len("chunk_"):])
+            shape = np.load(path, mmap_mode="r").shape
+        except (ValueError, OSError) as err:
+            logger.warning("%s: unreadable partial chunk (%s): its rows are recomputed", path, err)
+            continue
+        stop = start + shape[0] if shape else start
+        if tuple(shape[1:]) != tuple(row_shape) or stop > num_rows or stop <= start:
+            logger.warning("%s: partial chunk of shape %s at row %d does not fit (N=%d, rows %s): its rows are "
+                           "recomputed", path, shape, start, num_rows, tuple(row_shape))
+            continue
+        pieces.append((start, stop, path))
+    return pieces
+
+
+def _missing_ranges(done: np.ndarray, chunk_size: int) -> List[tuple]:
+    """``(start, stop)`` pieces of at most ``chunk_size`` rows covering every row not ``done``."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    ranges, row = [], 0
+    while row < len(done):
+        if done[row]:
+            row += 1
+            continue
+        stop = row
+        while stop < len(done) and not done[stop] and stop - row < chunk_size:
+            stop += 1
+        ranges.append((row, stop))
+        row = stop
+    return ranges
+
+
 def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: str = "token",
                  batch_size: int = 64, chunk_size: int = 1024, limit: Optional[int] = None,
                  text_dir: Optional[Path] = None) -> Path:
@@ -303,24 +345,27 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     partial = text_dir / f".partial-{npy_path.stem}-{key}"
     partial.mkdir(parents=True, exist_ok=True)
-    starts = list(range(0, len(names), chunk_size))
+    pieces = _finished_chunks(partial, len(names), (tokens, dim))
+    done = np.zeros(len(names), bool)
+    for start, stop, _ in pieces:
+        done[start:stop] = True
     with tqdm(total=len(names), desc=f"{split} {encoder.name} {level}", unit="text") as bar:
-        for start in starts:
-            chunk_path = partial / f"chunk_{start:09d}.npy"
-            stop = min(start + chunk_size, len(names))
-            if chunk_path.is_file():
-                bar.update(stop - start)
-                continue
+        bar.update(int(done.sum()))
+        for start, stop in _missing_ranges(done, chunk_size):
             feats = np.empty((stop - start, tokens, dim), np.float16)
             for b in range(start, stop, batch_size):
                 e = min(b + batch_size, stop)
                 feats[b - start:e - start] = encoder.encode(texts[b:e], level).astype(np.float16)
                 bar.update(e - b)
+            chunk_path = partial / f"chunk_{start:09d}.npy"
             save_npy_atomic(chunk_path, feats)
+            pieces.append((start, stop, chunk_path))
+            done[start:stop] = True
+    if not done.all():  # cannot happen: every missing row was encoded above
+        raise RuntimeError(f"{partial}: rows {np.flatnonzero(~done)[:5].tolist()}... were never encoded")
     with open_memmap_atomic(npy_path, (len(names), tokens, dim), dtype=np.float16, fill=None) as out:
-        for start in starts:
-            chunk = np.load(partial / f"chunk_{start:09d}.npy")
-            out[start:start + len(chunk)] = chunk
+        for start, stop, chunk_path in pieces:
+            out[start:stop] = np.load(chunk_path)
     save_json_atomic(json_path, meta)
     shutil.rmtree(partial, ignore_errors=True)
     logger.info("wrote %s %s", npy_path, (len(names), tokens, dim))

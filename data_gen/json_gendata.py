@@ -17,6 +17,12 @@ from ``--layout``).  Split (one of):
     --test-regex RE    ``re.search`` on the file name (e.g. ``_v03$``);
 
 everything else is training.  Samples are written in sorted file-name order.
+
+A split that selects no file at all is an error (a test list of other names, a
+case mismatch, a regex that matches nothing), as is a test-list name without a
+``.json`` file: with ``--on-error skip`` such names are listed in ``skipped.txt``
+and the run goes on; with ``--limit`` (a subset of the files on purpose) both are
+logged warnings only.
 """
 from __future__ import annotations
 
@@ -50,10 +56,7 @@ __all__ = ["read_json_sequence", "load_name_list", "split_names", "gendata", "bu
 def read_json_sequence(path, num_joints: int) -> Tuple[str, np.ndarray, int]:
     """``(file_name, (T, V, 3) float32, label 1-based)``; :class:`SkeletonFormatError` on bad content."""
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SkeletonFormatError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    obj = _read_json(path)
     if not isinstance(obj, dict) or not {"skeletons", "label"} <= set(obj):
         raise SkeletonFormatError(path, None, 'expected an object with "file_name", "skeletons" [T][V][3] and "label"')
     name = str(obj.get("file_name", path.stem))
@@ -71,16 +74,37 @@ def read_json_sequence(path, num_joints: int) -> Tuple[str, np.ndarray, int]:
     return name, joints, label
 
 
+def _read_json(path: Path):
+    """Parsed content of a UTF-8 JSON file; :class:`SkeletonFormatError` (file, line) if it is not one."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SkeletonFormatError(path, raw[: exc.start].count(b"\n") + 1,
+                                  f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8: "
+                                  f"expected a UTF-8 JSON file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SkeletonFormatError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+
+
 def load_name_list(path) -> List[str]:
     """A pickle or JSON list of names, or of dicts with ``file_name`` (NW-UCLA ``val_label.pkl``)."""
     path = Path(path)
     if path.suffix == ".json":
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = _read_json(path)
     else:
-        with open(path, "rb") as handle:
-            obj = pickle.load(handle)
+        try:
+            with open(path, "rb") as handle:
+                obj = pickle.load(handle)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot read as a pickle ({type(exc).__name__}: {exc}); expected a list of "
+                             f"names or of dicts with 'file_name' (or a .json list)") from None
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], (list, tuple)):
         obj = obj[0]                                   # a (names, labels) label pickle
+    if not isinstance(obj, (list, tuple)):
+        raise ValueError(f"{path}: expected a list of names or of dicts with 'file_name', got {type(obj).__name__}")
     names = []
     for item in obj:
         if isinstance(item, dict):
@@ -98,15 +122,54 @@ def split_names(names: Sequence[str], test_names: Optional[Sequence[str]] = None
         raise ValueError("give exactly one of a test list or a test regex")
     if test_names is not None:
         test = set(test_names)
-        unknown = test - set(names)
-        if unknown:
-            logger.warning("%d test names have no JSON file (e.g. %s)", len(unknown), sorted(unknown)[0])
         is_test = [n in test for n in names]
     else:
         pattern = re.compile(test_regex)
         is_test = [bool(pattern.search(n)) for n in names]
     return {"train": [n for n, t in zip(names, is_test) if not t],
             "val": [n for n, t in zip(names, is_test) if t]}
+
+
+def _examples(names, k: int = 3) -> str:
+    names = sorted(names)
+    return ", ".join(repr(n) for n in names[:k]) + (", ..." if len(names) > k else "")
+
+
+def _check_split(splits: Dict[str, List[str]], test_names, test_list, test_regex, data_path: Path, on_error: str,
+                 limit: Optional[int], skipped: List[str]) -> None:
+    """No silent empty val split, no test-list name silently without a file (module docstring)."""
+    found = splits["train"] + splits["val"]
+    if test_names is not None:
+        unknown = sorted(set(test_names) - set(found))
+        if not splits["val"]:
+            lower = {n.lower(): n for n in found}
+            near = sorted(n for n in set(test_names) if n.lower() in lower)
+            hint = (f"; {near[0]!r} differs from the file name {lower[near[0].lower()]!r} only in letter case "
+                    f"(matching is case-sensitive)" if near else "")
+            problem = (f"test list {test_list}: none of its {len(set(test_names))} names matches one of the "
+                       f"{len(found)} .json files in {data_path}, so the val split would be empty (expected e.g. "
+                       f"{_examples(test_names)}; found e.g. {_examples(found)}){hint}")
+        elif unknown:
+            problem = (f"test list {test_list}: {len(unknown)} of its {len(set(test_names))} names have no .json "
+                       f"file in {data_path}: {_examples(unknown, 5)}")
+        else:
+            return
+        if limit is not None:                          # a subset of the files on purpose
+            logger.warning("%s (with --limit %d)", problem, limit)
+        elif not splits["val"]:
+            raise ValueError(problem)
+        elif on_error == "raise":
+            raise ValueError(problem + "; fix the list, or use --on-error skip to go on without those names")
+        else:
+            logger.warning("%s; going on without them (listed in skipped.txt)", problem)
+            skipped += [f"{n}\tnot found: listed in {test_list}, but there is no {n}.json in {data_path}"
+                        for n in unknown]
+    elif not splits["val"]:
+        problem = (f"--test-regex {test_regex!r} matches none of the {len(found)} .json files in {data_path}, so "
+                   f"the val split would be empty (e.g. {_examples(found)})")
+        if limit is None:
+            raise ValueError(problem)
+        logger.warning("%s (with --limit %d)", problem, limit)
 
 
 def _prepare(joints: np.ndarray, layout, max_frames: int, num_persons: int) -> Tuple[np.ndarray, int]:
@@ -135,6 +198,7 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
     splits = split_names(list(by_stem), test_names, test_regex)
     out_dir = out_folder / benchmark
     skipped: List[str] = []
+    _check_split(splits, test_names, test_list, test_regex, data_path, on_error, limit, skipped)
     counts: Dict[str, int] = {}
     shape = (NUM_COORDS, max_frames, layout.num_joints, num_persons)
     for split, stems in splits.items():
@@ -195,7 +259,7 @@ def run(args) -> int:
     except (SkeletonFormatError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
-    print(f"{args.benchmark}: train {counts.get('train', 0)}  val {counts.get('val', 0)}")
+    logger.info("%s: train %d  val %d", args.benchmark, counts.get("train", 0), counts.get("val", 0))
     return 0
 
 

@@ -107,12 +107,29 @@ def is_training(info: SampleInfo, dataset: str, benchmark: str) -> bool:
 
 
 def load_missing_list(path) -> set:
-    """Sample names, one per line (blank lines and ``#`` comments ignored; a ``.skeleton`` suffix is dropped)."""
+    """Sample names ``SsssCcccPpppRrrrAaaa``, one per line.
+
+    Blank lines and ``#`` comments are ignored and one ``.skeleton`` suffix is dropped
+    (``S001C002P005R002A008.skeleton``); anything else (a typo, a lower-case name, a
+    path with a folder) is an error naming the file and line, never silently ignored.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii")
+    except UnicodeDecodeError as exc:
+        raise SkeletonFormatError(path, None, f"non-ASCII byte at offset {exc.start}: expected sample names "
+                                              f"SsssCcccPpppRrrrAaaa, one per line") from None
     names = set()
-    for line in Path(path).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line and NAME_PATTERN.match(line.removesuffix(".skeleton")):
-            names.add(line.removesuffix(".skeleton"))
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        name = entry.removesuffix(".skeleton")
+        if not NAME_PATTERN.match(name):
+            hint = " (give the bare sample name, without a folder)" if "/" in name or "\\" in name else ""
+            raise SkeletonFormatError(path, number, f"{entry!r} is not an NTU sample name SsssCcccPpppRrrrAaaa "
+                                                    f"(optionally with .skeleton){hint}")
+        names.add(name)
     return names
 
 
@@ -253,7 +270,7 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
                 continue
             for key, row in targets[index]:
                 writers[key].mark_written(row, num_frame)
-        write_skipped_report(out_folder, skipped, "files")
+    write_skipped_report(out_folder, skipped, "files")        # once every split is in place
     summary: Dict[str, Dict[str, int]] = {}
     for key, writer in writers.items():
         bench, split = key.split("/")
@@ -284,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunksize", type=int, default=8, help="files per task sent to a worker")
     missing = parser.add_mutually_exclusive_group()
     missing.add_argument("--missing-list", type=Path, default=None,
-                         help="file of sample names to skip (default: the dataset's official "
+                         help="file of sample names to skip, one per line (# comments and a .skeleton "
+                              "suffix allowed; anything else is an error) (default: the dataset's official "
                               "samples-with-missing-skeletons list in data_gen/resources/)")
     missing.add_argument("--ignore-missing-list", action="store_true",
                          help="do not skip the samples with missing skeletons")
@@ -305,7 +323,7 @@ def main(argv=None) -> int:
         logger.error("%s", exc)
         return 1
     for bench, counts in summary.items():
-        print(f"{args.dataset}/{bench}: train {counts.get('train', 0)}  val {counts.get('val', 0)}")
+        logger.info("%s/%s: train %d  val %d", args.dataset, bench, counts.get("train", 0), counts.get("val", 0))
     return 0
 
 

@@ -32,9 +32,12 @@ exponent, a long mantissa) goes through numpy's conversion.
 
 A file without that plain layout (blank lines, tabs, double spaces, ``+`` signs in
 counts, ...) goes to the token path (:func:`_parse_tokens`: the structure checked on
-``bytes.split()`` tokens, ignoring line breaks); both paths return the same arrays
-for the files they both accept.  Only the fields the pipeline uses (counts, body
-ids, x y z) are converted on these paths; any inconsistency (wrong counts, a
+``bytes.split()`` tokens, then each non-blank line's field count against its record,
+so that fields moved between lines are an error at the first wrong line, not shifted
+coordinates); both paths return the same arrays for the files they both accept.
+Body ids must fit int64 (Kinect's have 17 digits; a larger one is an error at its
+line).  Only the fields the pipeline uses (counts, body ids, x y z) are converted
+on these paths; any inconsistency (wrong counts, a
 non-numeric or non-finite value, a field count that breaks the record structure,
 trailing data) falls back to a line-by-line validator that raises
 :class:`SkeletonFormatError` naming the file, the line and what was expected.
@@ -472,6 +475,7 @@ def _parse_tokens(raw: bytes, path: PathLike, max_bodies: int, num_joints: int) 
             pos += body_record
     if pos != len(tokens):
         raise ValueError("trailing or missing tokens")
+    line_of_token = _check_line_layout(raw, path, bodies_per_frame, num_joints)
     bodies = np.asarray(bodies_per_frame, dtype=np.int64)
     num_slots = max(1, min(max_bodies, int(bodies.max(initial=0))))
     joints = np.zeros((num_slots, num_frames, num_joints, 3), dtype=np.float32)
@@ -487,9 +491,56 @@ def _parse_tokens(raw: bytes, path: PathLike, max_bodies: int, num_joints: int) 
         slot_idx, frame_idx = np.asarray(slots), np.asarray(frames)
         joints[slot_idx, frame_idx] = values.reshape(len(id_pos), num_joints, 3)
         present[slot_idx, frame_idx] = True
-        body_ids[slot_idx, frame_idx] = [int(tokens[i]) for i in id_pos]
+        ids = [int(tokens[i]) for i in id_pos]          # ValueError on '1.5': the validator names the line
+        for i, body_id in zip(id_pos, ids):
+            if not _INT64_MIN <= body_id <= _INT64_MAX:
+                raise _error(path, line_of_token(i), f"body info line: bodyID {tokens[i].decode()!r} does not fit "
+                                                     f"a signed 64-bit integer (Kinect body ids have 17 digits)")
+        body_ids[slot_idx, frame_idx] = ids
     return SkeletonSequence(name=Path(str(path)).stem, num_frames=num_frames, joints=joints,
                             present=present, body_ids=body_ids, bodies_per_frame=bodies)
+
+
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_LINE_KINDS = {1: "count line", BODY_INFO_FIELDS: "body info line", JOINT_FIELDS: "joint line"}
+
+
+def _check_line_layout(raw: bytes, path: PathLike, bodies_per_frame: List[int], num_joints: int):
+    """The token walk ignores line breaks: check that every non-blank line holds its record's field count.
+
+    Catches fields moved between lines (a joint line of 11 fields then one of 13), which
+    keep the token stream's length but shift the coordinates.  Raises
+    :class:`SkeletonFormatError` at the first wrong line; returns a function mapping a
+    token index to its 1-based line number (for later errors).
+    """
+    lines = raw.splitlines()
+    counts = np.fromiter(map(len, map(bytes.split, lines)), dtype=np.int64, count=len(lines))
+    nonblank = np.flatnonzero(counts)
+    got = counts[nonblank]
+    record = [BODY_INFO_FIELDS, 1] + [JOINT_FIELDS] * num_joints
+    expected = [1]
+    for nb in bodies_per_frame:
+        expected.append(1)
+        expected += record * nb
+    expected = np.asarray(expected, dtype=np.int64)
+    if len(got) != len(expected) or not np.array_equal(got, expected):
+        n = min(len(got), len(expected))
+        wrong = np.flatnonzero(got[:n] != expected[:n])
+        k = int(wrong[0]) if len(wrong) else n
+        want = int(expected[k]) if k < len(expected) else None
+        if k >= len(got):
+            raise _error(path, len(lines) + 1, f"unexpected end of file: expected a {_LINE_KINDS[want]}")
+        line = int(nonblank[k]) + 1
+        if want is None:
+            raise _error(path, line, "unexpected data after the last frame's records")
+        plural = "s" if want != 1 else ""
+        raise _error(path, line, f"{_LINE_KINDS[want]}: expected {want} field{plural}, got {int(got[k])}")
+    ends = np.cumsum(got)
+
+    def line_of_token(index: int) -> int:
+        return int(nonblank[np.searchsorted(ends, index, side="right")]) + 1
+
+    return line_of_token
 
 
 def _check_numbers(fields: List[str], path, line: int, what: str) -> None:
@@ -538,9 +589,12 @@ def validate_skeleton_text(text: str, path: PathLike = "<text>", num_joints: int
                 raise _error(path, i + 1, f"body info line of frame {t + 1}, body {m + 1}: "
                                           f"expected {BODY_INFO_FIELDS} fields, got {len(info)}")
             try:
-                int(info[0])
+                body_id = int(info[0])
             except ValueError:
                 raise _error(path, i + 1, f"body info line: bodyID {info[0]!r} is not an integer") from None
+            if not _INT64_MIN <= body_id <= _INT64_MAX:
+                raise _error(path, i + 1, f"body info line: bodyID {info[0]!r} does not fit a signed 64-bit "
+                                          f"integer (Kinect body ids have 17 digits)")
             _check_numbers(info[1:], path, i + 1, "body info line")
             i += 1
             nj = count(i, f"the joint count of frame {t + 1}, body {m + 1}")

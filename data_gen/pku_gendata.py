@@ -3,8 +3,9 @@
 Input:
     --skeleton-dir  ``<seq>.txt``: one line per frame of 150 numbers = 2 bodies x 25
                     joints x (x, y, z); an absent second body is 75 zeros;
-    --label-dir     ``<seq>.txt``: one line per action instance ``class,start,end,confidence``
-                    (class 1-based);
+    --label-dir     ``<seq>.txt``: one line per action instance ``class,start,end,confidence``,
+                    four integers (class 1-based; blank lines ignored); any other line is
+                    an error naming the label file and line;
     --split-file    cross-subject split like the official ``cross-subject_v2.txt``: a line
                     ``Training videos:`` then the comma-separated training sequence names,
                     then ``Validation videos:`` (the official files spell it
@@ -12,7 +13,11 @@ Input:
 
 Each labelled instance becomes a clip ``frames[start:end]`` (the convention of the
 public PKU-MMD gendata scripts), named ``<seq>_<k>`` (k = 0-based row of the
-label file); all-zero or empty clips are dropped (counted in the log).  Clips
+label file).  A clip that ends past the end of its sequence (``end > T``; label
+and skeleton frame counts can differ by a few frames) keeps the frames that exist,
+as the public gendata scripts' slicing does, and is named (label file and line) in
+a warning.  All-zero or empty clips are dropped, each named
+(label file and line) in the log and in ``<out-folder>/skipped.txt``.  Clips
 are pre-normalised like NTU (body 0 of the file = person 0) and written to
 ``<out-folder>/<benchmark>/{train,val}_data_joint.npy`` (N, 3, max_frames, 25, 2)
 float32, ``{train,val}_num_frame.npy`` (clip length, capped) and
@@ -32,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
@@ -92,21 +98,38 @@ def read_pku_sequence(path) -> np.ndarray:
 
 def read_pku_labels(path) -> List[Tuple[int, int, int]]:
     """Label file -> ``[(class_id 1-based, start, end), ...]`` in file order."""
+    return [(cls, start, end) for _, cls, start, end in _read_label_rows(path)]
+
+
+def _read_label_rows(path) -> List[Tuple[int, int, int, int]]:
+    """``[(line number, class_id, start, end), ...]``; :class:`SkeletonFormatError` (file:line) on a bad line."""
     path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SkeletonFormatError(path, raw[: exc.start].count(b"\n") + 1,
+                                  f"byte 0x{raw[exc.start]:02x} is not UTF-8: expected lines "
+                                  f"'class,start,end,confidence'") from None
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    for i, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]
-        if len(fields) < LABEL_FIELDS - 1:
-            raise SkeletonFormatError(path, i + 1, f"expected 'class,start,end,confidence', got {line!r}")
-        try:
-            cls, start, end = (int(float(f)) for f in fields[:3])
-        except ValueError:
-            raise SkeletonFormatError(path, i + 1, f"expected integers 'class,start,end', got {line!r}") from None
+        if len(fields) != LABEL_FIELDS:
+            raise SkeletonFormatError(path, i + 1, f"expected {LABEL_FIELDS} comma-separated integers "
+                                                   f"'class,start,end,confidence', got {len(fields)} fields: {line!r}")
+        values = []
+        for what, field in zip(("class", "start", "end", "confidence"), fields):
+            try:
+                values.append(int(field))
+            except ValueError:
+                raise SkeletonFormatError(path, i + 1, f"{what} is {field!r}, expected an integer "
+                                                       f"('class,start,end,confidence'): {line!r}") from None
+        cls, start, end, _ = values
         if cls < 1 or start < 0 or end < start:
             raise SkeletonFormatError(path, i + 1, f"expected class >= 1 and 0 <= start <= end, got {line!r}")
-        rows.append((cls, start, end))
+        rows.append((i + 1, cls, start, end))
     return rows
 
 
@@ -146,8 +169,9 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
     split = read_split_file(split_file)
     skipped: List[str] = []
 
-    # 1. labels of every sequence (small files): the clip list of each split.
-    clips: Dict[str, List[Tuple[str, str, int, int, int]]] = {"train": [], "val": []}
+    # 1. labels of every sequence (small files): the clip list of each split,
+    #    (clip name, sequence, class id, start, end, label-file line).
+    clips: Dict[str, List[Tuple[str, str, int, int, int, int]]] = {"train": [], "val": []}
     for part, seqs in split.items():
         seqs = sorted(seqs)[:limit] if limit is not None else sorted(seqs)
         for seq in seqs:
@@ -155,13 +179,14 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
             try:
                 if not label_path.is_file() or not skel_path.is_file():
                     raise FileNotFoundError(f"{seq}: missing {label_path if not label_path.is_file() else skel_path}")
-                rows = read_pku_labels(label_path)
+                rows = _read_label_rows(label_path)
             except (SkeletonFormatError, FileNotFoundError) as exc:
                 if on_error == "raise":
                     raise
                 skipped.append(f"{seq}\t{type(exc).__name__}: {exc}")
                 continue
-            clips[part] += [(f"{seq}_{k}", seq, cls, start, end) for k, (cls, start, end) in enumerate(rows)]
+            clips[part] += [(f"{seq}_{k}", seq, cls, start, end, line)
+                            for k, (line, cls, start, end) in enumerate(rows)]
     class_ids = sorted({c[2] for part in clips.values() for c in part})
     if label_map == "compact":
         index = {cid: i for i, cid in enumerate(class_ids)}
@@ -171,11 +196,15 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
 
     # 2. per split: read each sequence once, cut its clips, normalise, write.
     shape = (NUM_COORDS, max_frames, layout.num_joints, PKU_BODIES)
-    counts: Dict[str, int] = {}
-    dropped = 0
-    for part, part_clips in clips.items():
-        with SplitWriter(out_folder / benchmark, part, [c[0] for c in part_clips],
-                         [index[c[2]] for c in part_clips], shape) as writer:
+    dropped: List[Tuple[str, str]] = []          # (clip name, "<label file>:<line>: why") of each all-zero clip
+    clipped: List[str] = []                       # "<label file>:<line>: ..." of each clip cut at its sequence's end
+    # Both splits stay open until both are done: an error in either leaves no new file of either.
+    with contextlib.ExitStack() as stack:
+        writers = {part: stack.enter_context(SplitWriter(out_folder / benchmark, part, [c[0] for c in part_clips],
+                                                         [index[c[2]] for c in part_clips], shape))
+                   for part, part_clips in clips.items()}
+        for part, part_clips in clips.items():
+            writer = writers[part]
             by_seq: Dict[str, List[int]] = {}
             for row, clip in enumerate(part_clips):
                 by_seq.setdefault(clip[1], []).append(row)
@@ -190,23 +219,33 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
                         writer.skip(row)
                     continue
                 for row in rows:
-                    _, _, _, start, end = part_clips[row]
+                    name, _, _, start, end, line = part_clips[row]
+                    if end > len(frames):
+                        clipped.append(f"{label_dir / f'{seq}.txt'}:{line}: {name} {start}..{end} of a "
+                                       f"{len(frames)}-frame sequence")
                     clip = frames[start:end]
                     if len(clip) == 0 or not clip.any():
                         writer.skip(row)
-                        dropped += 1
+                        dropped.append((name, f"{label_dir / f'{seq}.txt'}:{line}: frames {start}..{end} are "
+                                              f"{'empty' if len(clip) == 0 else 'all zero'}"))
                         continue
                     t = min(len(clip), max_frames)
                     sample = np.zeros((PKU_BODIES, max_frames, layout.num_joints, NUM_COORDS), dtype=np.float32)
                     sample[:, :t] = clip[:t].transpose(1, 0, 2, 3)
                     sample = pre_normalise(sample, layout, axes="MTVC")
                     writer.write(row, np.ascontiguousarray(sample.transpose(3, 1, 2, 0)), t)
-        counts[part] = writer.num_kept
+    counts = {part: writer.num_kept for part, writer in writers.items()}
+    if clipped:
+        logger.warning("%d clip(s) end past their sequence and keep the frames up to its end: %s%s", len(clipped),
+                       "; ".join(clipped[:5]), "; ..." if len(clipped) > 5 else "")
     if dropped:
-        logger.warning("%d empty or all-zero clips dropped", dropped)
+        logger.warning("%d empty or all-zero clips dropped (all listed in %s): %s%s", len(dropped),
+                       out_folder / "skipped.txt", "; ".join(f"{n} ({why})" for n, why in dropped[:5]),
+                       "; ..." if len(dropped) > 5 else "")
+        skipped += [f"{name}\tempty or all-zero clip: {why}" for name, why in dropped]
     save_json_atomic(out_folder / benchmark / "label_map.json",
                      {"label_map": label_map, "class_ids": class_ids if label_map == "compact" else None})
-    write_skipped_report(out_folder, skipped, "sequences")
+    write_skipped_report(out_folder, skipped, "sequences or clips")
     return counts
 
 
@@ -240,7 +279,7 @@ def main(argv=None) -> int:
     except (SkeletonFormatError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
-    print(f"pku/{args.benchmark}: train {counts.get('train', 0)}  val {counts.get('val', 0)}")
+    logger.info("pku/%s: train %d  val %d", args.benchmark, counts.get("train", 0), counts.get("val", 0))
     return 0
 
 

@@ -11,6 +11,15 @@ any order with :meth:`SplitWriter.write`, or dropped with :meth:`SplitWriter.ski
 place, or, if rows were dropped, copied chunk by chunk into a compact array.
 On any exception nothing of this split is left behind.
 
+Replacing a split (commit order): the three new files are first finished under
+hidden scratch names beside the targets; then the old ``{split}_label.pkl`` is
+removed, the array and the frame counts are renamed into place, and the new
+``{split}_label.pkl`` is renamed in last.  The label file is thus the split's
+completion marker: when it exists, the three files are all of one run (all of
+the earlier one if the commit had not begun, all of the new one once it has
+finished); an interrupt during the commit leaves the split *without* a label
+file, which readers report as missing, never new arrays beside old labels.
+
 Memory: rows are written straight into the file behind the ``.npy`` memmap with
 ``os.pwrite`` (no page of the mapping is touched, so the resident set does not
 grow with the dataset, and a row costs one copy into the page cache instead of a
@@ -90,6 +99,11 @@ class SplitWriter:
         suffix = {"joint": "_data_joint.npy", "num_frame": "_num_frame.npy", "label": "_label.pkl"}[kind]
         return self.out_dir / f"{self.split}{suffix}"
 
+    def _hidden(self, kind: str) -> Path:
+        """Scratch name of this process beside the targets (same filesystem: renames are atomic)."""
+        final = self.path(kind)
+        return final.with_name(f".{final.stem}.{kind}-{os.getpid()}{final.suffix}")
+
     @property
     def _scratch(self) -> Path:
         return self.out_dir / f".{self.split}_data_joint.full-{os.getpid()}.npy"
@@ -113,8 +127,9 @@ class SplitWriter:
             stack.close()                               # temporary -> scratch
             self._finalise()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                self._scratch.unlink()
+            for scratch in (self._scratch, self._hidden("joint"), self._hidden("num_frame"), self._hidden("label")):
+                with contextlib.suppress(FileNotFoundError):
+                    scratch.unlink()
         return False
 
     # ----------------------------------------------------------- rows
@@ -157,30 +172,48 @@ class SplitWriter:
         if len(missing):
             raise RuntimeError(f"{self.split}: {len(missing)} samples were neither written nor skipped "
                                f"(first: {self.names[missing[0]]})")
-        final = self.path("joint")
+        # 1. Finish every new file under a scratch name: a failure here leaves the old split as it was.
         if self.kept.all():
-            os.replace(self._scratch, final)
+            array = self._scratch
         else:
+            array = self._hidden("joint")
             keep = np.flatnonzero(self.kept)
             source = np.load(self._scratch, mmap_mode="r")
-            with open_memmap_atomic(final, (len(keep),) + self.sample_shape, np.float32, fill=None) as out:
+            with open_memmap_atomic(array, (len(keep),) + self.sample_shape, np.float32, fill=None) as out:
                 for a in range(0, len(keep), self.flush_every):
                     rows = keep[a : a + self.flush_every]
                     out[a : a + len(rows)] = source[rows]
                     release_pages(out)
             del source
-            logger.info("%s: dropped %d skipped samples, %d kept", final, len(self.names) - len(keep), len(keep))
+            logger.info("%s: dropped %d skipped samples, %d kept", self.path("joint"), len(self.names) - len(keep),
+                        len(keep))
         names: List[str] = [n for n, k in zip(self.names, self.kept) if k]
         labels: List[int] = [l for l, k in zip(self.labels, self.kept) if k]
-        save_npy_atomic(self.path("num_frame"), self.num_frame[self.kept])
-        save_pickle_atomic(self.path("label"), (names, labels))
+        save_npy_atomic(self._hidden("num_frame"), self.num_frame[self.kept])
+        save_pickle_atomic(self._hidden("label"), (names, labels))
+        # 2. Commit (module docstring): no label file while the array and frame counts change.
+        with contextlib.suppress(FileNotFoundError):
+            self.path("label").unlink()
+        os.replace(array, self.path("joint"))
+        os.replace(self._hidden("num_frame"), self.path("num_frame"))
+        os.replace(self._hidden("label"), self.path("label"))
 
 
 def write_skipped_report(out_folder: Path, skipped: Sequence[str], what: str = "files") -> None:
-    """``--on-error skip``: list the skipped inputs (one ``name: reason`` per line) in ``skipped.txt``."""
-    if not skipped:
-        return
+    """List the skipped inputs (one ``name<TAB>reason`` per line) in ``<out_folder>/skipped.txt``.
+
+    The report describes the latest run into ``out_folder``: it is replaced atomically, and
+    a run that skipped nothing removes the report of an earlier run (whose inputs may since
+    have been fixed).
+    """
     report = Path(out_folder) / "skipped.txt"
+    if not skipped:
+        try:
+            report.unlink()                             # one atomic step: the report is there or not
+        except FileNotFoundError:
+            return
+        logger.info("nothing skipped: removed %s (of an earlier run)", report)
+        return
     save_text_atomic(report, "\n".join(skipped) + "\n")
     logger.warning("%d %s skipped (see %s)", len(skipped), what, report)
 

@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "temp_path_for", "atomic_path", "atomic_open", "open_memmap_atomic",
     "save_npy_atomic", "save_pickle_atomic", "save_json_atomic", "save_text_atomic",
-    "load_label_pkl", "load_npy", "load_sample_names",
+    "load_label_pkl", "load_npy", "load_sample_names", "move_to_overwritten", "OVERWRITTEN_DIR",
 ]
 
 
@@ -107,6 +107,25 @@ def _json_default(obj: Any):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+OVERWRITTEN_DIR = "overwritten"  # <folder>/overwritten/<UTC time>/: what an overwrite replaced
+
+
+def move_to_overwritten(folder: os.PathLike, entries: Sequence[os.PathLike]) -> Path:
+    """Move ``entries`` (files or folders inside ``folder``) into a new ``folder/overwritten/<UTC time>/``
+    and return it: what an explicit overwrite replaces is kept, never deleted."""
+    import datetime as _dt
+
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target, n = Path(folder) / OVERWRITTEN_DIR / stamp, 1
+    while target.exists():
+        n += 1
+        target = Path(folder) / OVERWRITTEN_DIR / f"{stamp}-{n}"
+    target.mkdir(parents=True)
+    for entry in entries:
+        Path(entry).rename(target / Path(entry).name)
+    return target
 
 
 def load_npy(path: os.PathLike, mmap_mode: str | None = None) -> np.ndarray:

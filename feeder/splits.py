@@ -38,8 +38,13 @@ def split_files(root: str | Path, split: str, text: Optional[str] = None, check:
     if check:
         missing = [str(p) for p in (files.data, files.num_frame, files.label, files.text) if p and not p.is_file()]
         if missing:
-            hint = ("; text features come from data_gen/encode_text.py" if files.text and str(files.text) in missing
-                    else "; prepare the data with the data_gen/ scripts (see README)")
+            if str(files.label) in missing and files.data.is_file():
+                hint = ("; the label file is written last, so its arrays are of an interrupted conversion: rerun "
+                        "the data_gen/ script that made them")
+            elif files.text and str(files.text) in missing:
+                hint = "; text features come from data_gen/encode_text.py"
+            else:
+                hint = "; prepare the data with the data_gen/ scripts (see README)"
             raise FileNotFoundError(f"split {split!r} of {root}: missing {', '.join(missing)}{hint}")
     return files
 

@@ -92,10 +92,10 @@ def test_cli_video_resumable(tmp_path):
     out = tmp_path / "images"
     args = ["video", "--videos", str(videos), "--weights", "yolov8n.yaml", "--out", str(out), "--height", "32"]
     assert ai.main(args + ["--limit", "2"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["A.jpg", "B.jpg"]
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["A.jpg", "B.jpg"]
     mtime = (out / "A.jpg").stat().st_mtime_ns
     assert ai.main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["A.jpg", "B.jpg", "C.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["A.jpg", "B.jpg", "C.jpg", ai.SETTINGS_FILE]
     assert (out / "A.jpg").stat().st_mtime_ns == mtime  # not redone
     img = cv2.imread(str(out / "C.jpg"))
     assert img.shape[0] == 32
@@ -139,5 +139,45 @@ def test_cli_skeleton(tmp_path):
     out = tmp_path / "img"
     assert ai.main(["skeleton", "--data", str(tmp_path), "--split", "train", "--out", str(out),
                     "--layout", layout.name, "--height", "64", "--num-frames", "3"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["s1.jpg", "s2.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["s1.jpg", "s2.jpg", ai.SETTINGS_FILE])
     assert cv2.imread(str(out / "s1.jpg")).shape[0] == 64
+
+
+def test_cli_skeleton_other_settings_refused_then_overwritten(tmp_path, caplog):
+    """Other --num-frames / --height into the same folder: a clear error, not a silent resume."""
+    import json
+
+    from data_gen.output_settings import SettingsMismatch
+    from feeder.io import save_pickle_atomic
+
+    data = np.random.default_rng(4).normal(0, 0.3, (2, 3, 300, 25, 2)).astype(np.float32)
+    np.save(tmp_path / "train_data_joint.npy", data)
+    np.save(tmp_path / "train_num_frame.npy", np.array([40, 80]))
+    save_pickle_atomic(tmp_path / "train_label.pkl", (["s1", "s2"], [0, 1]))
+    out = tmp_path / "img"
+    args = ["skeleton", "--data", str(tmp_path), "--split", "train", "--out", str(out), "--height", "48"]
+    assert ai.main(args + ["--num-frames", "3"]) == 0
+    width3 = cv2.imread(str(out / "s1.jpg")).shape[1]
+    with pytest.raises(SettingsMismatch, match=r"(?s)img.*num_frames: 3 there, 5 asked.*--overwrite"):
+        ai.main(args + ["--num-frames", "5"])
+    with pytest.raises(SettingsMismatch, match=r"height: 48 there, 64 asked"):
+        ai.main(args[:-1] + ["64", "--num-frames", "3"])
+    assert cv2.imread(str(out / "s1.jpg")).shape[1] == width3                 # untouched
+    assert ai.main(args + ["--num-frames", "5", "--overwrite", "--limit", "1"]) == 0   # a redo, interrupted
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["s1.jpg"]          # the old s2 is moved aside
+    (kept,) = (out / "overwritten").iterdir()
+    assert sorted(p.name for p in kept.glob("*.jpg")) == ["s1.jpg", "s2.jpg"]
+    assert cv2.imread(str(kept / "s1.jpg")).shape[1] == width3
+    assert ai.main(args + ["--num-frames", "5"]) == 0                        # same settings: resumes
+    layout, style = get_layout("ntu25"), RenderStyle(height=48)
+    expected = [ai.skeleton_action_image(data[i], n, layout, 5, style).shape for i, n in enumerate((40, 80))]
+    assert [cv2.imread(str(out / f"{n}.jpg")).shape for n in ("s1", "s2")] == expected   # both at 5 frames
+    assert expected[0][1] > width3
+    assert json.loads((out / ai.SETTINGS_FILE).read_text())["num_frames"] == 5
+    # a folder made before the settings file existed: resumed with a warning
+    (out / ai.SETTINGS_FILE).unlink()
+    mtime = (out / "s1.jpg").stat().st_mtime_ns
+    with caplog.at_level("WARNING"):
+        assert ai.main(args + ["--num-frames", "3"]) == 0
+    assert "no images_settings.json" in caplog.text
+    assert (out / "s1.jpg").stat().st_mtime_ns == mtime

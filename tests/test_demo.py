@@ -94,15 +94,20 @@ def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path):
     work, data = tmp_path / "w", tmp_path / "d"
     run = work / "demo" / "pretrain"              # a finished 20-epoch joint pretraining, as make demo leaves it
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text("seed: 1\nepochs: 20\nscheduler:\n  milestones: [15]\n")
+    (run / "config.yaml").write_text("seed: 1\nepochs: 20\nscheduler:\n  milestones: [15]\ndata:\n  text: minilm\n")
     (run / "FINISHED").write_text("")
 
     base = ["--work-dir", str(work), "--data-dir", str(data)]
     demo.check_pretrain_overrides(demo.parse_args(base))               # the same settings: reused, no error
     for extra, named in ((["--pretrain-set", "epochs=120"], "epochs=20 there, 120 asked"),
                          (["--run-seed", "2"], "seed=1 there, 2 asked"),
-                         (["--pretrain-set", "scheduler.milestones=[100]"], "[15] there, [100] asked")):
+                         (["--pretrain-set", "scheduler.milestones=[100]"], "[15] there, [100] asked"),
+                         (["--clip-checkpoint", str(tmp_path / "clip.pt")], "data.text='minilm' there, 'clip' asked")):
         with pytest.raises(SystemExit) as err:
             demo.main(base + extra)
         assert str(run) in str(err.value) and named in str(err.value) and "fresh --work-dir" in str(err.value)
+    # the describer is recorded in the demo's results.json only
+    (work / "demo" / "results.json").write_text('{"describer": "kinematic", "text_encoder": "minilm"}')
+    with pytest.raises(SystemExit, match="describer='kinematic' there, 'vlm' asked.*fresh --work-dir"):
+        demo.main(base + ["--vlm-model", str(tmp_path / "vlm")])
     assert not data.exists() and sorted(p.name for p in run.iterdir()) == ["FINISHED", "config.yaml"]

@@ -227,8 +227,75 @@ def test_kinematic_cli(tmp_path):
     save_pickle_atomic(tmp_path / "val_label.pkl", (["a", "b"], [0, 1]))
     out = tmp_path / "desc"
     assert ds.main(["kinematic", "--data", str(tmp_path), "--split", "val", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", ds.SETTINGS_FILE]
     assert len((out / "a.txt").read_text().strip()) <= 75
+
+
+def _kinematic_split(tmp_path):
+    """A tiny gendata split ``val`` of three moving samples a, b, c in ``tmp_path``."""
+    from feeder.io import save_pickle_atomic
+
+    data = np.zeros((3, 3, 300, 25, 2), np.float32)
+    rng = np.random.default_rng(3)
+    data[:, :, :, :, 0] = rng.normal(0, 0.3, (3, 3, 1, 25)) + np.linspace(0, 0.8, 300)[None, None, :, None]
+    np.save(tmp_path / "val_data_joint.npy", data)
+    np.save(tmp_path / "val_num_frame.npy", np.array([60, 300, 120]))
+    save_pickle_atomic(tmp_path / "val_label.pkl", (["a", "b", "c"], [0, 1, 2]))
+    return ["kinematic", "--data", str(tmp_path), "--split", "val", "--out", str(tmp_path / "desc")]
+
+
+def test_rerun_with_other_settings_is_refused_then_overwritten(tmp_path):
+    """--max-chars changed, or the VLM after the kinematic describer (bench/demo.py --vlm-model after
+    make demo): a clear error instead of "0 of N samples to describe" keeping the old texts."""
+    import json
+
+    from data_gen.output_settings import SettingsMismatch
+
+    args, out = _kinematic_split(tmp_path), tmp_path / "desc"
+    assert ds.main(args) == 0
+    before = {p.name: p.read_text() for p in out.glob("*.txt")}
+    assert len(before) == 3 and max(len(t.strip()) for t in before.values()) > 20
+    with pytest.raises(SettingsMismatch, match=r"(?s)desc.*max_chars: 75 there, 20 asked.*--overwrite"):
+        ds.main(args + ["--max-chars", "20"])
+    assert {p.name: p.read_text() for p in out.glob("*.txt")} == before        # nothing touched
+    with pytest.raises(SettingsMismatch, match="describer: 'kinematic' there, 'vlm' asked"):
+        ds.main(["vlm", "--images", str(tmp_path / "images"), "--model", str(tmp_path / "vlm"), "--out", str(out)])
+
+    assert ds.main(args + ["--max-chars", "20", "--overwrite", "--limit", "1"]) == 0   # a redo, interrupted
+    assert len(list(out.glob("*.txt"))) == 1                                   # old texts moved aside
+    (kept,) = (out / "overwritten").iterdir()
+    assert {p.name: p.read_text() for p in kept.glob("*.txt")} == before       # ... and kept, not deleted
+    assert json.loads((kept / ds.SETTINGS_FILE).read_text())["max_chars"] == 75
+    assert json.loads((out / ds.SETTINGS_FILE).read_text())["max_chars"] == 20
+    assert ds.main(args + ["--max-chars", "20"]) == 0                          # same settings: resumes
+    texts = [p.read_text().strip() for p in sorted(out.glob("*.txt"))]
+    assert len(texts) == 3 and all(0 < len(t) <= 20 for t in texts)
+    mtime = (out / "a.txt").stat().st_mtime_ns
+    assert ds.main(args + ["--max-chars", "20"]) == 0
+    assert (out / "a.txt").stat().st_mtime_ns == mtime                         # finished samples skipped
+
+
+def test_folder_without_settings_resumes_with_warning(tmp_path, caplog):
+    args, out = _kinematic_split(tmp_path), tmp_path / "desc"
+    out.mkdir()
+    (out / "a.txt").write_text("made by an older version\n")
+    with caplog.at_level("WARNING"):
+        assert ds.main(args) == 0
+    assert "no describe_settings.json" in caplog.text and "older version" in caplog.text
+    assert (out / "a.txt").read_text() == "made by an older version\n"         # resumed, not redone
+    assert sorted(p.name for p in out.glob("*.txt")) == ["a.txt", "b.txt", "c.txt"]
+    assert (out / ds.SETTINGS_FILE).is_file()                                  # later runs are checked
+
+
+def test_corrupt_settings_file_names_file_and_line(tmp_path):
+    args, out = _kinematic_split(tmp_path), tmp_path / "desc"
+    out.mkdir()
+    (out / "a.txt").write_text("old\n")
+    (out / ds.SETTINGS_FILE).write_text('{\n  "describer": kinematic\n}\n')
+    with pytest.raises(ValueError, match=r"describe_settings.json:2: not valid JSON"):
+        ds.main(args)
+    assert ds.main(args + ["--overwrite"]) == 0
+    assert (out / "a.txt").read_text() != "old\n"
 
 
 def test_end_to_end_video_to_features(tmp_path, tiny_vlm_dir):

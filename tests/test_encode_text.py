@@ -169,3 +169,38 @@ def test_cli_minilm_default(tmp_path):
                     "--pad-mode", "truncate", "--batch-size", "1"]) == 0
     meta = json.loads((bench / "text" / "train_minilm.json").read_text())
     assert meta["encoder_config"]["pad_mode"] == "truncate" and meta["num_samples"] == 2
+
+
+class TextHash:
+    """A tiny deterministic encoder: each row's features are a function of its text (no model)."""
+
+    name, num_tokens = "hash", 3
+
+    def config(self):
+        return {"kind": "hash"}
+
+    def output_dim(self, level):
+        return 4
+
+    def encode(self, texts, level="token"):
+        codes = np.array([sum(map(ord, t)) for t in texts], np.float32)
+        return (codes[:, None, None] % 97 + 1) * np.arange(1, 13, dtype=np.float32).reshape(1, 3, 4) / 100
+
+
+@pytest.mark.parametrize("resume_chunk", [3, 16])
+def test_resume_with_another_chunk_size_is_exact(tmp_path, resume_chunk):
+    """Interrupted with chunk_size=4, resumed with another chunk size: every row as an uninterrupted run."""
+    names = [f"s{i:02d}" for i in range(10)]
+    bench, desc = _bench(tmp_path / "a", names)
+    ref_bench, _ = _bench(tmp_path / "b", names)
+    ref = np.load(et.encode_split(ref_bench, "train", desc, TextHash(), batch_size=2, chunk_size=4))
+    assert len({ref[i].tobytes() for i in range(10)}) == 10 and (ref != 0).all()   # rows differ, none zero
+
+    crashing = Counting(TextHash(), crash_at=4)        # batches of 2: chunk 0..4 finished, crash in 4..8
+    with pytest.raises(RuntimeError):
+        et.encode_split(bench, "train", desc, crashing, batch_size=2, chunk_size=4)
+    again = Counting(TextHash())
+    path = et.encode_split(bench, "train", desc, again, batch_size=2, chunk_size=resume_chunk)
+    assert again.texts == 6                            # the 4 finished rows are reused, the rest encoded
+    np.testing.assert_array_equal(np.load(path), ref)
+    assert sorted(p.name for p in (bench / "text").iterdir()) == ["train_hash.json", "train_hash.npy"]

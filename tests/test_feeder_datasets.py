@@ -173,3 +173,14 @@ def test_downstream_items_and_subset(split):
     np.testing.assert_array_equal(x9, ds[9][0])
     with pytest.raises(IndexError):
         DownstreamDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"], indices=[N])
+
+
+def test_split_without_its_label_file_reads_as_an_interrupted_conversion(split):
+    from feeder.splits import split_files
+
+    paths, _, _, _ = split
+    root = paths["data_path"].parent
+    assert split_files(root, "train").label == paths["label_path"]
+    paths["label_path"].unlink()                # what an interrupt in SplitWriter's commit leaves
+    with pytest.raises(FileNotFoundError, match=r"train_label\.pkl.*interrupted conversion: rerun"):
+        split_files(root, "train")

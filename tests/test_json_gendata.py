@@ -129,3 +129,77 @@ def test_class_name_counts():
     assert load_class_names("ucla")[0] == "pick up with one hand"
     with pytest.raises(KeyError):
         load_class_names("kinetics")
+
+
+# ------------------------------------------------------------------ split and encoding checks
+def test_test_list_matching_no_file_is_an_error(tmp_path):
+    src = make_json_folder(tmp_path / "all_sqe")
+    lst = tmp_path / "tl.json"
+    lst.write_text(json.dumps(["A01_S01_E00_V03", "a01_s02_e00_v03"]))     # wrong case; no such file
+    with pytest.raises(ValueError) as info:
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_list=lst, progress=False)
+    message = str(info.value)
+    assert str(lst) in message and "val split would be empty" in message
+    assert "'A01_S01_E00_V03'" in message and "'a01_s01_e00_v01'" in message      # expected and found names
+    assert "letter case" in message
+    assert not (tmp_path / "out").exists()
+    code = json_gendata.main(["--data-path", str(src), "--out-folder", str(tmp_path / "out"), "--layout",
+                              "kinect_v1", "--test-list", str(lst), "--no-progress"])
+    assert code == 1
+
+
+def test_test_list_name_without_a_file_is_an_error_or_listed(tmp_path, caplog):
+    src = make_json_folder(tmp_path / "all_sqe")
+    lst = tmp_path / "tl.json"
+    lst.write_text(json.dumps(["a01_s01_e00_v03", "a09_s01_e00_v03"]))     # the second has no file
+    with pytest.raises(ValueError, match=r"1 of its 2 names have no \.json file.*'a09_s01_e00_v03'") as info:
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_list=lst, progress=False)
+    assert str(lst) in str(info.value)
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_list=lst, on_error="skip",
+                                  progress=False)
+    assert counts == {"train": 8, "val": 1}
+    report = (tmp_path / "out" / "skipped.txt").read_text()
+    assert report.startswith("a09_s01_e00_v03\tnot found") and str(lst) in report
+    caplog.set_level("WARNING")
+    counts = json_gendata.gendata(src, tmp_path / "o2", "kinect_v1", "b", test_list=lst, limit=9, progress=False)
+    assert counts == {"train": 8, "val": 1}
+    assert any("a09_s01_e00_v03" in r.getMessage() and "--limit" in r.getMessage() for r in caplog.records)
+
+
+def test_test_regex_matching_nothing_is_an_error(tmp_path):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    with pytest.raises(ValueError, match=r"'_v04\$' matches none of the 3 \.json files"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex=r"_v04$", progress=False)
+
+
+def test_non_utf8_json_is_reported_and_skippable(tmp_path):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    (src / "zz_bad_v01.json").write_bytes(b'{"file_name": "zz_bad_v01",\n "note": "caf\xe9", "label": 1}')
+    with pytest.raises(SkeletonFormatError, match=r"zz_bad_v01\.json:2: byte 0xe9 .* not UTF-8"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", on_error="skip",
+                                  progress=False)
+    assert counts == {"train": 2, "val": 1}
+    assert "zz_bad_v01.json:2: byte 0xe9" in (tmp_path / "out" / "skipped.txt").read_text()
+
+
+def test_non_utf8_or_broken_test_list_names_the_file(tmp_path):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    lst = tmp_path / "tl.json"
+    lst.write_bytes(b'["a01_s01_e00_v03",\n "\xff"]')
+    with pytest.raises(SkeletonFormatError, match=r"tl\.json:2: .*not UTF-8"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_list=lst, progress=False)
+    pkl = tmp_path / "tl.pkl"
+    pkl.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match=r"tl\.pkl: cannot read as a pickle"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_list=pkl, progress=False)
+
+
+def test_summary_is_logged_not_printed(tmp_path, capsys, caplog):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    caplog.set_level("INFO")
+    code = json_gendata.main(["--data-path", str(src), "--out-folder", str(tmp_path / "out"), "--layout",
+                              "kinect_v1", "--test-regex", "_v03$", "--no-progress"])
+    assert code == 0
+    assert capsys.readouterr().out == ""
+    assert "default: train 2  val 1" in [r.getMessage() for r in caplog.records]

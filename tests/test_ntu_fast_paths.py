@@ -344,3 +344,108 @@ def test_split_writer_rows_written_through_slots_by_a_forked_process(tmp_path):
     assert np.load(tmp_path / "val_num_frame.npy").tolist() == [7, 1, 3]
     with pytest.raises(RuntimeError, match="outside the writer"):
         writer.row_slot(0)
+
+
+def test_split_writer_commit_never_leaves_new_arrays_beside_old_labels(tmp_path, monkeypatch):
+    """The old label file goes before the renames and the new one comes last (the completion marker)."""
+    import os
+
+    from data_gen import split_writer
+
+    rows = np.random.default_rng(6).normal(size=(3, 3, 4, V, 2)).astype(np.float32)
+
+    def write_split(values, skip=None):
+        with SplitWriter(tmp_path, "train", list("abc"), [0, 1, 2], rows.shape[1:]) as writer:
+            for k in range(3):
+                writer.skip(k) if k == skip else writer.write(k, values[k], num_frame=k + 1)
+
+    write_split(rows)                                                       # the old split
+    renamed = []
+    real_replace = os.replace
+
+    def interrupted_replace(src, dst):
+        if str(dst) == str(tmp_path / "train_num_frame.npy"):
+            raise KeyboardInterrupt                                         # between the array and the rest
+        renamed.append(os.path.basename(dst))
+        real_replace(src, dst)
+
+    for skip in (None, 1):                                                  # plain rename and compaction
+        monkeypatch.setattr(split_writer.os, "replace", interrupted_replace)
+        with pytest.raises(KeyboardInterrupt):
+            write_split(rows + 1, skip=skip)
+        monkeypatch.setattr(split_writer.os, "replace", real_replace)
+        assert (tmp_path / "train_data_joint.npy").is_file()                # the new array is in place ...
+        assert not (tmp_path / "train_label.pkl").exists()                  # ... and no label claims a split
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+        write_split(rows)
+    renamed.clear()
+    monkeypatch.setattr(split_writer.os, "replace", lambda s, d: (renamed.append(os.path.basename(d)),
+                                                                  real_replace(s, d))[1])
+    write_split(rows + 2, skip=0)
+    finals = [n for n in renamed if not n.startswith(".")]
+    assert finals == ["train_data_joint.npy", "train_num_frame.npy", "train_label.pkl"]
+    with open(tmp_path / "train_label.pkl", "rb") as handle:
+        assert pickle.load(handle) == (["b", "c"], [1, 2])
+    np.testing.assert_array_equal(np.load(tmp_path / "train_data_joint.npy"), rows[1:] + 2)
+
+
+def test_split_writer_failure_before_the_commit_keeps_the_old_split(tmp_path):
+    rows = np.random.default_rng(7).normal(size=(2, 3, 4, V, 2)).astype(np.float32)
+    with SplitWriter(tmp_path, "val", ["a", "b"], [0, 1], rows.shape[1:]) as writer:
+        writer.write(0, rows[0], 1)
+        writer.write(1, rows[1], 2)
+    with pytest.raises(RuntimeError, match="neither written nor skipped"):
+        with SplitWriter(tmp_path, "val", ["x", "y", "z"], [0, 1, 2], rows.shape[1:]) as writer:
+            writer.write(0, rows[0], 1)
+    with open(tmp_path / "val_label.pkl", "rb") as handle:
+        assert pickle.load(handle) == (["a", "b"], [0, 1])
+    np.testing.assert_array_equal(np.load(tmp_path / "val_data_joint.npy"), rows)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------ token path: line structure
+@pytest.mark.parametrize("tab", [False, True])
+@pytest.mark.parametrize("first, second", [(11, 13), (13, 11)])
+def test_fields_moved_between_lines_name_the_line(first, second, tab):
+    """The token path ignores line breaks; a field moved to the next line must not shift the coordinates."""
+    rng = np.random.default_rng(8)
+    lines = skeleton_text(rng, [1, 2]).rstrip("\n").split("\n")
+    a, b = lines[5].split(" "), lines[6].split(" ")                       # joint lines 2 and 3 of body 1
+    moved = a + b
+    lines[5], lines[6] = " ".join(moved[:first]), " ".join(moved[first:])
+    if tab:
+        lines[20] = lines[20].replace(" ", "\t")                         # off the vectorised path anyway
+    raw = ("\n".join(lines) + "\n").encode()
+    assert ntu_reader._parse_vectorised(raw, "bad.skeleton", MAX_BODIES, V) is None
+    with pytest.raises(SkeletonFormatError) as info:
+        parse_skeleton_text(raw, "bad.skeleton")
+    assert info.value.line == 6 and f"joint line: expected 12 fields, got {first}" in str(info.value)
+
+
+def test_blank_lines_do_not_shift_the_line_numbers_of_the_token_path():
+    rng = np.random.default_rng(9)
+    lines = skeleton_text(rng, [1, 1]).rstrip("\n").split("\n")
+    lines.insert(2, "")                                                    # a blank line: the token path
+    lines[9] = lines[9] + " 7"                                             # now line 10: 13 fields ...
+    lines[10] = lines[10].rsplit(" ", 1)[0]                                # ... and 11 on the next
+    with pytest.raises(SkeletonFormatError) as info:
+        ntu_reader._parse_tokens(("\n".join(lines) + "\n").encode(), "bad.skeleton", MAX_BODIES, V)
+    assert info.value.line == 10 and "expected 12 fields, got 13" in str(info.value)
+
+
+@pytest.mark.parametrize("body_id, ok", [("99999999999999999999999", False), ("9223372036854775808", False),
+                                         ("9223372036854775807", True), ("-9223372036854775808", True)])
+def test_long_body_ids_fit_int64_or_name_their_line(body_id, ok):
+    rng = np.random.default_rng(10)
+    lines = skeleton_text(rng, [1, 1]).rstrip("\n").split("\n")
+    lines[30] = body_id + " " + lines[30].split(" ", 1)[1]                 # frame 2's body info line (31)
+    text = "\n".join(lines) + "\n"
+    if ok:
+        assert parse_skeleton_text(text.encode(), "x.skeleton").body_ids[0, 1] == int(body_id)
+        ntu_reader.validate_skeleton_text(text, "x.skeleton")
+        return
+    for call in (lambda: parse_skeleton_text(text.encode(), "bad.skeleton"),
+                 lambda: ntu_reader.validate_skeleton_text(text, "bad.skeleton")):
+        with pytest.raises(SkeletonFormatError) as info:
+            call()
+        assert info.value.line == 31 and "does not fit a signed 64-bit integer" in str(info.value)

@@ -517,3 +517,35 @@ def test_real_samples_through_the_cli(ntu_samples_dir, tmp_path):
     assert len(names) == 6 and all("C001" in n for n in names)
     assert labels == [int(n[-3:]) - 1 for n in names]
     assert frames.tolist() == [int((ntu_samples_dir / f"{n}.skeleton").read_text().split()[0]) for n in names]
+
+
+@pytest.mark.parametrize("bad", ["S001C001P001R001A01", "raw/S001C001P001R001A002.skeleton",
+                                 "s001c001p001r001a011", "S001C001P001R001A001 S001C001P001R001A002"])
+def test_missing_list_bad_line_names_file_and_line(tmp_path, bad):
+    path = tmp_path / "missing.txt"
+    path.write_text(f"# samples to leave out\n\nS001C002P005R002A008\nS001C002P006R001A008.skeleton  # why\n{bad}\n")
+    with pytest.raises(SkeletonFormatError) as info:
+        ntu_gendata.load_missing_list(path)
+    assert info.value.line == 5 and f"{path}:5:" in str(info.value) and repr(bad) in str(info.value)
+    path.write_text("# samples to leave out\n\nS001C002P005R002A008\nS001C002P006R001A008.skeleton  # why\n")
+    assert ntu_gendata.load_missing_list(path) == {"S001C002P005R002A008", "S001C002P006R001A008"}
+    path.write_text(f"{bad}\n")
+    assert ntu_gendata.main(["--data-path", str(tmp_path), "--out-folder", str(tmp_path / "out"),
+                             "--missing-list", str(path), "--no-progress", "--workers", "1"]) == 1
+
+
+def test_clean_rerun_removes_the_stale_skipped_report(tmp_path, capsys, caplog):
+    raw = _dataset_folder(tmp_path)
+    bad = raw / "S001C001P002R001A005.skeleton"
+    bad.write_text(_mutate("nan")[0])
+    out = tmp_path / "out"
+    ntu_gendata.gendata(raw, out, "ntu60", benchmarks=["xsub"], max_frames=32, on_error="skip", progress=False)
+    assert "S001C001P002R001A005.skeleton" in (out / "skipped.txt").read_text()
+    write(bad, synthetic_sequence(np.random.default_rng(1), 20, 1))                 # the file is fixed
+    caplog.set_level("INFO")
+    assert ntu_gendata.main(["--data-path", str(raw), "--out-folder", str(out), "--benchmark", "xsub",
+                             "--max-frames", "32", "--on-error", "skip", "--no-progress", "--workers", "1"]) == 0
+    assert not (out / "skipped.txt").exists()
+    assert "S001C001P002R001A005" in _load(out / "xsub", "train")[2]
+    assert capsys.readouterr().out == ""                                            # the summary is logged
+    assert "ntu60/xsub: train 4  val 3" in [r.getMessage() for r in caplog.records]

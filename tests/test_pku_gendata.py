@@ -39,7 +39,7 @@ def make_pku_fixture(root: Path, spelling: str = "Validataion"):
     specs = {
         "0291-L": [(3, 0, 40), (7, 40, 90)],
         "0291-M": [(12, 5, 30), (20, 30, 60), (41, 60, 70)],
-        "0300-R": [(7, 10, 50), (3, 50, 120)],                 # 120 > 100 frames: clipped to the sequence
+        "0300-R": [(7, 10, 50), (3, 50, 100)],                 # ends with the sequence (end > 100 is an error)
         "0301-L": [(20, 0, 25), (12, 80, 95)],                 # 80..95 is all zero: dropped
     }
     for k, (seq, rows) in enumerate(specs.items()):
@@ -80,7 +80,7 @@ def test_clips_labels_and_normalisation(tmp_path):
     np.testing.assert_allclose(bone / np.linalg.norm(bone, axis=-1, keepdims=True), [[0, 0, 1]] * 5, atol=1e-4)
     vdata, vframes, vnames, vlabs = _load(out / "xsub", "val")
     assert vnames == ["0300-R_0", "0300-R_1", "0301-L_0"] and vlabs == [1, 0, 3]
-    assert vframes.tolist() == [40, 50, 25]             # clip 50..120 of a 100-frame sequence has 50 frames
+    assert vframes.tolist() == [40, 50, 25]             # clip 50..100 of a 100-frame sequence has 50 frames
     label_map = json.loads((out / "xsub" / "label_map.json").read_text())
     assert label_map["class_ids"] == [3, 7, 12, 20, 41]
     names = load_class_names("pku2", out / "xsub" / "label_map.json")
@@ -133,3 +133,44 @@ def test_help_lists_options():
     for option in ("--skeleton-dir", "--label-dir", "--split-file", "--out-folder", "--benchmark",
                    "--max-frames", "--label-map", "--on-error", "--limit"):
         assert option in help_text
+
+
+@pytest.mark.parametrize("bad", ["5.9,0.7,20.2,1,extra,fields", "5.9,0,20,1", "3,1.5,20,1", "3,10,20",
+                                 "3,10,20,1,9", "3,10,20,high"])
+def test_label_lines_must_be_four_integers(tmp_path, bad):
+    path = tmp_path / "x.txt"
+    path.write_text(f"3,0,40,1\n{bad}\n")
+    with pytest.raises(SkeletonFormatError, match=r"x\.txt:2: .*(4 comma-separated integers|expected an integer)"):
+        pku_gendata.read_pku_labels(path)
+    path.write_text("3,0,40,1\r\n\r\n 7 , 40 , 90 , 2 \r\n")           # CRLF, blank line, spaces: fine
+    assert pku_gendata.read_pku_labels(path) == [(3, 0, 40), (7, 40, 90)]
+
+
+def test_clip_past_the_sequence_end_keeps_its_frames_and_is_named(tmp_path, caplog):
+    skel, labels, split = make_pku_fixture(tmp_path)
+    (labels / "0300-R.txt").write_text("7,10,50,1\n3,50,120,1\n")            # 0300-R (val) has 100 frames
+    out = tmp_path / "out"
+    caplog.set_level("WARNING")
+    counts = pku_gendata.gendata(skel, labels, split, out, progress=False)
+    assert counts == {"train": 5, "val": 3}
+    data, num_frame, names = _load(out / "xsub", "val")[:3]
+    assert names[1] == "0300-R_1" and num_frame[1] == 50                      # frames 50..99, the ones there are
+    assert any("0300-R.txt:2: 0300-R_1 50..120 of a 100-frame sequence" in r.getMessage() for r in caplog.records)
+
+
+def test_all_zero_clips_are_named_in_the_log_and_report(tmp_path, caplog):
+    skel, labels, split = make_pku_fixture(tmp_path)
+    caplog.set_level("WARNING")
+    pku_gendata.gendata(skel, labels, split, tmp_path / "out", progress=False)
+    report = (tmp_path / "out" / "skipped.txt").read_text().splitlines()
+    assert report == [f"0301-L_1\tempty or all-zero clip: {labels / '0301-L.txt'}:2: frames 80..95 are all zero"]
+    assert any("0301-L_1" in r.getMessage() and "0301-L.txt:2" in r.getMessage() for r in caplog.records)
+
+
+def test_summary_is_logged_not_printed(tmp_path, capsys, caplog):
+    skel, labels, split = make_pku_fixture(tmp_path)
+    caplog.set_level("INFO")
+    code = pku_gendata.main(["--skeleton-dir", str(skel), "--label-dir", str(labels), "--split-file", str(split),
+                             "--out-folder", str(tmp_path / "out"), "--no-progress"])
+    assert code == 0 and capsys.readouterr().out == ""
+    assert "pku/xsub: train 5  val 3" in [r.getMessage() for r in caplog.records]
