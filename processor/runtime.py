@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from feeder.io import save_json_atomic, save_text_atomic
+from feeder.io import OVERWRITTEN_DIR, move_to_overwritten, save_json_atomic, save_text_atomic
 
 __all__ = [
     "FINISHED_MARKER", "OVERWRITTEN_DIR", "RunDirError", "prepare_work_dir", "setup_logging", "teardown_logging",
@@ -36,7 +36,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FINISHED_MARKER = "FINISHED"
-OVERWRITTEN_DIR = "overwritten"  # <run dir>/overwritten/<UTC time>/: the files of runs replaced by overwrite
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _RECORDED_PACKAGES = ("torch", "torchvision", "numpy", "pyyaml", "scipy", "scikit-learn",
                       "open_clip_torch", "ultralytics", "transformers", "einops")
@@ -66,15 +65,7 @@ def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
     moved_to = None
     earlier = sorted(p for p in path.iterdir() if p.name != OVERWRITTEN_DIR) if path.is_dir() else []
     if overwrite and earlier:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        moved_to = path / OVERWRITTEN_DIR / stamp
-        suffix = 1
-        while moved_to.exists():
-            suffix += 1
-            moved_to = path / OVERWRITTEN_DIR / f"{stamp}-{suffix}"
-        moved_to.mkdir(parents=True)
-        for entry in earlier:
-            entry.rename(moved_to / entry.name)
+        moved_to = move_to_overwritten(path, earlier)
     path.mkdir(parents=True, exist_ok=True)
     return moved_to
 
