@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.ntu_reader import SkeletonFormatError  # noqa: E402
+from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
 from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
 from net.graph import get_layout  # noqa: E402
@@ -76,13 +76,7 @@ def read_json_sequence(path, num_joints: int) -> Tuple[str, np.ndarray, int]:
 
 def _read_json(path: Path):
     """Parsed content of a UTF-8 JSON file; :class:`SkeletonFormatError` (file, line) if it is not one."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SkeletonFormatError(path, raw[: exc.start].count(b"\n") + 1,
-                                  f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8: "
-                                  f"expected a UTF-8 JSON file") from None
+    text = decode_text(path, path.read_bytes(), "a UTF-8 JSON file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -54,7 +54,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 __all__ = [
-    "SkeletonFormatError", "SkeletonSequence", "read_skeleton", "parse_skeleton_text",
+    "SkeletonFormatError", "SkeletonSequence", "decode_text", "read_skeleton", "parse_skeleton_text",
     "validate_skeleton_text", "body_energy", "body_order", "select_bodies", "BODY_INFO_FIELDS",
     "JOINT_FIELDS", "NTU_NUM_JOINTS", "KINECT_MAX_BODIES",
 ]
@@ -81,6 +81,17 @@ class SkeletonFormatError(ValueError):
 
     def __reduce__(self):  # keep the three fields across multiprocessing
         return (type(self), (self.path, self.line, self.reason))
+
+
+def decode_text(path: PathLike, raw: bytes, expected: str, encoding: str = "utf-8") -> str:
+    """``raw.decode(encoding)``, or :class:`SkeletonFormatError` at the line of the first bad byte
+    (``expected`` says what the file should hold)."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise SkeletonFormatError(path, raw[: exc.start].count(b"\n") + 1,
+                                  f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not "
+                                  f"{encoding.upper().removesuffix('-SIG')}: expected {expected}") from None
 
 
 @dataclass

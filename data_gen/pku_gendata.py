@@ -46,7 +46,7 @@ from typing import Dict, List, Optional, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.ntu_reader import SkeletonFormatError  # noqa: E402
+from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
 from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
 from feeder.io import save_json_atomic  # noqa: E402
@@ -104,13 +104,7 @@ def read_pku_labels(path) -> List[Tuple[int, int, int]]:
 def _read_label_rows(path) -> List[Tuple[int, int, int, int]]:
     """``[(line number, class_id, start, end), ...]``; :class:`SkeletonFormatError` (file:line) on a bad line."""
     path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SkeletonFormatError(path, raw[: exc.start].count(b"\n") + 1,
-                                  f"byte 0x{raw[exc.start]:02x} is not UTF-8: expected lines "
-                                  f"'class,start,end,confidence'") from None
+    text = decode_text(path, path.read_bytes(), "lines 'class,start,end,confidence'", "utf-8-sig")
     rows = []
     for i, line in enumerate(text.splitlines()):
         if not line.strip():
