@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         print(f"error: unknown processor {name!r}{hint}\n\n{_top_level_help(processors)}", file=sys.stderr)
         return 2
     cls = processors[name]
-    args = _processor_parser(cls).parse_args(rest)
+    args = _processor_parser(cls).parse_intermixed_args(rest)  # overrides before and after the options
     overrides = list(args.overrides)
     if args.resume:
         overrides.append("resume=true")

@@ -30,8 +30,9 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
 
         channels = x.size(1)
         dims = [0] + list(range(2, x.dim()))
-        count = torch.full((1,), x.numel() / channels, dtype=x.dtype, device=x.device)
-        totals = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        stats = x.float()  # statistics in float32 whatever the activations' dtype (bf16 autocast), as native BN
+        count = torch.full((1,), x.numel() / channels, dtype=stats.dtype, device=x.device)
+        totals = all_reduce(torch.cat([stats.sum(dims), (stats * stats).sum(dims), count]))
         n = totals[-1]
         mean = totals[:channels] / n
         var = totals[channels:2 * channels] / n - mean * mean
@@ -42,10 +43,10 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.running_var.lerp_(var.detach() * n / (n - 1), momentum)
                 self.num_batches_tracked.add_(1)
         shape = [1, channels] + [1] * (x.dim() - 2)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = (stats - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return y.to(x.dtype)
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

@@ -14,6 +14,7 @@ epoch).  Subclasses override only what differs (``build_data``,
 from __future__ import annotations
 
 import json
+import math
 import logging
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from feeder.io import save_json_atomic
+from feeder.io import save_json_atomic, save_text_atomic
 from net.sync_bn import convert_sync_batchnorm
 from processor import cpu_allocator, runtime
 from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
@@ -104,8 +105,10 @@ class Processor:
             torch.set_num_threads(int(self.cfg.num_threads))
         malloc_kept = bool(self.cfg.get("reuse_freed_memory")) and not cpu_allocator.reuse_freed_memory()
         distributed = runtime.init_distributed(self.cfg.get("device", "cpu"))
+        runtime.resolve_device(self.cfg.get("device", "cpu"))  # a bad device fails before the work dir is made
         main = runtime.is_main_process()
         self.work_dir = self.run_dir
+        resumed = bool(self.cfg.get("resume"))
         moved_to = None
         if main:
             moved_to = runtime.prepare_work_dir(self.work_dir, resume=bool(self.cfg.get("resume")),
@@ -115,7 +118,7 @@ class Processor:
         runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
         try:
             if main:
-                runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv)
+                runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
             logger.info("%s: work dir %s", self.name, self.work_dir)
             if moved_to is not None:
                 logger.info("overwrite: the earlier run's files are kept in %s", moved_to)
@@ -169,6 +172,7 @@ class TrainProcessor(Processor):
         self._tb = None
         self._metrics_file: Optional[Path] = None
         self._epoch_meters: Optional[MeterGroup] = None  # the running epoch's meters (saved mid-epoch)
+        self.stopped_early = False                          # the plateau rule ended the run (saved)
         self._resumed_meters: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------ to override
@@ -254,6 +258,25 @@ class TrainProcessor(Processor):
             for key, value in values.items():
                 self._tb.add_scalar(key, value, step)
 
+    def _trim_metrics(self, completed_epochs: int) -> None:
+        """Resume: drop ``metrics.jsonl`` rows of epochs the checkpoint does not hold (logged before a kill
+        that came ahead of the save), and a line cut short by the kill, so no epoch is logged twice."""
+        path = self.work_dir / "metrics.jsonl"
+        if not runtime.is_main_process() or not path.is_file():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line).get("epoch", 0) <= completed_epochs:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue
+        if kept != lines:
+            logger.info("resume: %d row(s) of %s after epoch %d dropped (they are trained again)",
+                        len(lines) - len(kept), path, completed_epochs)
+            save_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
     def append_metrics(self, record: Dict[str, Any]) -> None:
         if self._metrics_file is not None and runtime.is_main_process():
             with open(self._metrics_file, "a", encoding="utf-8") as handle:
@@ -285,6 +308,8 @@ class TrainProcessor(Processor):
             "step_in_epoch": step_in_epoch,
             "global_step": self.global_step,
             "world_size": runtime.world_size(),
+            "batch_size": int(self.cfg.batch_size),
+            "stopped_early": self.stopped_early,
             # the running means of an unfinished epoch, so a resumed epoch logs what an uninterrupted one would
             "epoch_meters": self._epoch_meters.state_dict() if step_in_epoch and self._epoch_meters else None,
             "rng": runtime.rng_state(),
@@ -306,11 +331,13 @@ class TrainProcessor(Processor):
             return 0, 0
         state = load_checkpoint(path, map_location=self.device)
         saved_world, world = int(state.get("world_size", 1)), runtime.world_size()
+        saved_batch = int(state.get("batch_size", self.cfg.batch_size))
+        if state["step_in_epoch"] and (saved_world, saved_batch) != (world, int(self.cfg.batch_size)):
+            raise RuntimeError(f"{path} was saved in the middle of an epoch by {saved_world} process(es) at "
+                               f"batch_size {saved_batch}; resume it with {saved_world} process(es) and batch_size "
+                               f"{saved_batch}, not {world} and {int(self.cfg.batch_size)} (its position counts "
+                               f"global batches of batch_size x processes)")
         if saved_world != world:
-            if state["step_in_epoch"]:
-                raise RuntimeError(f"{path} was saved in the middle of an epoch by {saved_world} process(es); "
-                                   f"resume it with {saved_world}, not {world} (its position counts global "
-                                   f"batches of batch_size x processes)")
             logger.warning("resuming %s, saved by %d process(es), with %d: the global batch changes from %d to %d",
                            path, saved_world, world, saved_world * int(self.cfg.batch_size),
                            world * int(self.cfg.batch_size))
@@ -326,6 +353,8 @@ class TrainProcessor(Processor):
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.global_step = state["global_step"]
+        self.stopped_early = bool(state.get("stopped_early", False))
+        self._trim_metrics(int(state["epoch"]))
         runtime.set_rng_state(state["rng"])
         self.load_extra_state(state.get("extra") or {})
         logger.info("resumed from %s: epoch %d, step %d in epoch, global step %d",
@@ -364,7 +393,9 @@ class TrainProcessor(Processor):
                 except ImportError:
                     logger.info("tensorboard is not installed: scalars go to metrics.jsonl only")
         self.epoch = start_epoch
-        for epoch in range(start_epoch, int(self.cfg.epochs)):
+        if self.stopped_early:
+            logger.info("resume: the plateau rule had stopped this run after epoch %d; finishing it", start_epoch)
+        for epoch in range(start_epoch, int(self.cfg.epochs) if not self.stopped_early else start_epoch):
             self.epoch = epoch
             train_metrics = self.train_epoch(epoch, start_batch)
             start_batch = 0
@@ -380,6 +411,7 @@ class TrainProcessor(Processor):
             logger.info("epoch %d/%d  %s", epoch + 1, self.cfg.epochs,
                         "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
             interval = int(self.cfg.get("save_interval", 0) or 0)
+            self.stopped_early = stop
             self.save(epoch + 1, 0, periodic=bool(interval) and (epoch + 1) % interval == 0)
             if stop:
                 logger.info("stopping early after epoch %d (no improvement)", epoch + 1)
@@ -439,11 +471,25 @@ class TrainProcessor(Processor):
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(means.items())[:3]})
                 self.log_scalars({f"step/{k}": v for k, v in means.items()}, self.global_step)
             if every and self.global_step % every == 0:
+                self._check_finite(meters, epoch, step + 1)
                 self.save(epoch, step + 1)
             if self.stop_requested:
                 break
         bar.close()
-        return runtime.mean_over_processes(meters.means())
+        means = runtime.mean_over_processes(meters.means())
+        self._check_finite(means, epoch, step + 1)
+        return means
+
+    def _check_finite(self, meters, epoch: int, steps: int) -> None:
+        """Stop on a NaN / Inf training metric before a checkpoint keeps it (read where the means are read
+        anyway, at a save and at the epoch's end: no host round trip per step)."""
+        means = meters.means() if isinstance(meters, MeterGroup) else meters
+        bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+        if bad:
+            raise FloatingPointError(
+                f"{self.name}: non-finite training metrics {bad} in epoch {epoch + 1} (its first {steps} steps); "
+                f"{self.work_dir / LATEST} holds the last checkpoint before them. Lower optim.lr, check the data "
+                f"for NaN / Inf, or set scheduler.warmup_epochs")
 
     def close(self) -> None:
         if self._tb is not None:

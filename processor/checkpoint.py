@@ -7,6 +7,7 @@ renamed, so a crash while saving leaves the previous ``latest.pt`` readable.
 from __future__ import annotations
 
 import logging
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Dict
@@ -33,13 +34,24 @@ def save_checkpoint(state: Dict[str, Any], work_dir: Path, copy_name: str | None
     return target
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", trusted: bool = True) -> Dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain containers only, which
+    is all this code writes.  A file that needs more (pickled objects, e.g. checkpoints of this code
+    before 2026-12-02, whose numpy RNG state was an array) is read in full only when ``trusted`` (a
+    run's own ``latest.pt``); otherwise it is refused, since unpickling it could run code."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    # Our checkpoints hold RNG states and configs (plain python / numpy objects):
-    # they are trusted files written by this code, hence weights_only=False.
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if not trusted:
+                raise ValueError(f"{path}: holds pickled objects beyond tensors and plain containers, not loaded "
+                                 f"(unpickling could run code); if it is an AC-SAR checkpoint you trust, set "
+                                 f"pretrained_format=acsar ({str(exc).splitlines()[0]})") from None
+            return torch.load(path, map_location=map_location, weights_only=False)
+    except ValueError:
+        raise
     except Exception as exc:  # noqa: BLE001 - truncated or not a checkpoint: re-raised with the file named
         raise ValueError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__}: {exc})") from exc

@@ -235,6 +235,9 @@ def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mappi
             raise ConfigError(f"config key {dotted!r} (set in {origin}) is empty: a mapping of "
                               f"{', '.join(sorted(str(k) for k in default))} is expected (are all its "
                               f"lines commented out?)")
+        if value is None and isinstance(default, (bool, int, float)):  # text keys may be null (= none)
+            raise ConfigError(f"config key {dotted!r} (set in {origin}) is empty (null); it takes a "
+                              f"{_kind(default)} like the default {default!r}")
         if default is None or value is None:
             continue
         if isinstance(default, Mapping):

@@ -79,7 +79,8 @@ class PretrainACSAR(TrainProcessor):
             if (length, dim) != expected:
                 raise ValueError(f"text features {files.text} are (N, {length}, {dim}) but the config expects "
                                  f"(N, {expected[0]}, {expected[1]}): set text.num_tokens / text.feature_dim / "
-                                 f"text.level to match the encoder that wrote them")
+                                 f"text.level to match the encoder that wrote them, or data.text to the features "
+                                 f"wanted (e.g. data.text=minilm_sentence for encode_text.py --level sentence)")
         self.augmenter = (BatchAugmenter(self.train_set.pipeline, self.cfg.seed)
                           if self.cfg.augment_on_device else None)
 

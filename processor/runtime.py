@@ -62,6 +62,9 @@ def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
     if has_checkpoint and not finished and not (resume or overwrite):
         raise RunDirError(f"{path} holds an unfinished run ({checkpoint_name}); pass --resume to continue it "
                           f"or --overwrite to start again")
+    if resume and not has_checkpoint:
+        raise RunDirError(f"--resume: {path} holds no {checkpoint_name} to continue (a misspelt name=? drop "
+                          f"--resume to start a new run there)")
     moved_to = None
     earlier = sorted(p for p in path.iterdir() if p.name != OVERWRITTEN_DIR) if path.is_dir() else []
     if overwrite and earlier:
@@ -139,32 +142,53 @@ def _versions() -> Dict[str, str]:
     return versions
 
 
-def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str]) -> None:
-    """Save the resolved config, the command line, the git commit and library versions."""
-    save_text_atomic(work_dir / "config.yaml", config_yaml)
+def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resumed: bool = False) -> None:
+    """Save the resolved config, the command line, the git commit and library versions.
+
+    A resumed run keeps its first record: ``run_info.json`` gains an entry in ``resumes`` (command,
+    time, commit, host), and a ``config.yaml`` that the resume changes is first copied to
+    ``config.before_resume_<k>.yaml``; ``config.yaml`` is always the config the run continues with.
+    """
     status = _git("status", "--porcelain")
-    save_json_atomic(work_dir / "run_info.json", {
+    record = {
         "command": [sys.executable, *argv],
         "cwd": os.getcwd(),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "host": socket.gethostname(),
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
-        "versions": _versions(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-    })
+    }
+    info_path, config_path = work_dir / "run_info.json", work_dir / "config.yaml"
+    if resumed and info_path.is_file():
+        import json
+
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info.setdefault("resumes", []).append(record)
+        if config_path.is_file() and config_path.read_text(encoding="utf-8") != config_yaml:
+            save_text_atomic(work_dir / f"config.before_resume_{len(info['resumes'])}.yaml",
+                             config_path.read_text(encoding="utf-8"))
+    else:
+        info = {**record, "versions": _versions(), "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+    save_text_atomic(config_path, config_yaml)
+    save_json_atomic(info_path, info)
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error."""
+    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error.  Under torchrun,
+    ``cuda`` is each process's ``LOCAL_RANK`` GPU (a fixed ``cuda:N`` would put every process on one)."""
+    from processor.config import ConfigError
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was requested but torch sees no CUDA device; use device=auto or cpu")
-    if name.startswith("cuda") and world_size() > 1 and name == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} was requested but torch sees no CUDA device; use device=auto or cpu")
+    if name.startswith("cuda") and world_size() > 1:
+        if name != "cuda":
+            raise ConfigError(f"device={name} under torchrun would put every process on one GPU; use device=cuda "
+                              f"(each process takes its LOCAL_RANK GPU)")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)
 
 
@@ -198,7 +222,11 @@ class WorkerInit:
 
 
 def rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy and torch generator states, as tensors and plain Python values only, so that a
+    checkpoint holding them loads with ``torch.load(weights_only=True)`` (no pickled code runs)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -207,8 +235,11 @@ def rng_state() -> Dict[str, Any]:
 def set_rng_state(state: Dict[str, Any]) -> None:
     """Restore :func:`rng_state`'s output.  The torch states must be CPU byte tensors: a checkpoint
     loaded with ``map_location="cuda"`` brings them onto the GPU, so they are moved back first."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(tuple(s if not isinstance(s, list) else tuple(s) for s in state["python"]))
+    kind, keys, *rest = state["numpy"]
+    if isinstance(keys, torch.Tensor):  # rng_state's tensor form (older checkpoints hold the numpy array)
+        keys = keys.cpu().numpy().astype(np.uint32)
+    np.random.set_state((kind, keys, *rest))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

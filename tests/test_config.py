@@ -124,6 +124,10 @@ def test_emptied_mapping_is_an_error_not_a_wipe(tmp_path, defaults):
     with pytest.raises(ConfigError, match=r"'optim' \(set in .*empty\.yaml\) is empty: a mapping of "
                                           r"lr, milestones, momentum"):
         resolve_config(defaults, leaf)
+    # a number left empty on the command line ("optim.lr=") names its key instead of failing later
+    with pytest.raises(ConfigError, match=r"'optim.lr' \(set in command line\) is empty \(null\); it takes a "
+                                          r"number like the default 0.01"):
+        resolve_config(defaults, None, ["optim.lr="])
     # a null where the default is null (or an open mapping) stays allowed
     assert resolve_config(defaults, write(tmp_path / "ok.yaml", "name: null\ndata: {extra: null}\n"))["seed"] == 1
 

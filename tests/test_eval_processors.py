@@ -138,6 +138,24 @@ def test_plateau_reduction_and_early_stop_in_the_loop(env):
     assert r["epochs_run"] == 7
 
 
+class CrashingFinalize(ScriptedLinear):
+    crash = True
+
+    def finalize(self):
+        if CrashingFinalize.crash:
+            CrashingFinalize.crash = False
+            raise KeyboardInterrupt  # killed after the early stop, before FINISHED
+        return super().finalize()
+
+
+def test_resume_after_an_early_stop_does_not_train_on(env):
+    with pytest.raises(KeyboardInterrupt):
+        run("stopped", env, "epochs=20", "batch_size=16", "optim.lr=1.0", cls=CrashingFinalize)
+    r = run("stopped", env, "epochs=20", "batch_size=16", "optim.lr=1.0", "resume=true", cls=CrashingFinalize)
+    rows = [json.loads(l) for l in (env[0] / "runs/stopped/metrics.jsonl").read_text().splitlines()]
+    assert r["epochs_run"] == 7 and [row["epoch"] for row in rows] == list(range(1, 8))
+
+
 def test_pretrained_config_mismatch_is_a_clear_error(env):
     with pytest.raises(PretrainedMismatch, match=r"hidden_dim: config 16 vs checkpoint 32"):
         run("mismatch", env, "epochs=1", "model.hidden_dim=16", "model.ff_dim=16")
@@ -154,6 +172,19 @@ def test_semi_supervised_subset_and_fine_tuned_encoder(env):
     assert r["split_sizes"]["train"] + r["split_sizes"]["monitor"] == 12
     best = torch.load(tmp / "runs/semi/best.pt", weights_only=True)
     assert not best["head_only"] and any(k.startswith("encoder.") for k in best["model"])
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["label_fraction=10"], r"label_fraction must lie in \(0, 1\] .* got 10"),
+    (["label_fraction=0.1"], r"monitor: holdout leaves nothing to monitor: .* \(4 in all at label_fraction=0.1\); "
+                             r"use monitor=test"),
+])
+def test_semi_supervised_fraction_errors_before_training(env, extra, match):
+    from processor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        run("semi_bad", env, "epochs=1", "batch_size=4", *extra, "overwrite=true", processor="semi_supervised")
+    assert not (env[0] / "runs/semi_bad/metrics.jsonl").exists()
 
 
 def test_finetune_and_random_init_baseline(env):
@@ -268,3 +299,10 @@ def test_official_scdnet_checkpoint_loads_through_the_mapping(env, tmp_path):
             assert torch.equal(value, ours["model"][f"encoder_q.encoder.{key}"]), key
     with pytest.raises(ValueError, match="AC-SAR checkpoint"):
         load_pretrained(model, path, "acsar", cfg)
+
+
+def test_cli_takes_overrides_before_and_after_the_options(capsys):
+    code = main_module.main(["linear_evaluation", "model.hidden_dim=16", "--config",
+                             str(main_module.ROOT / "config/demo/linear.yaml"),
+                             "model.ff_dim=16", "--summary"])
+    assert code == 0 and "SkeletonClassifier" in capsys.readouterr().out

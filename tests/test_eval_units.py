@@ -77,6 +77,15 @@ def test_knn_matches_brute_force_with_chunks(k):
     assert np.array_equal(res.neighbours, np.argsort(-(te @ tr.T), axis=1, kind="stable")[:, :k])
 
 
+def test_knn_ties_go_to_the_earlier_train_sample_whatever_the_chunks():
+    base = torch.eye(3, 8) * 2.0      # similarities exactly 1 or 0, whatever the GEMM's blocking
+    train, labels = base[torch.arange(60) % 3], torch.arange(60) % 4   # exact duplicates, different labels
+    runs = [knn_classify(train, labels, base, k=5, num_classes=4, train_chunk=c, test_chunk=2) for c in (60, 7, 1)]
+    expected = [[i + 3 * j for j in range(5)] for i in range(3)]       # each test's duplicates, in train order
+    for r in runs:
+        assert r.neighbours.tolist() == expected and r.pred.tolist() == runs[0].pred.tolist()
+
+
 def test_vote_tie_goes_to_nearest():
     labels = torch.tensor([[2, 1, 1, 2], [0, 3, 3, 0], [1, 1, 2, 0]])
     assert vote(labels, 4).tolist() == [2, 0, 1]

@@ -119,8 +119,62 @@ def test_mid_epoch_checkpoint_refuses_another_world_size(toy):
     assert state["world_size"] == 1
     state["world_size"] = 2  # as if two DDP processes had written it
     torch.save(state, path)
-    with pytest.raises(RuntimeError, match=r"middle of an epoch by 2 process\(es\); resume it with 2, not 1"):
+    with pytest.raises(RuntimeError, match=r"middle of an epoch by 2 process\(es\) at batch_size 8; resume it "
+                                           r"with 2 process\(es\) and batch_size 8, not 1 and 8"):
         make(toy, "name=world", "resume=true").run()
+    state["world_size"] = 1
+    torch.save(state, path)
+    with pytest.raises(RuntimeError, match=r"batch_size 8, not 1 and 2"):
+        make(toy, "name=world", "resume=true", "batch_size=2").run()
+
+
+def test_resume_drops_metrics_rows_the_checkpoint_does_not_hold(toy):
+    ToyProcessor.interrupt_at = 7  # latest.pt: epoch 1 done, 2 steps into epoch 2
+    with pytest.raises(Interrupt):
+        make(toy, "name=trim").run()
+    ToyProcessor.interrupt_at = None
+    metrics = toy / "runs/trim/metrics.jsonl"
+    with open(metrics, "a") as handle:  # an epoch logged before a kill that came ahead of its save, a cut line
+        handle.write('{"epoch": 2, "train/loss": 9.0}\n{"epoch": 3, "tr')
+    make(toy, "name=trim", "resume=true", "log_interval=3").run()
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[1]["train/loss"] != 9.0
+    info = json.loads((toy / "runs/trim/run_info.json").read_text())
+    assert len(info["resumes"]) == 1 and info["resumes"][0]["started"] >= info["started"]  # the first kept
+    assert "versions" in info
+    before = (toy / "runs/trim/config.before_resume_1.yaml").read_text()
+    assert "log_interval: 3" not in before and "log_interval: 3" in (toy / "runs/trim/config.yaml").read_text()
+
+
+def test_resume_without_a_checkpoint_is_an_error(toy):
+    with pytest.raises(RunDirError, match=r"--resume: .*runs/nothing holds no latest\.pt"):
+        make(toy, "name=nothing", "resume=true").run()
+
+
+class NaNAfter(ToyProcessor):
+    def train_step(self, batch):
+        out = super().train_step(batch)
+        return {"loss": out["loss"] * float("nan")} if self.global_step >= 6 else out
+
+
+def test_non_finite_loss_stops_before_a_checkpoint_keeps_it(toy):
+    NaNAfter.defaults_file = ToyProcessor.defaults_file
+    run = NaNAfter.from_config(None, [f"work_dir={toy / 'runs'}", "name=nan", "epochs=4", "batch_size=8",
+                                      "progress_bar=false", "save_every_steps=0"])
+    with pytest.raises(FloatingPointError, match=r"non-finite training metrics \{'loss': nan\} in epoch 2"):
+        run.run()
+    state = load_checkpoint(toy / "runs/nan" / LATEST)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (toy / "runs/nan" / FINISHED_MARKER).exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_fails_before_the_work_dir(toy):
+    from processor.config import ConfigError
+
+    with pytest.raises(ConfigError, match="device=cuda was requested but torch sees no CUDA device"):
+        make(toy, "name=gpu", "device=cuda").run()
+    assert not (toy / "runs/gpu").exists()
 
 
 def _lr_per_step(toy, name, *overrides):
@@ -199,6 +253,27 @@ def test_overwrite_starts_clean_and_keeps_the_earlier_run(toy):
     assert "epochs: 3" in (kept / "config.yaml").read_text() and "epochs: 2" in (run_dir / "config.yaml").read_text()
     with pytest.raises(RunDirError, match="exclude each other"):
         make(toy, "name=again", "epochs=2", "overwrite=true", "resume=true").run()
+
+
+class _Payload:
+    """An object whose unpickling runs code (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path(self.marker).write_text, ("ran",))
+
+
+def test_untrusted_checkpoint_with_pickled_objects_is_refused_unrun(toy, tmp_path):
+    make(toy, "name=plain", "epochs=1").run()
+    ours = load_checkpoint(toy / "runs/plain" / LATEST, trusted=False)  # tensors and plain containers only
+    assert ours["epoch"] == 1 and "numpy" in ours["rng"]
+    marker, bad = tmp_path / "marker.txt", tmp_path / "bad.pt"
+    torch.save({"model": {}, "config": {}, "x": _Payload(marker)}, bad)
+    with pytest.raises(ValueError, match=r"bad\.pt: holds pickled objects .* set pretrained_format=acsar"):
+        load_checkpoint(bad, trusted=False)
+    assert not marker.exists()
 
 
 def test_unreadable_checkpoint_names_the_file(tmp_path):

@@ -85,3 +85,23 @@ def test_two_rank_cross_modal_loss_matches_global_batch(tmp_path):
     for name, ref in zip(NAMES, refs):
         grad = torch.cat([r[f"pairwise_g_{name}"] for r in results])
         assert torch.allclose(grad, ref.grad, atol=1e-6), name
+
+
+def test_all_reduce_batch_norm_keeps_float32_statistics_under_bf16(tmp_path):
+    """amp: bf16 under CPU torchrun: the synchronised BN gets bf16 activations; its statistics (and the
+    running buffers they update) stay float32, as native BatchNorm's do."""
+    from net.sync_bn import AllReduceBatchNorm
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        x = torch.randn(8, 6, 5, 4, generator=torch.Generator().manual_seed(0)) * 0.5 + 4.0
+        ours, ref = AllReduceBatchNorm(6).train(), torch.nn.BatchNorm2d(6).train()
+        with torch.no_grad():
+            y = ours(x.bfloat16())
+            y_ref = ref(x.bfloat16().float())
+        assert y.dtype == torch.bfloat16 and ours.running_var.dtype == torch.float32
+        assert torch.allclose(y.float(), y_ref, atol=0.05)
+        assert torch.allclose(ours.running_mean, ref.running_mean, atol=1e-5)
+        assert torch.allclose(ours.running_var, ref.running_var, atol=1e-4)
+    finally:
+        dist.destroy_process_group()

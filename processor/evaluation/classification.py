@@ -44,6 +44,7 @@ from feeder.splits import split_files
 from net.classifier import SkeletonClassifier
 from processor import runtime
 from processor.base import TrainProcessor
+from processor.config import ConfigError
 from processor.evaluation.encoder_loading import encoder_config, expand_path, load_pretrained
 from processor.evaluation.features import FeatureDataset, extract_features
 from processor.evaluation.figures import plot_confusion, plot_training_curves, read_metrics
@@ -113,6 +114,8 @@ class ClassificationEvaluation(TrainProcessor):
         labels = full.all_labels
         labelled = np.arange(len(labels), dtype=np.int64)
         fraction = float(self.cfg.label_fraction)
+        if not 0.0 < fraction <= 1.0:
+            raise ConfigError(f"label_fraction must lie in (0, 1] (a fraction: 0.01 for 1 %), got {fraction}")
         if fraction < 1.0:
             labelled = class_balanced_subset(labels, fraction, seed=int(self.cfg.subset_seed))
             if runtime.is_main_process():
@@ -125,6 +128,15 @@ class ClassificationEvaluation(TrainProcessor):
         if self.monitor == "holdout":
             keep, held = holdout_split(labels[labelled], float(self.cfg.holdout_fraction), seed=int(self.cfg.seed))
             train_idx, holdout_idx = labelled[keep], labelled[held]
+            if len(holdout_idx) == 0:
+                raise ConfigError(f"monitor: holdout leaves nothing to monitor: each class has at most one labelled "
+                                  f"training sample ({len(labelled)} in all at label_fraction={fraction:g}); use "
+                                  f"monitor=test (the paper's protocol) or a larger label_fraction")
+            classes = len(np.unique(labels[labelled]))
+            if len(np.unique(labels[holdout_idx])) < classes:
+                logger.warning("monitor: holdout covers %d of %d classes (%d clips; classes with one labelled "
+                               "sample keep it for training): its accuracy is a coarse guide; monitor=test is the "
+                               "paper's protocol", len(np.unique(labels[holdout_idx])), classes, len(holdout_idx))
             self.monitor_set = self._dataset(d.train_split, holdout_idx)
         else:
             train_idx = labelled
@@ -279,7 +291,7 @@ class ClassificationEvaluation(TrainProcessor):
         best = self._score_test("best monitored epoch", "scores.pkl", class_names)
         logger.info("test top-1/top-5 at the last epoch (%d): %.2f / %.2f", self.epoch, last["top1"], last["top5"])
         logger.info("test top-1/top-5 at the best %s epoch (%d, %s top-1 %.2f): %.2f / %.2f", self.monitor,
-                    self.best_epoch, self.monitor, self.best_value or float("nan"), best["top1"], best["top5"])
+                    self.best_epoch, self.monitor, float("nan") if self.best_value is None else self.best_value, best["top1"], best["top5"])
         reported = best if self.report_epoch == "best" else last
         logger.info("reported (report_epoch: %s): top-1 %.2f", self.report_epoch, reported["top1"])
         out.update({

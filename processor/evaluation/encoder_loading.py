@@ -59,8 +59,8 @@ def compare_encoder_configs(ours: Mapping[str, Any], saved: Mapping[str, Any]) -
     return {k: (ours[k], saved[k]) for k in ours if k in saved and _norm(ours[k]) != _norm(saved[k])}
 
 
-def _read_acsar(path: Path):
-    state = load_checkpoint(path, map_location="cpu")
+def _read_acsar(path: Path, trusted: bool = False):
+    state = load_checkpoint(path, map_location="cpu", trusted=trusted)
     if not isinstance(state, Mapping) or "model" not in state or "config" not in state:
         raise ValueError(f"{path}: not an AC-SAR checkpoint (expected a dict with 'model' and 'config')")
     return "acsar", state["model"], state["config"]
@@ -74,7 +74,7 @@ def _read(path: Path, fmt: str):
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
     if fmt == "acsar":
-        return _read_acsar(path)
+        return _read_acsar(path, trusted=True)  # the user says it is ours: an older one may hold numpy objects
     if fmt == "scdnet":
         return "scdnet", read_state_dict(path), None
     readers = [_read_acsar, lambda p: ("scdnet", read_state_dict(p), None)]

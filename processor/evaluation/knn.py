@@ -65,7 +65,9 @@ def knn_classify(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Te
             keys = F.normalize(train[t0:t0 + train_chunk].to(device, torch.float32), dim=1)
             sim = q @ keys.T
             kk = min(k, sim.shape[1])
-            s, i = sim.topk(kk, dim=1)
+            # a stable sort, not topk (which picks any member of a tie): results do not depend on train_chunk
+            s, i = torch.sort(sim, dim=1, descending=True, stable=True)
+            s, i = s[:, :kk], i[:, :kk]
             cand_sim = torch.cat([best_sim, s], dim=1)
             cand_idx = torch.cat([best_idx, i + t0], dim=1)
             # stable order: on equal similarity the earlier train sample wins
