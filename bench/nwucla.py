@@ -26,7 +26,7 @@ Usage::
 
     python bench/nwucla.py                                   # defaults: ../shared/data/nw_ucla, data/nwucla, work_dir
     python bench/nwucla.py --source PATH --data data/nwucla --work-dir work_dir/nwucla_cpu
-    python bench/nwucla.py --vlm weights/Ovis2-1B --clip-checkpoint weights/vit_b_32.pt
+    python bench/nwucla.py --vlm weights/Ovis2-1B-hf --clip-checkpoint weights/ViT-B-32.pt
     python bench/nwucla.py --epochs 10 --dry-run               # print the commands only
     python bench/nwucla.py --run-seed 2 --work-dir work_dir/nwucla_seed2   # another seed of every run
     python bench/nwucla.py --quick --work-dir /tmp/nwucla_smoke  # smoke test of every step (minutes)

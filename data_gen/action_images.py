@@ -275,6 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         made = make_action_images(
             list(clips), lambda n: video_action_image(clips[n], detector, args.num_frames, args.height,
                                                       args.two_person), args.out, args.limit)
+        detector.log_summary()
     else:
         layout = get_layout(args.layout)
         style = RenderStyle(height=args.height, yaw_deg=args.yaw)

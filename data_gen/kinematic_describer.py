@@ -178,11 +178,19 @@ class KinematicDescriber:
         return ((c[w:] - c[:-w]) / w).astype(np.float32)
 
     def features(self, sample: np.ndarray, num_frames: Optional[int] = None) -> Dict[str, object]:
-        """Motion features of one sample ``(3, T, V, M)``; see the class docstring for units."""
+        """Motion features of one sample ``(3, T, V, M)``; see the class docstring for units.
+
+        Only the first ``num_frames`` frames (default: all ``T``) are read, never the padding after
+        them.  One valid frame gives pose-only features (no motion: speeds and cycles are 0, no pair
+        features); zero valid frames is a ``ValueError``.
+        """
         sample = np.asarray(sample, dtype=np.float32)
         if sample.ndim != 4 or sample.shape[0] != 3 or sample.shape[2] != self.layout.num_joints:
             raise ValueError(f"expected a (3, T, {self.layout.num_joints}, M) sample, got {sample.shape}")
-        t = sample.shape[1] if num_frames is None else max(2, min(int(num_frames), sample.shape[1]))
+        t = sample.shape[1] if num_frames is None else min(int(num_frames), sample.shape[1])
+        if t < 1:
+            raise ValueError(f"cannot describe a sample without valid frames: num_frames={num_frames}, "
+                             f"{sample.shape[1]} stored frames (expected num_frames >= 1)")
         x = sample[:, :t].transpose(3, 1, 2, 0)  # (M, T, V, 3)
         present = np.abs(x).reshape(x.shape[0], t, -1).sum(-1) > 0  # (M, T)
         persons = [m for m in range(x.shape[0]) if present[m].mean() > 0.3]
@@ -493,11 +501,18 @@ class KinematicDescriber:
         return clauses
 
     def describe(self, sample: np.ndarray, num_frames: Optional[int] = None) -> str:
-        """One sentence (≤ ``max_chars``) for one sample ``(3, T, V, M)``."""
+        """One sentence (≤ ``max_chars``) for one sample ``(3, T, V, M)``.
+
+        A sample with a single valid frame shows no motion: it reads "a person is shown in a single
+        frame, no motion" (or "two people ..."), never a movement guessed from one pose.
+        """
         f = self.features(sample, num_frames)
         persons = f["persons"]
         if not persons:
             return "no person is visible"
+        if int(f["frames"]) == 1:
+            who = "a person is" if len(persons) == 1 else "two people are"
+            return self._fit([f"{who} shown in a single frame", "no motion"], joiner=", ")
         duration = self._duration(int(f["frames"]))
         if "pair" in f:
             parts = self._pair_clauses(f)

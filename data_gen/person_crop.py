@@ -6,7 +6,12 @@ Pipeline for the K sampled frames of one clip (acsar_facts.md §2):
    a ``.yaml`` builds a random-weight model, for tests) on the frames, letterboxed
    to ``imgsz`` (640), confidence ``conf`` (0.25), keeping one class id
    (``person_class``, 0 = person in COCO models).  Output per frame: ``(n, 5)``
-   float array ``x1, y1, x2, y2, score`` in frame pixels.
+   float array ``x1, y1, x2, y2, score`` in frame pixels.  A ``.pt`` must be a
+   box-producing model (task ``detect``; ``segment`` / ``pose`` also give boxes)
+   whose class ``person_class`` is named "person" (any case): a classification
+   model, or a wrong class id, would find nobody and silently give full-frame
+   crops, so it is refused.  The detector counts the frames and clips without a
+   person; :meth:`PersonDetector.log_summary` reports them.
 2. :func:`select_target_boxes` picks one box per frame: in the first frame with
    detections the box with the best size-and-centrality score; afterwards the box
    with the highest IoU to the previous choice (IoU tracking), or the best-scored
@@ -44,9 +49,13 @@ class PersonDetector:
             (random weights; tests only).
         imgsz: letterbox size (paper: 640).
         conf: confidence threshold (paper: 0.25).
-        person_class: class id kept (0 = person for COCO-trained models).
+        person_class: class id kept (0 = person for COCO-trained models); for a ``.pt`` it must be
+            the class named "person" (checked; a ``.yaml`` has no class names).
         device: torch device string, e.g. ``"cpu"`` or ``"cuda:0"``.
     """
+
+    #: ultralytics tasks whose results carry ``boxes``
+    BOX_TASKS = ("detect", "segment", "pose")
 
     def __init__(self, weights: str | Path, imgsz: int = 640, conf: float = 0.25, person_class: int = 0,
                  device: str = "cpu") -> None:
@@ -62,9 +71,47 @@ class PersonDetector:
         self.conf = float(conf)
         self.person_class = int(person_class)
         self.device = device
+        self._check_model(weights, is_yaml)
+        self.frames_seen = 0
+        self.frames_without_person = 0
+        self.clips_seen = 0
+        self.clips_without_person = 0
+
+    def _check_model(self, weights: str, is_yaml: bool) -> None:
+        """A box-producing model whose class ``person_class`` is "person"; else a ValueError naming ``weights``."""
+        task = getattr(self.model, "task", None)
+        if task not in self.BOX_TASKS:
+            raise ValueError(f"{weights}: a YOLO {task!r} model, expected a detection model (task 'detect'; "
+                             f"also accepted: {list(self.BOX_TASKS[1:])}) trained with a 'person' class, "
+                             f"e.g. yolov5mu.pt / yolov8n.pt")
+        names = getattr(self.model, "names", None) or {}
+        names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else dict(names)
+        if is_yaml:
+            logger.warning("%s: a model built from a .yaml has random weights and no class names "
+                           "(tests only): class %d is taken as 'person'", weights, self.person_class)
+            return
+        name = names.get(self.person_class)
+        if str(name).strip().lower() != "person":
+            persons = [k for k, v in names.items() if str(v).strip().lower() == "person"]
+            hint = (f"the class named 'person' is {persons[0]}: pass person_class={persons[0]} (--person-class)"
+                    if persons else "this model has no class named 'person'")
+            shown = dict(list(names.items())[:10])
+            raise ValueError(f"{weights}: class person_class={self.person_class} is named {name!r}, expected "
+                             f"'person'; {hint} (classes: {shown}{' ...' if len(names) > 10 else ''}, "
+                             f"{len(names)} in all)")
+
+    def log_summary(self) -> None:
+        """Log how many frames and clips had no person detected (WARNING when any did, else INFO)."""
+        level = logging.WARNING if self.frames_without_person else logging.INFO
+        logger.log(level, "person detection: no person in %d of %d frames (%d of %d clips entirely: "
+                   "full-frame crops)", self.frames_without_person, self.frames_seen,
+                   self.clips_without_person, self.clips_seen)
 
     def detect(self, frames: Sequence[np.ndarray]) -> List[np.ndarray]:
-        """Boxes per frame: a list of ``(n, 5)`` float32 arrays ``x1, y1, x2, y2, score``."""
+        """Boxes per frame: a list of ``(n, 5)`` float32 arrays ``x1, y1, x2, y2, score``.
+
+        One call is counted as one clip in :meth:`log_summary`.
+        """
         if len(frames) == 0:
             return []
         bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]  # ultralytics reads numpy arrays as BGR
@@ -79,6 +126,11 @@ class PersonDetector:
             xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
             score = boxes.conf.cpu().numpy().astype(np.float32)[:, None]
             out.append(np.concatenate([xyxy, score], axis=1))
+        empty = sum(len(d) == 0 for d in out)
+        self.frames_seen += len(out)
+        self.frames_without_person += empty
+        self.clips_seen += 1
+        self.clips_without_person += int(empty == len(out))
         return out
 
 

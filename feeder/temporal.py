@@ -44,8 +44,11 @@ def random_crop_bounds(rng: np.random.Generator, valid: int, ratio: Sequence[flo
 
     ``p ~ U(ratio[0], ratio[1])``; ``length = clip(floor(valid * p), min_length, valid)``
     (so ``valid`` when ``valid < min_length``); ``start ~ U{0, ..., valid - length}``.
-    Exactly two draws from ``rng``.
+    Exactly two draws from ``rng``.  ``min_length`` must be an integer >= 1 (a length-0
+    crop has no frame to resize).
     """
+    if int(min_length) != min_length or min_length < 1:
+        raise ValueError(f"random_crop_bounds: min_length must be an integer >= 1, got {min_length!r}")
     low, high = float(ratio[0]), float(ratio[1])
     p = rng.uniform(low, high)
     length = int(min(max(int(np.floor(valid * p)), int(min_length)), valid))

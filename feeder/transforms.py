@@ -131,7 +131,7 @@ class RandomCropResize(Op):
     """Random crop of ``ratio ~ U(low, high)`` of the valid frames, resized to ``window``.
 
     Crop length is clipped to ``[min_length, valid]`` (``min_length`` defaults to
-    ``window``; SCD-Net: 64).  Raw ``(C, T_store, V, M)`` in, ``(C, window, V, M)`` out.
+    ``window``; SCD-Net: 64; an integer >= 1, checked here).  Raw ``(C, T_store, V, M)`` in, ``(C, window, V, M)`` out.
     """
 
     name = "temporal_crop"
@@ -141,6 +141,10 @@ class RandomCropResize(Op):
             raise ValueError(f"temporal_crop.ratio must be [low, high] with 0 < low <= high, got {ratio}")
         self.window = int(window)
         self.ratio = (float(ratio[0]), float(ratio[1]))
+        if min_length is not None and (isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer))
+                                       or min_length < 1):
+            raise ValueError(f"temporal_crop.min_length must be an integer >= 1 (or null for the window, "
+                             f"{self.window}), got {min_length!r}")
         self.min_length = self.window if min_length is None else int(min_length)
 
     def sample(self, rng, ctx):

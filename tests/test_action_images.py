@@ -181,3 +181,50 @@ def test_cli_skeleton_other_settings_refused_then_overwritten(tmp_path, caplog):
         assert ai.main(args + ["--num-frames", "3"]) == 0
     assert "no images_settings.json" in caplog.text
     assert (out / "s1.jpg").stat().st_mtime_ns == mtime
+
+
+def _saved_yolo(path: Path, yaml: str, names=None) -> Path:
+    """A random-weight YOLO built from ``yaml`` and saved as a ``.pt`` (optionally with class names)."""
+    from data_gen import offline
+
+    offline.configure_ultralytics()
+    from ultralytics import YOLO
+
+    model = YOLO(yaml)
+    if names is not None:
+        model.model.names = dict(enumerate(names))
+    model.save(str(path))
+    return path
+
+
+def test_detector_refuses_non_detection_or_non_person_weights(tmp_path):
+    """A classification .pt, or a class id not named 'person', used to give full-frame crops silently."""
+    cls = _saved_yolo(tmp_path / "yolov8n-cls.pt", "yolov8n-cls.yaml")
+    with pytest.raises(ValueError, match=r"yolov8n-cls\.pt: a YOLO 'classify' model, expected a detection model"):
+        PersonDetector(cls)
+    unnamed = _saved_yolo(tmp_path / "unnamed.pt", "yolov8n.yaml")          # names '0', '1', ...
+    with pytest.raises(ValueError, match=r"unnamed\.pt: class person_class=0 is named '0', expected 'person'; "
+                                         r"this model has no class named 'person'"):
+        PersonDetector(unnamed)
+    cars = _saved_yolo(tmp_path / "cars.pt", "yolov8n.yaml", ["car", "Person", "dog"])
+    with pytest.raises(ValueError, match=r"named 'car'.*pass person_class=1"):
+        PersonDetector(cars)
+    det = PersonDetector(cars, person_class=1)                                # case-insensitive 'person'
+    assert det.model.task == "detect" and det.person_class == 1
+    coco = _saved_yolo(tmp_path / "coco.pt", "yolov8n.yaml", ["person", "bicycle"])
+    assert PersonDetector(coco).person_class == 0
+
+
+def test_detector_counts_frames_without_person(detector, caplog):
+    before = (detector.frames_seen, detector.frames_without_person, detector.clips_seen)
+    frames = [np.full((120, 160, 3), 200, np.uint8)] * 3
+    dets = detector.detect(frames)                      # random weights: nobody found
+    assert all(len(d) == 0 for d in dets)
+    assert detector.frames_seen - before[0] == 3 and detector.frames_without_person - before[1] == 3
+    assert detector.clips_seen - before[2] == 1
+    with caplog.at_level("INFO", logger="data_gen.person_crop"):
+        detector.log_summary()
+    record = caplog.records[-1]
+    assert record.levelname == "WARNING"
+    assert (f"no person in {detector.frames_without_person} of {detector.frames_seen} frames"
+            in record.getMessage())

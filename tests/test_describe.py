@@ -325,3 +325,78 @@ def test_end_to_end_video_to_features(tmp_path, tiny_vlm_dir):
     assert feats.shape == (2, 77, 384) and feats.dtype == np.float16
     expected = et.MiniLMEncoder(pad_mode="truncate").encode_tokens(texts[1:])[0]
     np.testing.assert_allclose(feats[1], expected, atol=2e-3)   # row order = label pickle order
+
+
+def test_remote_code_causal_lm_folder_is_refused_clearly(tmp_path):
+    """Ovis 1.x / 2.5 config layout (auto_map: AutoConfig + AutoModelForCausalLM only): refused before
+    loading, naming the file and what is supported, with or without trust_remote_code."""
+    import json
+
+    ovis25 = tmp_path / "Ovis2.5-9B"
+    ovis25.mkdir()
+    (ovis25 / "config.json").write_text(json.dumps({
+        "architectures": ["Ovis2_5"], "model_type": "ovis2_5",
+        "auto_map": {"AutoConfig": "configuration_ovis2_5.Ovis2_5_Config",
+                     "AutoModelForCausalLM": "modeling_ovis2_5.Ovis2_5"}}))
+    for trust in (False, True):
+        with pytest.raises(ValueError, match=r"(?s)Ovis2\.5-9B.config\.json.*maps only \['AutoConfig', "
+                                             r"'AutoModelForCausalLM'\].*Ovis 1\.x / 2\.5.*Ovis2 in transformers"):
+            ds.VLMDescriber(ovis25, trust_remote_code=trust)
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match=r"model_type 'bert' is not an image-text-to-text model"):
+        ds.VLMDescriber(bert)
+    (bert / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bert.config\.json: not a readable JSON"):
+        ds.VLMDescriber(bert)
+
+
+def test_check_accepts_builtin_ovis2(tiny_vlm_dir):
+    ds.check_image_text_to_text_folder(tiny_vlm_dir)   # model_type ovis2: no error
+
+
+def test_kinematic_single_frame_is_static_and_zero_frames_an_error():
+    """num_frames 1 used to be read as 2 frames (the second one padding): motion described from noise."""
+    layout = get_layout("kinect_v1")
+    describer = KinematicDescriber(layout)
+    x = np.concatenate([_standing_person(layout, 1),
+                        np.random.default_rng(0).normal(0, 1.0, (3, 299, layout.num_joints, 1))], axis=1)
+    x = x.astype(np.float32)
+    assert describer.features(x, 1)["frames"] == 1
+    assert describer.describe(x, 1) == "a person is shown in a single frame, no motion"
+    assert describer.describe(x[:, :1]) == "a person is shown in a single frame, no motion"
+    pair = np.concatenate([x, x + np.array([1.5, 0, 0], np.float32)[:, None, None, None]], axis=3)
+    assert describer.describe(pair, 1) == "two people are shown in a single frame, no motion"
+    assert describer.describe(np.zeros_like(x), 1) == "no person is visible"
+    assert "single frame" not in describer.describe(x, 2)   # two real frames: the normal path
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=rf"without valid frames: num_frames={bad}, 300 stored frames"):
+            describer.describe(x, bad)
+
+
+def test_kinematic_cli_names_a_sample_without_frames(tmp_path):
+    from feeder.io import save_pickle_atomic
+
+    data = np.zeros((2, 3, 50, 25, 1), np.float32)
+    data[:, :, :, :, 0] = np.random.default_rng(5).normal(0, 0.3, (2, 3, 1, 25))
+    np.save(tmp_path / "val_data_joint.npy", data)
+    np.save(tmp_path / "val_num_frame.npy", np.array([50, 0]))
+    save_pickle_atomic(tmp_path / "val_label.pkl", (["ok", "empty"], [0, 1]))
+    with pytest.raises(ValueError, match=r"split 'val', sample 'empty' \(row 1\).*num_frames=0"):
+        ds.main(["kinematic", "--data", str(tmp_path), "--split", "val", "--out", str(tmp_path / "desc")])
+
+
+def test_ntu_class_names_are_the_official_readme_names():
+    """A25 / A119 as in the shahroudy/NTURGB-D README (not the longer variants of other lists)."""
+    from data_gen.class_names import load_class_names
+
+    ntu60, ntu120 = load_class_names("ntu60"), load_class_names("ntu120")
+    assert len(ntu60) == 60 and len(ntu120) == 120 and ntu120[:60] == ntu60
+    assert ntu60[24] == "reach into pocket"
+    assert ntu120[118] == "support somebody with hand"
+    assert (ntu60[0], ntu60[17], ntu60[48], ntu60[59]) == (
+        "drink water", "wear on glasses", "use a fan (with hand or paper)/feeling warm",
+        "walking apart from each other")
+    assert (ntu120[66], ntu120[111], ntu120[119]) == (
+        "hush (quite)", "high-five", "finger-guessing game (playing rock-paper-scissors)")

@@ -204,3 +204,139 @@ def test_resume_with_another_chunk_size_is_exact(tmp_path, resume_chunk):
     assert again.texts == 6                            # the 4 finished rows are reused, the rest encoded
     np.testing.assert_array_equal(np.load(path), ref)
     assert sorted(p.name for p in (bench / "text").iterdir()) == ["train_hash.json", "train_hash.npy"]
+
+
+# ------------------------------------------------------------ CLIP checkpoints: formats, activation, errors
+TINY_CFG = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32,
+                                            "patch_size": 16},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """Tiny open_clip architectures (registered offline) and checkpoints of one random QuickGELU model:
+    a float16 state dict (like OpenAI's weights) and a TorchScript archive (the format of OpenAI's ViT-B-32.pt)."""
+    import warnings
+
+    import open_clip
+    import torch
+
+    root = tmp_path_factory.mktemp("tiny_clip")
+    cfgs = root / "configs"
+    cfgs.mkdir()
+    wide = {**TINY_CFG, "text_cfg": {**TINY_CFG["text_cfg"], "width": 48}}
+    for name, cfg in (("acsar-tiny", TINY_CFG), ("acsar-tiny-quickgelu", {**TINY_CFG, "quick_gelu": True}),
+                      ("acsar-tiny-w48-quickgelu", {**wide, "quick_gelu": True})):
+        (cfgs / f"{name}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(cfgs)
+    torch.manual_seed(0)
+    ref = open_clip.create_model("acsar-tiny-quickgelu").eval()
+    half = {k: v.half() if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+    torch.save(half, root / "tiny_sd.pt")
+    ref.load_state_dict(half)          # the reference holds exactly the saved (float16-rounded) weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch.jit.script is deprecated, OpenAI's archive is TorchScript
+        torch.jit.script(ref).save(str(root / "tiny_jit.pt"))
+    return {"root": root, "ref": ref.float().eval(), "sd": root / "tiny_sd.pt", "jit": root / "tiny_jit.pt"}
+
+
+def _ref_sentence(ref, texts):
+    import open_clip
+    import torch
+
+    with torch.inference_mode():
+        return ref.encode_text(open_clip.get_tokenizer("acsar-tiny-quickgelu")(texts)).numpy()
+
+
+def test_clip_default_is_quickgelu_and_recorded(clip_full):
+    assert et.DEFAULT_CLIP_MODEL == "ViT-B-32-quickgelu"
+    assert clip_full.model_name == "ViT-B-32-quickgelu" and clip_full.activation == "quick_gelu"
+    assert type(clip_full.model.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+    assert clip_full.config()["activation"] == "quick_gelu"
+
+
+@pytest.mark.parametrize("fmt", ["sd", "jit"])
+def test_clip_checkpoint_loads_exactly(tiny_clip, fmt):
+    """A float16 state dict and a TorchScript archive both give the reference model's features."""
+    enc = et.ClipTextEncoder(tiny_clip[fmt], model_name="acsar-tiny-quickgelu", pad_mode="full")
+    ref = _ref_sentence(tiny_clip["ref"], TEXTS)
+    np.testing.assert_allclose(enc.encode_sentence(TEXTS)[:, 0], ref, atol=1e-5)
+    assert np.abs(ref).max() > 0.05
+    assert enc.activation == "quick_gelu"
+
+
+def test_clip_gelu_architecture_changes_features_and_metadata(tiny_clip):
+    """The same weights in a plain-GELU model: no error possible for a state dict, but other features, and
+    metadata that differs (so features made with the other activation are never taken as up to date)."""
+    quick = et.ClipTextEncoder(tiny_clip["sd"], model_name="acsar-tiny-quickgelu")
+    plain = et.ClipTextEncoder(tiny_clip["sd"], model_name="acsar-tiny")
+    assert plain.activation == "gelu" and plain.config()["activation"] == "gelu"
+    assert np.abs(plain.encode_sentence(TEXTS) - quick.encode_sentence(TEXTS)).max() > 1e-3
+    assert plain.config() != quick.config()
+
+
+def test_clip_torchscript_archive_refuses_plain_gelu(tiny_clip):
+    with pytest.raises(ValueError, match=r"(?s)tiny_jit\.pt: OpenAI's TorchScript.*QuickGELU.*"
+                                         r"--clip-model acsar-tiny-quickgelu"):
+        et.ClipTextEncoder(tiny_clip["jit"], model_name="acsar-tiny")
+
+
+def test_clip_load_errors_name_the_file_and_are_short(tiny_clip, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    def error(path, **kw):
+        with pytest.raises(ValueError) as info:
+            et.ClipTextEncoder(path, **kw)
+        msg = str(info.value)
+        assert str(path) in msg and len(msg) < 1200, msg
+        return msg
+
+    msg = error(tiny_clip["sd"], model_name="acsar-tiny-w48-quickgelu")          # another architecture
+    assert "not acsar-tiny-w48-quickgelu CLIP weights" in msg and "shape mismatches" in msg
+    assert "in all" in msg and "--clip-model" in msg
+    other = tmp_path / "other_arch.pt"
+    torch.save({"conv.weight": torch.zeros(3, 3)}, other)
+    msg = error(other, model_name="acsar-tiny-quickgelu")
+    assert "missing keys" in msg and "1 unexpected keys (conv.weight)" in msg
+    hf = tmp_path / "hf_clip"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    save_file({"text_model.embeddings.token_embedding.weight": torch.zeros(4, 2),
+               "vision_model.post_layernorm.weight": torch.zeros(2)}, str(hf / "model.safetensors"))
+    assert "transformers-format CLIP weights" in error(hf / "model.safetensors", model_name="acsar-tiny")
+    assert "transformers-format model folder" in error(hf, model_name="acsar-tiny")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    assert "not a PyTorch checkpoint, or a truncated / corrupt one" in error(garbage, model_name="acsar-tiny")
+    listed = tmp_path / "list.pt"
+    torch.save([torch.zeros(1)], listed)
+    assert "not a state dict of tensors" in error(listed, model_name="acsar-tiny")
+    with pytest.raises(ValueError, match="unknown open_clip architecture 'ViT-B-33'.*ViT-B-32-quickgelu"):
+        et.ClipTextEncoder(tiny_clip["sd"], model_name="ViT-B-33")
+
+
+def test_clip_state_dict_wrappers_are_unwrapped(tiny_clip, tmp_path):
+    """``{"state_dict": ...}`` with ``module.`` prefixes (an open_clip training checkpoint) loads as well."""
+    import torch
+
+    sd = torch.load(tiny_clip["sd"], weights_only=True)
+    wrapped = tmp_path / "epoch_1.pt"
+    torch.save({"epoch": 1, "name": "run", "state_dict": {f"module.{k}": v for k, v in sd.items()}}, wrapped)
+    enc = et.ClipTextEncoder(wrapped, model_name="acsar-tiny-quickgelu")
+    np.testing.assert_allclose(enc.encode_sentence(TEXTS)[:, 0], _ref_sentence(tiny_clip["ref"], TEXTS), atol=1e-5)
+
+
+def test_cli_clip_model_is_recorded_and_a_change_recomputes(tiny_clip, tmp_path):
+    bench, desc = _bench(tmp_path, ["x", "y"], ["a person walks", "a person sits down"])
+    args = ["--bench", str(bench), "--split", "train", "--descriptions", str(desc), "--encoder", "clip",
+            "--clip-checkpoint", str(tiny_clip["sd"]), "--level", "sentence"]
+    assert et.main(args + ["--clip-model", "acsar-tiny-quickgelu"]) == 0
+    meta_path = bench / "text" / "train_clip_sentence.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["encoder_config"]["model"] == "acsar-tiny-quickgelu"
+    assert meta["encoder_config"]["activation"] == "quick_gelu"
+    quick = np.load(bench / "text" / "train_clip_sentence.npy")
+    assert et.main(args + ["--clip-model", "acsar-tiny"]) == 0                # not "up to date": recomputed
+    assert json.loads(meta_path.read_text())["encoder_config"]["activation"] == "gelu"
+    assert np.abs(np.load(bench / "text" / "train_clip_sentence.npy").astype(np.float32) - quick).max() > 1e-3

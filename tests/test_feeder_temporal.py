@@ -77,3 +77,10 @@ def test_resize_positions_numpy_equals_torch():
     b = resize_positions(torch.from_numpy(starts), torch.from_numpy(lengths), 64, xp=torch)
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v.numpy())
+
+
+@pytest.mark.parametrize("min_len", [0, -3, 2.5])
+def test_random_crop_bounds_rejects_min_length_below_one(min_len):
+    """A length-0 crop would be refused by crop_resize but read a garbage clip in the batch path."""
+    with pytest.raises(ValueError, match="min_length must be an integer >= 1"):
+        random_crop_bounds(np.random.default_rng(0), 5, (0.1, 1.0), min_len)

@@ -194,3 +194,14 @@ def test_probability_half_fires_about_half():
                       for i in range(400)])
     rate = fired.mean(0)
     assert ((rate > 0.4) & (rate < 0.6)).all(), rate
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8"])
+def test_temporal_crop_min_length_is_checked_at_construction(bad):
+    """min_length 0 used to draw length-0 crops: a misleading per-sample error, a silent batched clip."""
+    with pytest.raises(ValueError, match=r"temporal_crop\.min_length must be an integer >= 1.*got"):
+        build_pretrain_transform({"temporal_crop": {"min_length": bad}}, LAYOUT, 64)
+    pipe = build_pretrain_transform({"temporal_crop": {"min_length": 1}}, LAYOUT, 64)
+    assert pipe.ops[0].min_length == 1
+    lengths = {int(pipe.sample(view_rng(s, 0, 0, 0), 5, 300)[0]["length"]) for s in range(50)}
+    assert min(lengths) >= 1 and lengths <= set(range(1, 6))
