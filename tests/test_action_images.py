@@ -25,9 +25,32 @@ def write_video(path: Path, num_frames: int = 12, size=(160, 120)) -> Path:
     return path
 
 
+def _seeded_detector() -> PersonDetector:
+    """Random-weight YOLO, seeded here: a module-scoped fixture is built before the autouse seed of the
+    test that first asks for it, so its weights would otherwise depend on the tests run before."""
+    import random
+
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    return PersonDetector("yolov8n.yaml", imgsz=640, conf=0.25, person_class=0)
+
+
 @pytest.fixture(scope="module")
 def detector():
-    return PersonDetector("yolov8n.yaml", imgsz=640, conf=0.25, person_class=0)
+    return _seeded_detector()
+
+
+def test_random_weight_detector_does_not_depend_on_earlier_randomness():
+    import torch
+
+    first = _seeded_detector().model.model.state_dict()
+    torch.rand(1000), np.random.rand(10)                   # what earlier tests might have drawn
+    second = _seeded_detector().model.model.state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_sample_frame_indices():

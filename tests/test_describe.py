@@ -352,8 +352,24 @@ def test_remote_code_causal_lm_folder_is_refused_clearly(tmp_path):
         ds.VLMDescriber(bert)
 
 
-def test_check_accepts_builtin_ovis2(tiny_vlm_dir):
-    ds.check_image_text_to_text_folder(tiny_vlm_dir)   # model_type ovis2: no error
+def test_check_accepts_builtin_ovis2(tiny_vlm_dir, tmp_path):
+    import json
+
+    cfg = json.loads((tiny_vlm_dir / "config.json").read_text())
+    assert cfg["model_type"] == "ovis2"
+    assert ds.check_image_text_to_text_folder(tiny_vlm_dir) is None   # model_type ovis2: no error
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "config.json").write_text(json.dumps({"model_type": "custom_vlm",
+                                                    "auto_map": {"AutoModelForImageTextToText": "m.M"}}))
+    assert ds.check_image_text_to_text_folder(remote) is None         # remote code for the right auto class
+    assert ds.check_image_text_to_text_folder(tmp_path / "no_config") is None  # left to transformers
+    # the same config under a model_type transformers does not build as image-text-to-text: refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({**cfg, "model_type": "ovis2_unknown"}))
+    with pytest.raises(ValueError, match=r"model_type 'ovis2_unknown' is not an image-text-to-text model"):
+        ds.check_image_text_to_text_folder(other)
 
 
 def test_kinematic_single_frame_is_static_and_zero_frames_an_error():

@@ -56,6 +56,10 @@ def test_linear_evaluation_end_to_end(linear_run, env):
     assert saved["split_sizes"] == {"train": 36, "monitor": 4, "test": 20}
     for key in ("test_last_epoch", "test_best_monitored_epoch"):
         assert 0 <= saved[key]["top1"] <= 100 and saved[key]["top5"] >= saved[key]["top1"]
+    # the probe learns: chance is 25 % on 4 balanced classes (a probe trained on wrong labels reads ~0)
+    assert saved["top1"] >= 40 and saved["test_last_epoch"]["top1"] >= 40
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train/acc"] > 50
     assert saved["pretrained"]["format"] == "acsar"
     scores = pickle.loads((run_dir / "scores.pkl").read_bytes())
     assert scores["names"] == [f"val_s{i:03d}" for i in range(20)]
@@ -156,6 +160,31 @@ def test_resume_after_an_early_stop_does_not_train_on(env):
     assert r["epochs_run"] == 7 and [row["epoch"] for row in rows] == list(range(1, 8))
 
 
+class CrashingMidPlateau(ScriptedLinear):
+    """Killed at the start of epoch 5 (after epoch 4 was saved): two bad epochs into the plateau."""
+    crash = True
+
+    def train_epoch(self, epoch, start_batch=0):
+        if epoch == 4 and CrashingMidPlateau.crash:
+            CrashingMidPlateau.crash = False
+            raise KeyboardInterrupt
+        return super().train_epoch(epoch, start_batch)
+
+
+def test_resume_mid_plateau_restores_the_plateau_rule(env):
+    """The plateau rule's best value and bad-epoch count travel in the checkpoint: the resumed run reduces the
+    lr and stops exactly where the uninterrupted one does (test_plateau_reduction_and_early_stop_in_the_loop)."""
+    with pytest.raises(KeyboardInterrupt):
+        run("mid_plateau", env, "epochs=20", "batch_size=16", "optim.lr=1.0", cls=CrashingMidPlateau)
+    rows = [json.loads(l) for l in (env[0] / "runs/mid_plateau/metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    r = run("mid_plateau", env, "epochs=20", "batch_size=16", "optim.lr=1.0", "resume=true", cls=CrashingMidPlateau)
+    rows = [json.loads(l) for l in (env[0] / "runs/mid_plateau/metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == list(range(1, 8))
+    assert [row["lr"] for row in rows] == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    assert r["epochs_run"] == 7
+
+
 def test_pretrained_config_mismatch_is_a_clear_error(env):
     with pytest.raises(PretrainedMismatch, match=r"hidden_dim: config 16 vs checkpoint 32"):
         run("mismatch", env, "epochs=1", "model.hidden_dim=16", "model.ff_dim=16")
@@ -190,6 +219,22 @@ def test_semi_supervised_fraction_errors_before_training(env, extra, match):
 def test_finetune_and_random_init_baseline(env):
     r = run("finetune", env, "epochs=1", "batch_size=8", "pretrained=null", processor="finetune")
     assert r["kind"] == "finetune" and r["pretrained"]["format"] == "random init"
+    assert not r["freeze_encoder"] and r["frozen_check"].startswith("not frozen")
+
+
+def test_finetune_trains_the_pretrained_encoder(env):
+    tmp, _, ckpt = env
+    r = run("finetune_pre", env, "epochs=1", "batch_size=8", processor="finetune")
+    assert r["kind"] == "finetune" and r["pretrained"]["format"] == "acsar"
+    assert not r["freeze_encoder"] and r["frozen_check"].startswith("not frozen")
+    pre = torch.load(ckpt, weights_only=False)["model"]
+    best = torch.load(tmp / "runs/finetune_pre/best.pt", weights_only=True)
+    assert not best["head_only"]
+    enc = {k[len("encoder."):]: v for k, v in best["model"].items() if k.startswith("encoder.")}
+    weights = [k for k, v in enc.items() if v.is_floating_point() and "running_" not in k]
+    assert weights and all(f"encoder_q.encoder.{k}" in pre for k in weights)
+    changed = [k for k in weights if not torch.equal(enc[k], pre[f"encoder_q.encoder.{k}"])]
+    assert len(changed) > len(weights) // 2, changed
 
 
 def test_knn_evaluation_matches_brute_force(env):
@@ -266,7 +311,7 @@ def test_fusion_refuses_ambiguous_or_unfinished_streams(env, linear_run, extra, 
             "streams={joint: '{work_dir}/linear', bone: '{work_dir}/linear'}", *extra]
     with pytest.raises(ValueError, match=match):
         get_processor("fusion").from_config(None, over).run()
-    assert (tmp / "runs/report/report.csv").is_file()
+    assert not (tmp / "runs/fusion_bad/results.json").exists()
 
 
 def test_tsne_figure(env):
@@ -305,4 +350,50 @@ def test_cli_takes_overrides_before_and_after_the_options(capsys):
     code = main_module.main(["linear_evaluation", "model.hidden_dim=16", "--config",
                              str(main_module.ROOT / "config/demo/linear.yaml"),
                              "model.ff_dim=16", "--summary"])
-    assert code == 0 and "SkeletonClassifier" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0 and "SkeletonClassifier" in out
+    code = main_module.main(["linear_evaluation", "--config", str(main_module.ROOT / "config/demo/linear.yaml"),
+                             "--summary"])
+    plain = capsys.readouterr().out
+    count = lambda text: int(next(l for l in text.splitlines() if l.split()[:1] == ["total"]).split()[1].replace(",", ""))
+    # hidden_dim / ff_dim 16 (one before --config, one after --summary) shrink the model
+    assert code == 0 and count(out) < count(plain)
+    code = main_module.main(["linear_evaluation", "--config", str(main_module.ROOT / "config/demo/linear.yaml"),
+                             "model.hidden_dim=16", "--summary"])
+    half = capsys.readouterr().out
+    assert code == 0 and count(out) < count(half) < count(plain)
+
+
+def test_fusion_weights_combinations_and_abbreviations(tmp_path):
+    """weights scale each stream's probabilities; combinations picks (by label or by stream list) and orders the
+    table; abbreviations relabel the streams. Fake score files only: no training."""
+    names = [f"s{i:02d}" for i in range(24)]
+    labels = np.arange(24) % NUM_CLASSES
+    joint = _fake_scores(tmp_path / "j", 11, names, labels)
+    bone = _fake_scores(tmp_path / "b", 12, names, labels)
+    bone[:, 0] += 3.0  # a strongly biased bone stream: weight 1 vs 0.2 matters
+    with open(tmp_path / "b" / "scores.pkl", "wb") as h:
+        pickle.dump({"names": names, "logits": bone, "labels": labels, "class_names": None}, h)
+    probs = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    acc = lambda p: 100 * np.mean(p.argmax(1) == labels)
+    weighted = 1.0 * probs(joint.astype(np.float64)) + 0.2 * probs(bone.astype(np.float64))
+    even = 0.5 * probs(joint.astype(np.float64)) + 0.5 * probs(bone.astype(np.float64))
+    assert acc(weighted) != acc(even)  # the data tell the two weightings apart
+    base = [f"work_dir={tmp_path / 'runs'}", f"streams={{joint: '{tmp_path / 'j'}', bone: '{tmp_path / 'b'}'}}"]
+    r = get_processor("fusion").from_config(None, base + ["name=fw", "compare=[]",
+                                                          "weights={joint: 1.0, bone: 0.2}"]).run()
+    assert list(r["combinations"]) == ["J", "B", "JB"]
+    assert r["combinations"]["JB"]["top1"] == pytest.approx(acc(weighted))
+    assert r["combinations"]["J"]["top1"] == pytest.approx(acc(joint))
+    assert r["combinations"]["B"]["top1"] == pytest.approx(acc(bone))
+    r = get_processor("fusion").from_config(None, base + [
+        "name=fc", "compare=[]", "abbreviations={bone: X}", "combinations=[JX, [bone]]"]).run()
+    assert list(r["combinations"]) == ["JX", "X"]
+    assert r["combinations"]["JX"]["streams"] == ["joint", "bone"] and r["combinations"]["X"]["streams"] == ["bone"]
+    assert r["combinations"]["JX"]["top1"] == pytest.approx(acc(even))
+    with pytest.raises(ValueError, match=r"unknown combination 'JB'; known: J, X, JX"):
+        get_processor("fusion").from_config(None, base + [
+            "name=fc_bad", "compare=[]", "abbreviations={bone: X}", "combinations=[JB]"]).run()
+    with pytest.raises(ValueError, match=r"names unknown streams \['motion'\]"):
+        get_processor("fusion").from_config(None, base + ["name=fc_bad2", "compare=[]",
+                                                          "combinations=[[joint, motion]]"]).run()

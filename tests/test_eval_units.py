@@ -159,3 +159,82 @@ def test_plateau_rule_on_scripted_accuracies():
     assert lrs[8] == pytest.approx(0.01) and lrs[10] == pytest.approx(0.01)
     assert stops == [False] * 10 + [True]
     assert rule.best == 30 and rule.best_epoch == 5
+
+
+def test_plateau_rule_reduces_every_patience_bad_epochs_within_one_plateau():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    rule = PlateauRule(opt, patience=2, stop_patience=10, factor=0.1)
+    lrs, stops = [], []
+    for value in [10, 9, 9, 9, 9, 9, 9]:
+        stops.append(rule.step(value))
+        lrs.append(opt.param_groups[0]["lr"])
+    # bad epochs 1..6 after the first: x0.1 at the 2nd, 4th and 6th
+    assert lrs == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.001])
+    assert not any(stops) and rule.bad_epochs == 6 and rule.best == 10 and rule.best_epoch == 0
+
+
+def test_plateau_rule_state_round_trip():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    rule = PlateauRule(opt, patience=3, stop_patience=5, factor=0.1)
+    for value in [10, 20, 20, 15]:
+        rule.step(value)
+    state = rule.state_dict()
+    assert "optimizer" not in state
+    fresh = PlateauRule(opt, patience=3, stop_patience=5, factor=0.1)
+    fresh.load_state_dict(state)
+    assert (fresh.best, fresh.best_epoch, fresh.bad_epochs, fresh.epoch) == (20, 1, 2, 3)
+    assert fresh.optimizer is opt
+    assert not fresh.step(19) and opt.param_groups[0]["lr"] == pytest.approx(0.1)  # 3rd bad epoch: reduce
+    assert not fresh.step(18) and fresh.step(17)  # 5th bad epoch: stop
+
+
+def test_load_scores_errors_name_the_file(tmp_path):
+    import pickle
+
+    from processor.evaluation.scores import load_scores
+
+    missing = tmp_path / "nowhere" / "scores.pkl"
+    with pytest.raises(FileNotFoundError, match=r"score file not found: .*nowhere.*scores\.pkl"):
+        load_scores(missing)
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(pickle.dumps({"names": ["a"], "logits": np.zeros((1, 2))}))
+    with pytest.raises(ValueError, match=r"bad\.pkl: expected a dict with names, logits and labels"):
+        load_scores(bad)
+    bad.write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(ValueError, match=r"bad\.pkl: expected a dict"):
+        load_scores(bad)
+    uneven = tmp_path / "uneven.pkl"
+    uneven.write_bytes(pickle.dumps({"names": ["a", "b"], "logits": np.zeros((2, 2)), "labels": np.zeros(1)}))
+    with pytest.raises(ValueError, match=r"uneven\.pkl: names, logits and labels have different lengths"):
+        load_scores(uneven)
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps({"names": ["a"], "logits": np.ones((1, 2)), "labels": np.zeros(1)}))
+    assert load_scores(good)["names"] == ["a"]
+
+
+def test_encoder_reader_rejects_unknown_formats_and_missing_files(tmp_path):
+    from processor.evaluation.encoder_loading import FORMATS, _read
+
+    assert set(FORMATS) >= {"auto", "acsar", "scdnet"}
+    with pytest.raises(ValueError, match=r"pretrained_format must be one of .*got 'moco'"):
+        _read(tmp_path / "x.pt", "moco")
+    with pytest.raises(FileNotFoundError, match=r"pretrained checkpoint not found: .*absent\.pt"):
+        _read(tmp_path / "absent.pt", "auto")
+    junk = tmp_path / "junk.pt"
+    torch.save([1, 2, 3], junk)
+    with pytest.raises(ValueError, match=r"junk\.pt: neither an AC-SAR checkpoint nor an SCD-Net state dict"):
+        _read(junk, "auto")
+
+
+def test_knn_input_checks():
+    train, labels, test = torch.randn(6, 4), torch.arange(6) % 2, torch.randn(3, 4)
+    with pytest.raises(ValueError, match=r"expected \(N_train, D\) and \(N_test, D\) features, got \(6, 4\) and \(3, 5\)"):
+        knn_classify(train, labels, torch.randn(3, 5), k=1)
+    with pytest.raises(ValueError, match=r"expected \(N_train, D\)"):
+        knn_classify(torch.randn(6, 4, 1), labels, test, k=1)
+    with pytest.raises(ValueError, match=r"5 train labels for 6 train features"):
+        knn_classify(train, labels[:5], test, k=1)
+    for k in (0, 7):
+        with pytest.raises(ValueError, match=rf"k must lie in \[1, 6\], got {k}"):
+            knn_classify(train, labels, test, k=k)
+    assert knn_classify(train, labels, test, k=6).neighbours.shape == (3, 6)

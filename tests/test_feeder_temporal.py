@@ -71,6 +71,19 @@ def test_center_crop_resize_shape():
     assert np.abs(out).sum() > 0
 
 
+@pytest.mark.parametrize("ratio,bounds", [(0.95, (3, 114)), (0.5, (30, 60)), (1.0, (0, 120))])
+def test_center_crop_resize_is_the_crop_resize_of_the_centre_bounds(ratio, bounds):
+    x = _clip(valid=120)
+    assert center_crop_bounds(120, ratio) == bounds
+    out = center_crop_resize(x, 120, 64, ratio)
+    np.testing.assert_array_equal(out, crop_resize(x, *bounds, 64))
+    for other in {0.95, 0.5, 1.0} - {ratio}:                 # the ratio matters
+        assert not np.allclose(out, crop_resize(x, *center_crop_bounds(120, other), 64), atol=1e-3)
+    # num_frame beyond storage is clipped to the stored frames
+    np.testing.assert_array_equal(center_crop_resize(x, 500, 64, ratio),
+                                  crop_resize(x, *center_crop_bounds(300, ratio), 64))
+
+
 def test_resize_positions_numpy_equals_torch():
     starts, lengths = np.array([0, 5, 17]), np.array([64, 33, 283])
     a = resize_positions(starts, lengths, 64)

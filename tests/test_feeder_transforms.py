@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from feeder.skeleton_ops import to_bone
-from feeder.transforms import (DEFAULT_PRETRAIN_CFG, RandomFlip, RandomRotate, RandomScale, RandomShear, SpatialMask,
-                               TemporalMask, build_eval_transform, build_pretrain_transform, rotation_matrix,
-                               view_rng)
+from feeder.temporal import center_crop_bounds, crop_resize
+from feeder.transforms import (DEFAULT_PRETRAIN_CFG, RandomCropResize, RandomFlip, RandomRotate, RandomScale,
+                               RandomShear, SkeletonPipeline, SpatialMask, StreamConvert, TemporalMask,
+                               build_eval_transform, build_pretrain_transform, rotation_matrix, view_rng)
 from net.graph import get_layout
 
 LAYOUT = get_layout("ntu25")
@@ -28,9 +29,26 @@ def test_rotation_matrix_is_orthonormal():
     assert np.isclose(np.linalg.det(r), 1.0)
 
 
+def test_rotation_matrix_axes_and_order_rz_ry_rx():
+    """Right-handed 90 deg turns about each axis, composed as Rz @ Ry @ Rx (x applied first)."""
+    ex, ey, ez = np.eye(3)
+    q = np.pi / 2
+    np.testing.assert_allclose(rotation_matrix([q, 0, 0]) @ ey, ez, atol=1e-12)    # Rx: y -> z
+    np.testing.assert_allclose(rotation_matrix([0, q, 0]) @ ez, ex, atol=1e-12)    # Ry: z -> x
+    np.testing.assert_allclose(rotation_matrix([0, 0, q]) @ ex, ey, atol=1e-12)    # Rz: x -> y
+    # x first then y: e_y -Rx-> e_z -Ry-> e_x (the reverse order Rx @ Ry would give e_z)
+    np.testing.assert_allclose(rotation_matrix([q, q, 0]) @ ey, ex, atol=1e-12)
+    # all three: e_x -Rx-> e_x -Ry-> -e_z -Rz-> -e_z; e_z -> -e_y -> -e_y -> e_x
+    r = rotation_matrix([q, q, q])
+    np.testing.assert_allclose(r @ ex, -ez, atol=1e-12)
+    np.testing.assert_allclose(r @ ez, ex, atol=1e-12)
+    np.testing.assert_allclose(r @ ey, ey, atol=1e-12)
+
+
 def test_rotate_preserves_bone_lengths_and_draw_ranges():
     op = RandomRotate(p=1.0)
     x = _view()
+    angles = []
     for i in range(20):
         params = op.sample(np.random.default_rng(i), {})
         y = op.apply(x, params)
@@ -39,6 +57,10 @@ def test_rotate_preserves_bone_lengths_and_draw_ranges():
                                    np.linalg.norm(to_bone(x, LAYOUT), axis=0), rtol=1e-5, atol=1e-5)
         angle = np.degrees(np.arccos(np.clip((np.trace(params["matrix"]) - 1) / 2, -1, 1)))
         assert angle <= 30.0 + 3 * 1.0 + 1e-3          # main <= 30 deg, the two others <= 1 deg each
+        assert angle > 0.1                             # p = 1: a real rotation, not the identity
+        assert not np.allclose(y, x, atol=1e-4)
+        angles.append(angle)
+    assert max(angles) > 15.0                          # main angle drawn from U(0, 30)
 
 
 def test_rotate_off_is_identity():
@@ -68,6 +90,16 @@ def test_shear_matrix_structure():
     assert (np.abs(off) <= 1.0).all() and (off != 0).all()
     x = _view()
     np.testing.assert_allclose(op.apply(x, params), np.einsum("ij,jtvm->itvm", m, x), atol=1e-5)
+
+
+def test_shear_entries_cover_both_signs():
+    """Off-diagonal entries are U(-s, s): negative and positive values, up to |s|."""
+    op = RandomShear(p=1.0, s=0.7)
+    off = np.concatenate([op.sample(np.random.default_rng(i), {})["matrix"][~np.eye(3, dtype=bool)]
+                          for i in range(30)])
+    assert (np.abs(off) <= 0.7 + 1e-6).all()
+    assert (off < 0).mean() > 0.3 and (off > 0).mean() > 0.3
+    assert off.min() < -0.5 and off.max() > 0.5
 
 
 def test_scale_multiplies_every_coordinate_by_one_factor_in_range():
@@ -170,6 +202,52 @@ def test_eval_pipeline_is_deterministic_without_rng():
         build_pretrain_transform(None, LAYOUT, 64)(x, 120)
 
 
+@pytest.mark.parametrize("cfg,ratio", [(None, 0.95), ({"center_crop_ratio": 0.95}, 0.95),
+                                       ({"center_crop_ratio": 0.5}, 0.5)])
+def test_eval_pipeline_is_the_centre_crop_at_the_configured_ratio(cfg, ratio):
+    x = _raw(valid=120)
+    start, length = center_crop_bounds(120, ratio)
+    assert (start, length) == {0.95: (3, 114), 0.5: (30, 60)}[ratio]
+    out = build_eval_transform(cfg, LAYOUT, 64, "joint")(x, 120)
+    np.testing.assert_allclose(out, crop_resize(x, start, length, 64), atol=1e-6)
+    other = center_crop_bounds(120, 1.0 if ratio != 1.0 else 0.5)
+    assert not np.allclose(out, crop_resize(x, *other, 64), atol=1e-3)
+
+
+def test_error_messages():
+    x = _view()
+    with pytest.raises(ValueError, match="unknown stream 'jont'"):
+        StreamConvert("jont", LAYOUT)
+    with pytest.raises(ValueError, match="unknown stream"):
+        build_eval_transform(None, LAYOUT, 64, "bones")
+    flip = RandomFlip(LAYOUT.flip, p=1.0)
+    with pytest.raises(ValueError, match="flip permutation has 25 joints, data has V=20"):
+        flip.apply(x[:, :, :20], flip.sample(np.random.default_rng(0), {}))
+    with pytest.raises(ValueError, match=r"spatial_mask\.centres must be in \[1, 25\], got 0"):
+        SpatialMask(LAYOUT, centres=0)
+    with pytest.raises(ValueError, match=r"spatial_mask\.centres must be in \[1, 25\], got 26"):
+        SpatialMask(LAYOUT, centres=26)
+    with pytest.raises(ValueError, match=r"spatial_mask\.k must be in \[0, 25\], got 26"):
+        SpatialMask(LAYOUT, k=26)
+    with pytest.raises(ValueError, match=r"spatial_mask\.k must be in \[0, 25\], got -1"):
+        SpatialMask(LAYOUT, k=-1)
+    SpatialMask(LAYOUT, centres=25, k=25)                          # both bounds inclusive
+    with pytest.raises(ValueError, match=r"temporal_mask\.n must be in \[0, cubes=16\], got 17"):
+        TemporalMask(cubes=16, n=17)
+    TemporalMask(cubes=16, n=16)
+    with pytest.raises(ValueError, match="16 cubes need at least as many frames, got 15"):
+        TemporalMask(cubes=16, n=6).sample(np.random.default_rng(0), {"frames": 15})
+    params = TemporalMask(p=1.0).sample(np.random.default_rng(0), {"frames": 64})
+    with pytest.raises(ValueError, match="drawn for 64 frames, data has T=32"):
+        TemporalMask(p=1.0).apply(x[:, :32], params)
+    with pytest.raises(ValueError, match="must start with a temporal crop-resize op"):
+        SkeletonPipeline([RandomFlip(LAYOUT.flip), RandomCropResize(64)])
+    with pytest.raises(ValueError, match="must start with a temporal crop-resize op"):
+        SkeletonPipeline([])
+    with pytest.raises(ValueError, match=r"rotate: probability p must be in \[0, 1\], got -0.1"):
+        RandomRotate(p=-0.1)
+
+
 def test_config_defaults_and_errors():
     pipe = build_pretrain_transform(None, LAYOUT, 64)
     names = [op.name for op in pipe.ops]
@@ -182,9 +260,9 @@ def test_config_defaults_and_errors():
         build_pretrain_transform({"rotat": {"p": 1}}, LAYOUT, 64)
     with pytest.raises(KeyError, match="pp"):
         build_pretrain_transform({"rotate": {"pp": 1}}, LAYOUT, 64)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"flip: probability p must be in \[0, 1\], got 2"):
         build_pretrain_transform({"flip": {"p": 2}}, LAYOUT, 64)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=r"augment\.order: unknown ops \['jitter'\]"):
         build_pretrain_transform({"order": ["jitter"]}, LAYOUT, 64)
 
 

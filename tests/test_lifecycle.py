@@ -288,7 +288,12 @@ def test_run_record_is_written(toy):
     run_dir = toy / "runs/record"
     info = json.loads((run_dir / "run_info.json").read_text())
     assert {"command", "git_commit", "versions", "host"} <= set(info)
-    assert info["versions"]["torch"] == torch.__version__.split("+")[0] or info["versions"]["torch"]
+    import importlib.metadata
+    import platform
+
+    assert info["versions"]["torch"] == importlib.metadata.version("torch")
+    assert info["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert info["versions"]["python"] == platform.python_version()
     assert "epochs: 2" in (run_dir / "config.yaml").read_text()
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["epoch"] for l in lines] == [1, 2]

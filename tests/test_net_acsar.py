@@ -56,6 +56,18 @@ def test_xavier_on_2d_params_and_ctrgcn_inits_kept():
     model = ACSAR(**small_cfg())
     w = model.encoder_q.proj_g[0].weight                 # (16, 64): xavier bound sqrt(6 / 80)
     assert w.abs().max().item() <= (6 / (16 + 64)) ** 0.5 + 1e-6
+    assert w.abs().max().item() > 0.9 * (6 / (16 + 64)) ** 0.5        # PyTorch's default stops at 1/sqrt(64)
+    # xavier_uniform std = sqrt(2 / (fan_in + fan_out)); PyTorch's Linear default is ~0.4-0.6 of that here
+    checked = 0
+    for name, p in model.encoder_q.named_parameters():
+        if p.dim() == 2 and p.numel() >= 512:
+            fan_out, fan_in = p.shape
+            ratio = p.std().item() / (2 / (fan_in + fan_out)) ** 0.5
+            assert 0.8 < ratio < 1.2, (name, ratio)
+            checked += 1
+    assert checked >= 10
+    for pq, pk in zip(model.encoder_q.parameters(), model.encoder_k.parameters()):
+        assert torch.equal(pq, pk)                        # the key encoder is a copy of the xavier-initialised one
     gcn = model.encoder_q.encoder.stem_t.l1.gcn1
     assert torch.equal(gcn.PA.detach(), torch.from_numpy(get_layout("ntu25").adjacency()))  # 3-D: not xavier
 
@@ -73,15 +85,26 @@ def test_momentum_update_math():
 
 
 def test_loss_uses_old_queues_and_enqueues_keys_after():
-    model = ACSAR(**small_cfg(momentum=1.0)).train()       # momentum 1: key encoder frozen
+    """Momentum update first, then the keys (from the updated key encoder), then the loss, then enqueue."""
+    model = ACSAR(**small_cfg(momentum=0.5)).train()
+    with torch.no_grad():                                    # query != key encoder: the update matters
+        for p in model.encoder_q.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    key_before = copy.deepcopy(model.encoder_k)
     x1, x2 = views(4)
     queues_before = {k: v.clone() for k, v in model.queues().items()}
     out = model(x1, x2)
+    for q_p, k_old, k_new in zip(model.encoder_q.parameters(), key_before.parameters(),
+                                 model.encoder_k.parameters()):
+        assert torch.allclose(k_new, 0.5 * k_old + 0.5 * q_p, atol=1e-6)   # exactly one update
     with torch.no_grad():
         q = dict(zip("tsg", (F.normalize(t, dim=1) for t in model.encoder_q(x1))))
-        k = dict(zip("tsg", (F.normalize(t, dim=1) for t in model.encoder_k(x2))))
+        k = dict(zip("tsg", (F.normalize(t, dim=1) for t in model.encoder_k(x2))))   # after the update
+        k_stale = dict(zip("tsg", (F.normalize(t, dim=1) for t in key_before(x2))))
     expected = cross_domain_loss(q, k, queues_before, 0.2)
     assert out["loss_domain"].item() == pytest.approx(expected["loss"].item(), rel=1e-5)
+    stale = cross_domain_loss(q, k_stale, queues_before, 0.2)["loss"].item()
+    assert abs(stale - expected["loss"].item()) > 1e-3        # the test can tell the two orders apart
     for kind, queue in zip("tsg", (model.queue_t, model.queue_s, model.queue_g)):
         assert queue.ptr.item() == 4
         assert torch.allclose(queue.keys[:, :4], k[kind].T, atol=1e-6)
@@ -134,6 +157,29 @@ def test_cross_loss_uses_q_g_with_gradient():
     expected.backward()
     assert model.encoder_q.proj_g[2].weight.grad.abs().sum() > 0      # q_g carries gradient
     assert model.encoder_q.proj_t[2].weight.grad is None
+
+
+@pytest.mark.parametrize("mode", ["plain", "film"])
+def test_model_loss_backpropagates_the_cross_loss_into_q_g(mode):
+    """grad of out['loss'] (weight 0.5) - grad at weight 0 = 0.5 * grad of L_cross: q_g is not detached."""
+    torch.manual_seed(0)
+    model = ACSAR(**small_cfg(text=dict(TEXT, mode=mode))).eval()      # eval: no update / enqueue between calls
+    x1, x2 = views()
+    text = torch.randn(4, 7, 12)
+    proj = model.encoder_q.proj_g[2].weight
+    grads = {}
+    for weight in (0.5, 0.0):
+        model.text_weight = weight
+        model.zero_grad()
+        model(x1, x2, text)["loss"].backward()
+        grads[weight] = proj.grad.clone()
+    model.zero_grad()
+    q_g = model.encoder_q(x1)[2]
+    cross, _ = cross_modal_loss(model.text(text, q_g), q_g, 0.15)
+    cross.backward()
+    assert proj.grad.abs().sum() > 0
+    assert not torch.allclose(grads[0.5], grads[0.0], atol=1e-7)
+    torch.testing.assert_close(grads[0.5] - grads[0.0], 0.5 * proj.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_film_and_plain_models_differ_only_in_the_text_modulation():
@@ -191,6 +237,28 @@ def test_acc_cross_rolled_scores_the_neighbours_text():
     _, expected = cross_modal_loss(model.text(text.roll(1, 0), q_g), q_g, 0.15)
     assert out["acc_cross_rolled"].item() == pytest.approx(expected.item())
     assert not out["acc_cross_rolled"].requires_grad
+
+
+def test_acc_cross_rolled_in_cross_attention_mode_rolls_the_tokens_too():
+    """cross_attention reads the raw tokens as well as q'_text: the rolled score gives both the neighbour's."""
+    torch.manual_seed(2)
+    model = ACSAR(**small_cfg(text=dict(TEXT, mode="cross_attention"))).eval()
+    x1, x2 = views(8)
+    text = torch.randn(8, 7, 12)
+    out = model(x1, x2, text)
+    q_g = model.encoder_q(x1)[2]
+    _, expected = cross_modal_loss(model.text(text.roll(1, 0), q_g), q_g, 0.15)
+    assert out["acc_cross_rolled"].item() == pytest.approx(expected.item())
+    tokens, q_text = model.text.embed(text)
+    _, half_rolled = cross_modal_loss(model.text.modulate(tokens, q_text.roll(1, 0), q_g), q_g, 0.15)
+    assert half_rolled.item() != pytest.approx(expected.item())     # this case tells the two apart
+
+    # a branch that reads only the tokens: the right tokens match their skeleton, the neighbour's do not
+    model.text.embed = lambda text: (text, torch.zeros(text.shape[0], 8))
+    model.text.modulate = lambda tokens, q_text, q_g: tokens[:, 0]
+    q_g = q_g.detach()
+    out = model(x1, x2, q_g[:, None, :].expand(8, 3, 8).clone())
+    assert out["acc_cross"].item() == 1.0 and out["acc_cross_rolled"].item() == 0.0
 
 
 def test_acc_cross_rolled_exposes_a_branch_that_ignores_the_text():

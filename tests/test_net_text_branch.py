@@ -78,6 +78,23 @@ def test_gated_is_a_convex_mix():
     out = branch(text, q_g)
     lo, hi = torch.minimum(q_text, q_g), torch.maximum(q_text, q_g)
     assert torch.all(out >= lo - 1e-6) and torch.all(out <= hi + 1e-6)
+    # the hand formula: g = sigmoid(W [q', q_g] + b); q* = g * q' + (1 - g) * q_g
+    w, b = branch.fuse.weight, branch.fuse.bias
+    gate = torch.sigmoid(q_text @ w[:, :C3].T + q_g @ w[:, C3:].T + b)
+    torch.testing.assert_close(out, gate * q_text + (1 - gate) * q_g, rtol=1e-5, atol=1e-6)
+    swapped = (1 - gate) * q_text + gate * q_g
+    assert not torch.allclose(out, swapped, atol=1e-3)
+
+
+def test_linear_is_one_linear_layer_on_text_then_skeleton():
+    branch = _branch("linear")
+    assert branch.fuse.in_features == 2 * C3 and branch.fuse.out_features == C3
+    text, q_g = torch.randn(3, 7, 12), torch.randn(3, C3)
+    q_text = branch.encode(text)
+    w, b = branch.fuse.weight, branch.fuse.bias
+    expected = q_text @ w[:, :C3].T + q_g @ w[:, C3:].T + b           # [q', q_g]: text columns first
+    torch.testing.assert_close(branch(text, q_g), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(branch(text, q_g), q_g @ w[:, :C3].T + q_text @ w[:, C3:].T + b, atol=1e-3)
 
 
 def test_bad_mode_and_level():

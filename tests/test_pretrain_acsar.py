@@ -112,3 +112,35 @@ def test_bf16_autocast_is_close_to_float32(tmp_path, data_root):
         assert bf16[key] == pytest.approx(fp32[key], rel=0.05), key
     with pytest.raises(ValueError, match="amp"):
         tiny(tmp_path, data_root, "name=bad_amp", "amp=fp8").run()
+
+
+def test_augment_on_device_gives_two_views_and_the_cpu_path_losses(tmp_path, data_root, monkeypatch):
+    """feeder.batch_augment: for the same (seed, epoch, index, view) the device path makes the same views as
+    the data-loader path (up to float rounding), so the step losses agree; its two views differ."""
+    from feeder.batch_augment import BatchAugmenter
+
+    original_step, original_aug = PretrainACSAR.train_step, BatchAugmenter.__call__
+    losses, views = {}, []
+
+    def recording_aug(self, *args, **kwargs):
+        out = original_aug(self, *args, **kwargs)
+        views.append((kwargs.get("view"), out.detach().clone()))
+        return out
+
+    def recording_step(self, batch):
+        out = original_step(self, batch)
+        losses[bool(self.cfg.augment_on_device)] = {k: out[k].item() for k in ("loss", "loss_domain", "loss_cross")}
+        raise Killed                                   # step 1 is enough
+
+    monkeypatch.setattr(PretrainACSAR, "train_step", recording_step)
+    monkeypatch.setattr(BatchAugmenter, "__call__", recording_aug)
+    for on_device in (False, True):
+        with pytest.raises(Killed):
+            tiny(tmp_path, data_root, f"name=dev_{on_device}", "epochs=1",
+                 f"augment_on_device={str(on_device).lower()}").run()
+    assert [v for v, _ in views] == [0, 1]
+    assert views[0][1].shape == views[1][1].shape == (8, 3, 16, 25, 2)
+    assert not torch.allclose(views[0][1], views[1][1])
+    assert losses[False]["loss_cross"] > 0
+    for key, value in losses[False].items():
+        assert losses[True][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
