@@ -157,6 +157,50 @@ def test_spatial_mask_ranking_prefers_most_covered_joints():
         assert (hop[centres][:, masked].min(0) <= 2).sum() == min(8, (count > 0).sum())
 
 
+def _replay_centres(seed, centres, v=25):
+    rng = np.random.default_rng(seed)                           # SpatialMask.sample: fire flag, then centres
+    rng.random()
+    return rng.choice(v, size=centres, replace=False)
+
+
+@pytest.mark.parametrize("centres,hops,k", [(1, 0, 6), (2, 1, 12)])
+def test_spatial_mask_fills_a_small_union_with_the_nearest_joints(centres, hops, k):
+    """Union of the neighbourhoods smaller than k: the rest of the k joints are the next-nearest ones
+    (hop distance to the nearest centre, ascending), not random joints."""
+    op = SpatialMask(LAYOUT, p=1.0, centres=centres, hops=hops, k=k)
+    hop = LAYOUT.hop_distance()
+    small_unions = 0
+    for i in range(40):
+        params = op.sample(np.random.default_rng(i), {})
+        c = _replay_centres(i, centres)
+        count = (hop[c] <= hops).sum(0)
+        nearest = hop[c].min(0)
+        masked = params["keep"] == 0
+        assert masked.sum() == k
+        assert masked[count > 0].all() or (count > 0).sum() > k     # the whole union first
+        if (count > 0).sum() < k:
+            small_unions += 1
+            outside = count == 0
+            assert nearest[masked & outside].max() <= nearest[~masked & outside].min(), (i, c)
+    assert small_unions >= 30
+
+
+def test_spatial_mask_single_centre_by_hand():
+    """Centre 1 (0-based, the spine), hops 0, k 4: the centre, then its only two 1-hop neighbours 0 and 20,
+    then one 2-hop joint."""
+    hop = LAYOUT.hop_distance()
+    assert sorted(np.flatnonzero(hop[1] == 1).tolist()) == [0, 20]
+    op = SpatialMask(LAYOUT, p=1.0, centres=1, hops=0, k=4)
+    for i in range(200):
+        if _replay_centres(i, 1)[0] != 1:
+            continue
+        masked = np.flatnonzero(op.sample(np.random.default_rng(i), {})["keep"] == 0)
+        assert {1, 0, 20} <= set(masked.tolist()) and hop[1][masked].max() == 2
+        break
+    else:
+        raise AssertionError("no seed drew centre 1")
+
+
 def test_temporal_mask_zeros_exactly_n_cubes():
     op = TemporalMask(p=1.0, cubes=16, n=6)
     x = _view()
@@ -264,6 +308,10 @@ def test_config_defaults_and_errors():
         build_pretrain_transform({"flip": {"p": 2}}, LAYOUT, 64)
     with pytest.raises(KeyError, match=r"augment\.order: unknown ops \['jitter'\]"):
         build_pretrain_transform({"order": ["jitter"]}, LAYOUT, 64)
+    with pytest.raises(TypeError, match=r"augment\.rotate: expected a mapping, got float"):
+        build_pretrain_transform({"rotate": 0.5}, LAYOUT, 64)
+    with pytest.raises(KeyError, match=r"eval_transform: unknown key 'ratio'"):
+        build_eval_transform({"ratio": 0.9}, LAYOUT, 64)
 
 
 def test_probability_half_fires_about_half():

@@ -228,27 +228,28 @@ def _text_blind_film(model):
     model.text.beta.weight.copy_(torch.eye(model.text.beta.in_features)), model.text.beta.bias.zero_()
 
 
-def test_acc_cross_rolled_scores_the_neighbours_text():
-    model = ACSAR(**small_cfg(text=TEXT)).eval()
-    x1, x2 = views(6)
-    text = torch.randn(6, 7, 12)
+def _rolled_score(mode, batch, seed=None):
+    """The model's acc_cross_rolled and the cross-modal accuracy with every clip given its neighbour's text."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = ACSAR(**small_cfg(text=dict(TEXT, mode=mode) if mode else TEXT)).eval()
+    x1, x2 = views(batch)
+    text = torch.randn(batch, 7, 12)
     out = model(x1, x2, text)
     q_g = model.encoder_q(x1)[2]
     _, expected = cross_modal_loss(model.text(text.roll(1, 0), q_g), q_g, 0.15)
     assert out["acc_cross_rolled"].item() == pytest.approx(expected.item())
     assert not out["acc_cross_rolled"].requires_grad
+    return model, (x1, x2), text, q_g, expected
+
+
+def test_acc_cross_rolled_scores_the_neighbours_text():
+    _rolled_score(None, 6)
 
 
 def test_acc_cross_rolled_in_cross_attention_mode_rolls_the_tokens_too():
     """cross_attention reads the raw tokens as well as q'_text: the rolled score gives both the neighbour's."""
-    torch.manual_seed(2)
-    model = ACSAR(**small_cfg(text=dict(TEXT, mode="cross_attention"))).eval()
-    x1, x2 = views(8)
-    text = torch.randn(8, 7, 12)
-    out = model(x1, x2, text)
-    q_g = model.encoder_q(x1)[2]
-    _, expected = cross_modal_loss(model.text(text.roll(1, 0), q_g), q_g, 0.15)
-    assert out["acc_cross_rolled"].item() == pytest.approx(expected.item())
+    model, (x1, x2), text, q_g, expected = _rolled_score("cross_attention", 8, seed=2)
     tokens, q_text = model.text.embed(text)
     _, half_rolled = cross_modal_loss(model.text.modulate(tokens, q_text.roll(1, 0), q_g), q_g, 0.15)
     assert half_rolled.item() != pytest.approx(expected.item())     # this case tells the two apart
