@@ -61,9 +61,10 @@ def _convert(module: nn.Module) -> nn.Module:
         out = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                                  module.track_running_stats)
         if module.affine:
-            with torch.no_grad():
-                out.weight.copy_(module.weight)
-                out.bias.copy_(module.bias)
+            # the same Parameters, as nn.SyncBatchNorm.convert_sync_batchnorm: fresh ones would require grad even
+            # where the model froze them (the momentum encoder, a frozen encoder), and DDP would then wait for
+            # gradients that never come (no averaging in the first step, an error in the second)
+            out.weight, out.bias = module.weight, module.bias
         if module.track_running_stats:
             out.running_mean.copy_(module.running_mean)
             out.running_var.copy_(module.running_var)
