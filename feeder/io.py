@@ -7,6 +7,7 @@ exception the temporary file is removed and the previous target (if any) stays.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import os
 import pickle
@@ -115,8 +116,6 @@ OVERWRITTEN_DIR = "overwritten"  # <folder>/overwritten/<UTC time>/: what an ove
 def move_to_overwritten(folder: os.PathLike, entries: Sequence[os.PathLike]) -> Path:
     """Move ``entries`` (files or folders inside ``folder``) into a new ``folder/overwritten/<UTC time>/``
     and return it: what an explicit overwrite replaces is kept, never deleted."""
-    import datetime as _dt
-
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     target, n = Path(folder) / OVERWRITTEN_DIR / stamp, 1
     while target.exists():

@@ -111,7 +111,7 @@ class Processor:
         resumed = bool(self.cfg.get("resume"))
         moved_to = None
         if main:
-            moved_to = runtime.prepare_work_dir(self.work_dir, resume=bool(self.cfg.get("resume")),
+            moved_to = runtime.prepare_work_dir(self.work_dir, resume=resumed,
                                                 overwrite=bool(self.cfg.get("overwrite")))
         if distributed:
             torch.distributed.barrier()
@@ -395,7 +395,8 @@ class TrainProcessor(Processor):
         self.epoch = start_epoch
         if self.stopped_early:
             logger.info("resume: the plateau rule had stopped this run after epoch %d; finishing it", start_epoch)
-        for epoch in range(start_epoch, int(self.cfg.epochs) if not self.stopped_early else start_epoch):
+        last_epoch = start_epoch if self.stopped_early else int(self.cfg.epochs)
+        for epoch in range(start_epoch, last_epoch):
             self.epoch = epoch
             train_metrics = self.train_epoch(epoch, start_batch)
             start_batch = 0
@@ -471,7 +472,7 @@ class TrainProcessor(Processor):
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(means.items())[:3]})
                 self.log_scalars({f"step/{k}": v for k, v in means.items()}, self.global_step)
             if every and self.global_step % every == 0:
-                self._check_finite(meters, epoch, step + 1)
+                self._check_finite(meters.means(), epoch, step + 1)
                 self.save(epoch, step + 1)
             if self.stop_requested:
                 break
@@ -480,10 +481,9 @@ class TrainProcessor(Processor):
         self._check_finite(means, epoch, step + 1)
         return means
 
-    def _check_finite(self, meters, epoch: int, steps: int) -> None:
+    def _check_finite(self, means: Dict[str, float], epoch: int, steps: int) -> None:
         """Stop on a NaN / Inf training metric before a checkpoint keeps it (read where the means are read
         anyway, at a save and at the epoch's end: no host round trip per step)."""
-        means = meters.means() if isinstance(meters, MeterGroup) else meters
         bad = {k: v for k, v in means.items() if not math.isfinite(v)}
         if bad:
             raise FloatingPointError(
