@@ -249,9 +249,10 @@ class TrainProcessor(Processor):
         return obj
 
     @property
-    def lr(self) -> float:
-        """The learning rate of the next optimiser step (the schedule's, times any warm-up factor)."""
-        return float(self.optimizer.param_groups[0]["lr"]) * warmup_factor(self.global_step, self.warmup_steps)
+    def last_step_lr(self) -> float:
+        """The learning rate the latest optimiser step used (the schedule's, times its warm-up factor)."""
+        return float(self.optimizer.param_groups[0]["lr"]) * warmup_factor(max(0, self.global_step - 1),
+                                                                         self.warmup_steps)
 
     def log_scalars(self, values: Dict[str, float], step: int) -> None:
         if self._tb is not None:
@@ -403,9 +404,10 @@ class TrainProcessor(Processor):
             if self.stop_requested:
                 break
             eval_metrics = self.evaluate(epoch)
+            epoch_lr = self.last_step_lr          # logged: the rate this epoch trained with, not the next one's
             stop = self.scheduler_step(eval_metrics)
             self.epoch = epoch + 1
-            record = {"epoch": epoch + 1, "lr": self.lr, **{f"train/{k}": v for k, v in train_metrics.items()},
+            record = {"epoch": epoch + 1, "lr": epoch_lr, **{f"train/{k}": v for k, v in train_metrics.items()},
                       **{f"eval/{k}": v for k, v in eval_metrics.items()}}
             self.append_metrics(record)
             self.log_scalars({k: v for k, v in record.items() if k != "epoch"}, epoch + 1)

@@ -1,7 +1,8 @@
 """``fusion``: multi-stream decision-level fusion of the evaluations' test scores (3s-AC-SAR, paper §4, Table 3).
 
 Reads ``<run dir>/scores.pkl`` of every stream in ``streams`` (name -> run dir of a
-finished linear / semi-supervised / fine-tuning evaluation; ``{work_dir}`` expands),
+finished linear / semi-supervised / fine-tuning evaluation; ``{work_dir}`` expands; a kNN run is
+refused, its scores being one-hot votes),
 checks that they hold the same test samples (same names; the order may differ and is
 aligned by name) with the same labels, and for every combination of streams adds the
 softmax probabilities with the streams' ``weights`` (paper: 0.5 each, facts §7) and
@@ -16,9 +17,10 @@ and prints the table.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,22 +43,24 @@ class ScoreMismatch(ValueError):
     """The streams' score files do not cover the same test samples."""
 
 
-def align_scores(scores: Dict[str, dict]) -> Tuple[List[str], np.ndarray, Dict[str, np.ndarray]]:
+def align_scores(scores: Dict[str, dict], sources: Optional[Dict[str, str]] = None
+                 ) -> Tuple[List[str], np.ndarray, Dict[str, np.ndarray]]:
     """Check the streams cover the same samples with the same labels; return (names, labels, {stream: logits})
-    in the first stream's order."""
+    in the first stream's order.  ``sources`` (stream -> score file) names the files in the errors."""
     streams = list(scores)
+    where = {s: f" ({(sources or {})[s]})" if s in (sources or {}) else "" for s in streams}
     ref = scores[streams[0]]
     ref_names = list(ref["names"])
     ref_set = set(ref_names)
     if len(ref_set) != len(ref_names):
-        raise ScoreMismatch(f"stream {streams[0]!r}: duplicate sample names in its scores")
+        raise ScoreMismatch(f"stream {streams[0]!r}{where[streams[0]]}: duplicate sample names in its scores")
     problems = []
     for name in streams[1:]:
         other = set(scores[name]["names"])
         missing, extra = sorted(ref_set - other), sorted(other - ref_set)
         if missing or extra or len(other) != len(scores[name]["names"]):
-            problems.append(f"{name!r} vs {streams[0]!r}: {len(missing)} missing {missing[:10]}, "
-                            f"{len(extra)} extra {extra[:10]}")
+            problems.append(f"{name!r}{where[name]} vs {streams[0]!r}{where[streams[0]]}: {len(missing)} missing "
+                            f"{missing[:10]}, {len(extra)} extra {extra[:10]}")
     if problems:
         raise ScoreMismatch("the streams' scores do not cover the same test samples: " + "; ".join(problems))
     labels = np.asarray(ref["labels"], dtype=np.int64)
@@ -67,13 +71,22 @@ def align_scores(scores: Dict[str, dict]) -> Tuple[List[str], np.ndarray, Dict[s
         lab = np.asarray(scores[name]["labels"], dtype=np.int64)[order]
         if not np.array_equal(lab, labels):
             bad = [ref_names[i] for i in np.flatnonzero(lab != labels)[:10]]
-            raise ScoreMismatch(f"stream {name!r} has different labels than {streams[0]!r} for {bad}")
+            raise ScoreMismatch(f"stream {name!r}{where[name]} has different labels than {streams[0]!r}"
+                                f"{where[streams[0]]} for {bad}")
         arr = np.asarray(scores[name]["logits"])[order]
         if arr.shape[1] != np.asarray(ref["logits"]).shape[1]:
-            raise ScoreMismatch(f"stream {name!r} has {arr.shape[1]} classes, {streams[0]!r} has "
-                                f"{np.asarray(ref['logits']).shape[1]}")
+            raise ScoreMismatch(f"stream {name!r}{where[name]} has {arr.shape[1]} classes, {streams[0]!r}"
+                                f"{where[streams[0]]} has {np.asarray(ref['logits']).shape[1]}")
         logits[name] = arr
     return ref_names, labels, logits
+
+
+def _run_kind(run_dir: Path) -> Optional[str]:
+    """The ``kind`` in a run dir's results.json (None when it has none or it is unreadable)."""
+    try:
+        return json.loads((run_dir / "results.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def fuse(logits: Dict[str, np.ndarray], weights: Dict[str, float], combo: Sequence[str]) -> np.ndarray:
@@ -128,14 +141,19 @@ class Fusion(Processor):
         weights = {s: float((cfg.weights or {}).get(s, cfg.default_weight)) for s in streams}
         scores, sources = {}, {}
         for s in streams:
+            if not isinstance(cfg.streams[s], str) or not cfg.streams[s]:
+                raise ValueError(f"fusion: stream {s!r} must name a run dir or a score file, got {cfg.streams[s]!r}")
             run_dir = expand_path(cfg.streams[s], cfg.work_dir)
             if run_dir.is_dir() and not (run_dir / FINISHED_MARKER).is_file():
                 raise ValueError(f"fusion: stream {s!r}: {run_dir} holds no finished evaluation (no "
                                  f"{FINISHED_MARKER} marker: still running, interrupted or being overwritten)")
+            if run_dir.is_dir() and _run_kind(run_dir) == "knn":
+                raise ValueError(f"fusion: stream {s!r}: {run_dir} is a kNN evaluation, whose scores.pkl holds "
+                                 f"one-hot votes, not class scores; fuse linear, semi-supervised or fine-tuning runs")
             path = run_dir / cfg.scores_file if run_dir.is_dir() else run_dir
             scores[s] = load_scores(path)
             sources[s] = str(path)
-        names, labels, logits = align_scores(scores)
+        names, labels, logits = align_scores(scores, sources)
         num_classes = next(iter(logits.values())).shape[1]
         class_names = next((sc.get("class_names") for sc in scores.values() if sc.get("class_names")), None)
         if cfg.class_names:

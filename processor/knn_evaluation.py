@@ -21,6 +21,7 @@ from feeder.splits import split_files
 from net.classifier import SkeletonClassifier
 from processor import runtime
 from processor.base import Processor
+from processor.config import ConfigError
 from processor.evaluation.classification import resolve_repo_path
 from processor.evaluation.encoder_loading import encoder_config, expand_path, load_pretrained
 from processor.evaluation.features import extract_features
@@ -57,6 +58,12 @@ class KnnEvaluation(Processor):
 
     def execute(self) -> Dict[str, Any]:
         cfg, d = self.cfg, self.cfg.data
+        ks = list(cfg.k) if isinstance(cfg.k, (list, tuple)) else [cfg.k]
+        if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+            raise ConfigError(f"k must be a non-empty list of positive integers (the first is reported), got {cfg.k!r}")
+        for key in ("test_chunk", "train_chunk", "eval_batch_size"):
+            if int(cfg[key]) < 1:
+                raise ConfigError(f"{key} must be a positive number of samples, got {cfg[key]}")
         device = runtime.resolve_device(cfg.device)
         runtime.seed_everything(cfg.seed, bool(cfg.get("deterministic")))
         train_set, test_set = self._dataset(d.train_split), self._dataset(d.test_split)
@@ -81,7 +88,7 @@ class KnnEvaluation(Processor):
                                    "split_sizes": {"train": len(train_y), "test": len(test_y)}}
         class_names = load_class_names(str(resolve_repo_path(d.class_names)) if d.class_names else None, num_classes)
         per_k = {}
-        for k in [int(k) for k in cfg.k]:
+        for k in ks:
             res = knn_classify(torch.from_numpy(train_f), torch.from_numpy(train_y), torch.from_numpy(test_f), k=k,
                                num_classes=num_classes, test_chunk=int(cfg.test_chunk),
                                train_chunk=int(cfg.train_chunk), device=device)
@@ -89,7 +96,7 @@ class KnnEvaluation(Processor):
             per_k[k] = (top1, res.pred)
             logger.info("kNN k=%d: test top-1 %.2f %%", k, top1)
         results["top1_by_k"] = {str(k): v[0] for k, v in per_k.items()}
-        main_k = int(cfg.k[0])
+        main_k = ks[0]
         top1, pred = per_k[main_k]
         results.update(k=main_k, top1=top1, top5=None, similarity="cosine (L2-normalised features)")
         names = [test_set.all_sample_names[i] for i in test_i]

@@ -4,9 +4,11 @@
 ``results.json`` files beside a ``FINISHED`` marker whose ``kind`` is one of ``kinds``
 (linear, semi, finetune, knn, fusion; written by the evaluation processors) and writes
 ``report.md`` and ``report.csv`` into its own run dir (``<work_dir>/report`` by default):
-one row per evaluation (run, kind, stream, label fraction, monitored split, test top-1 /
-top-5 at the best monitored epoch and at the last epoch) and, per fusion run, one row
-per stream combination.  The Markdown table is also printed.
+one row per evaluation (run, kind, stream, label fraction, monitored split, which epoch the
+run reports (``report_epoch``) with its test top-1 / top-5, then the test top-1 at the best
+monitored epoch and at the last epoch, each with its epoch) and, per fusion run, one row
+per stream combination.  The Markdown table is also printed.  Runs with a ``results.json``
+but no ``FINISHED`` marker (interrupted) are left out and counted in the log.
 """
 from __future__ import annotations
 
@@ -23,13 +25,18 @@ from processor.runtime import FINISHED_MARKER, OVERWRITTEN_DIR
 
 logger = logging.getLogger(__name__)
 
-HEADER = ["run", "kind", "stream", "label fraction", "monitor", "top-1 (%)", "top-5 (%)", "top-1 last (%)",
-          "best epoch", "pretrained"]
+HEADER = ["run", "kind", "stream", "label fraction", "monitor", "reported epoch", "top-1 (%)", "top-5 (%)",
+          "top-1 best epoch (%)", "best epoch", "top-1 last epoch (%)", "last epoch", "pretrained"]
+#: the ``kind`` values the evaluation processors write into results.json
+KNOWN_KINDS = ("linear", "semi", "finetune", "knn", "fusion")
 
 
 def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict[str, Any]]:
     """(run name, results) of every finished run under ``work_dir`` with a ``kind`` in ``kinds``."""
-    found = []
+    unknown = sorted(set(kinds) - set(KNOWN_KINDS))
+    if unknown:
+        raise ValueError(f"report: kinds names {unknown}, which no evaluation writes; known kinds: {list(KNOWN_KINDS)}")
+    found, unfinished = [], []
     for path in sorted(Path(work_dir).rglob("results.json")):
         run_dir = path.parent
         if OVERWRITTEN_DIR in run_dir.relative_to(work_dir).parts:
@@ -37,6 +44,7 @@ def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict
         if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
             continue
         if not (run_dir / FINISHED_MARKER).exists():
+            unfinished.append(str(run_dir.relative_to(work_dir)))
             continue
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
@@ -45,19 +53,27 @@ def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict
             continue
         if results.get("kind") in kinds:
             found.append({"run": str(run_dir.relative_to(work_dir)), "results": results})
+    if unfinished:
+        logger.warning("report: %d run(s) with results.json but no %s marker (interrupted or running) left out: %s",
+                       len(unfinished), FINISHED_MARKER, ", ".join(unfinished))
     return found
 
 
 def rows_of(entry: Dict[str, Any]) -> List[List[Any]]:
     run, r = entry["run"], entry["results"]
     if r["kind"] == "fusion":
-        return [[f"{run} [{label}]", "fusion", "+".join(c["streams"]), None, None, c["top1"], c["top5"], None, None,
-                 None] for label, c in r.get("combinations", {}).items()]
-    last = (r.get("test_last_epoch") or {}).get("top1")
+        return [[f"{run} [{label}]", "fusion", "+".join(c["streams"]), None, None, None, c["top1"], c["top5"],
+                 None, None, None, None, None] for label, c in r.get("combinations", {}).items()]
+    best = r.get("test_best_monitored_epoch") or {}
+    last = r.get("test_last_epoch") or {}
     kind = r["kind"] if r["kind"] != "knn" else f"knn (k={r.get('k')})"
-    pre = (r.get("pretrained") or {}).get("path") or "random init"
-    return [[run, kind, r.get("stream"), r.get("label_fraction"), r.get("monitor"), r.get("top1"), r.get("top5"),
-             last, r.get("best_epoch"), pre]]
+    pretrained = r.get("pretrained") or {}
+    pre = pretrained.get("path") or "random init"
+    if pretrained.get("pretrain_complete") is False:       # an intermediate checkpoint: say how far it got
+        pre += f" (epoch {pretrained.get('pretrain_epoch_reached')} of {pretrained.get('pretrain_epochs')})"
+    return [[run, kind, r.get("stream"), r.get("label_fraction"), r.get("monitor"), r.get("report_epoch"),
+             r.get("top1"), r.get("top5"), best.get("top1"), best.get("epoch"), last.get("top1"), last.get("epoch"),
+             pre]]
 
 
 @register("report")

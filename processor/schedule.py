@@ -25,7 +25,12 @@ class PlateauRule:
                  factor: float, mode: str = "max", min_lr: float = 0.0) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"PlateauRule mode must be max or min, got {mode!r}")
-        self.optimizer, self.patience, self.stop_patience = optimizer, patience, stop_patience
+        if int(patience) < 1 or int(stop_patience) < 1:
+            raise ValueError(f"scheduler.patience and scheduler.stop_patience count epochs without improvement and "
+                             f"must be at least 1, got {patience} and {stop_patience}")
+        if not 0.0 < float(factor) <= 1.0:
+            raise ValueError(f"scheduler.gamma (the plateau rule's lr factor) must lie in (0, 1], got {factor}")
+        self.optimizer, self.patience, self.stop_patience = optimizer, int(patience), int(stop_patience)
         self.factor, self.mode, self.min_lr = factor, mode, min_lr
         self.best: float | None = None
         self.best_epoch = -1

@@ -36,6 +36,10 @@ from processor.evaluation.tsne import kmeans_labels, tsne_2d
 from processor.registry import register
 
 logger = logging.getLogger(__name__)
+COLOR_BY = ("kmeans", "label")
+SKELETON_FEATURES = ("global", "encoder")
+#: the data keys of the checkpoint's config that ``data:`` may override (the clip itself: center_crop_ratio)
+DATA_OVERRIDES = ("root", "text", "layout", "stream", "window")
 
 
 @register("tsne")
@@ -47,8 +51,15 @@ class TSNEFigure(Processor):
         from processor.pretrain_acsar import acsar_kwargs
 
         cfg = self.cfg
+        for key, allowed in (("color_by", COLOR_BY), ("skeleton_feature", SKELETON_FEATURES)):
+            if cfg[key] not in allowed:
+                raise ValueError(f"tsne: {key} must be one of {allowed}, got {cfg[key]!r}")
+        unknown = sorted(set(cfg.data or {}) - set(DATA_OVERRIDES))
+        if unknown:
+            raise ValueError(f"tsne: data.{unknown[0]} is not a key it overrides (known: {', '.join(DATA_OVERRIDES)}"
+                             f"; the clip's crop is the top-level center_crop_ratio)")
         device = runtime.resolve_device(cfg.device)
-        runtime.seed_everything(cfg.seed)
+        runtime.seed_everything(cfg.seed, bool(cfg.get("deterministic")))
         path = expand_path(cfg.checkpoint, cfg.work_dir)
         if path is None:
             raise ValueError("tsne: set checkpoint (a pretraining latest.pt)")

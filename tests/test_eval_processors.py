@@ -91,6 +91,35 @@ def test_report_epoch_last_reports_the_last_epoch(env):
     assert not (env[0] / "runs" / "lin_bad" / "results.json").exists()
 
 
+def test_report_names_the_reported_epoch_and_both_results(env, tmp_path):
+    """report: every evaluation row shows which epoch its top-1 is from and the test top-1 at the best
+    monitored and the last epoch with their epochs; unknown kinds are refused; an intermediate pretraining
+    checkpoint is named as such in results.json and in the report."""
+    tmp, root, _ = env
+    partial = make_checkpoint(tmp_path / "pre_partial", root)
+    state = torch.load(partial, weights_only=False)
+    state.update(epoch=0, step_in_epoch=2)                          # saved 2 steps into its only epoch
+    torch.save(state, partial)
+    r = run("lin_partial", env, "epochs=3", "batch_size=16", "optim.lr=0.5", "scheduler.name=none",
+            "report_epoch=last", f"pretrained={partial}", f"work_dir={tmp_path / 'runs'}")
+    assert r["pretrained"]["pretrain_complete"] is False
+    assert (r["pretrained"]["pretrain_epoch_reached"], r["pretrained"]["pretrain_step_in_epoch"]) == (0, 2)
+    assert "intermediate encoder" in (tmp_path / "runs/lin_partial/log.txt").read_text()
+    assert main_module.main(["report", f"work_dir={tmp_path / 'runs'}"]) == 0
+    lines = (tmp_path / "runs/report/report.md").read_text().splitlines()
+    header = [c.strip() for c in next(l for l in lines if l.startswith("| run")).strip("|").split("|")]
+    row = [c.strip() for c in next(l for l in lines if l.startswith("| lin_partial")).strip("|").split("|")]
+    cell = dict(zip(header, row))
+    best, last = r["test_best_monitored_epoch"], r["test_last_epoch"]
+    assert cell["reported epoch"] == "last" and cell["last epoch"] == "3" and cell["best epoch"] == str(best["epoch"])
+    assert float(cell["top-1 (%)"]) == pytest.approx(last["top1"], abs=0.01)
+    assert float(cell["top-1 best epoch (%)"]) == pytest.approx(best["top1"], abs=0.01)
+    assert float(cell["top-1 last epoch (%)"]) == pytest.approx(last["top1"], abs=0.01)
+    assert cell["pretrained"].endswith("(epoch 0 of 1)")
+    with pytest.raises(ValueError, match=r"kinds names \['liner'\]"):
+        main_module.main(["report", f"work_dir={tmp_path / 'runs'}", "kinds=[liner]", "name=report_bad"])
+
+
 def _correct(path):
     """Per-sample correctness of a saved score file."""
     scores = pickle.loads(path.read_bytes())
@@ -137,8 +166,9 @@ class ScriptedLinear(LinearEvaluation):
 def test_plateau_reduction_and_early_stop_in_the_loop(env):
     r = run("scripted", env, "epochs=20", "batch_size=16", "optim.lr=1.0", cls=ScriptedLinear)
     rows = [json.loads(l) for l in (env[0] / "runs/scripted/metrics.jsonl").read_text().splitlines()]
-    # best 20 at epoch 2; 3 bad epochs -> lr x0.1 after epoch 5; 5 bad -> stop after epoch 7
-    assert [row["lr"] for row in rows] == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    # best 20 at epoch 2; 3 bad epochs -> lr x0.1 after epoch 5; 5 bad -> stop after epoch 7 (logged: each
+    # epoch's own rate)
+    assert [row["lr"] for row in rows] == pytest.approx([1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1])
     assert r["epochs_run"] == 7
 
 
@@ -181,7 +211,7 @@ def test_resume_mid_plateau_restores_the_plateau_rule(env):
     r = run("mid_plateau", env, "epochs=20", "batch_size=16", "optim.lr=1.0", "resume=true", cls=CrashingMidPlateau)
     rows = [json.loads(l) for l in (env[0] / "runs/mid_plateau/metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == list(range(1, 8))
-    assert [row["lr"] for row in rows] == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    assert [row["lr"] for row in rows] == pytest.approx([1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1])
     assert r["epochs_run"] == 7
 
 
@@ -207,6 +237,7 @@ def test_semi_supervised_subset_and_fine_tuned_encoder(env):
     (["label_fraction=10"], r"label_fraction must lie in \(0, 1\] .* got 10"),
     (["label_fraction=0.1"], r"monitor: holdout leaves nothing to monitor: .* \(4 in all at label_fraction=0.1\); "
                              r"use monitor=test"),
+    (["holdout_fraction=0"], r"holdout_fraction must lie in \(0, 1\) .* got 0"),
 ])
 def test_semi_supervised_fraction_errors_before_training(env, extra, match):
     from processor.config import ConfigError
@@ -262,6 +293,19 @@ def test_knn_evaluation_matches_brute_force(env):
     assert open_png(tmp / "runs/knn/confusion_matrix.png")[0] > 200
 
 
+@pytest.mark.parametrize("extra, match", [
+    (["k=[]"], r"k must be a non-empty list of positive integers"),
+    (["k=[0]"], r"k must be a non-empty list of positive integers"),
+    (["test_chunk=0"], r"test_chunk must be a positive number of samples, got 0"),
+])
+def test_knn_config_errors_before_any_work(env, extra, match):
+    from processor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        run("knn_bad", env, *extra, "overwrite=true", processor="knn_evaluation")
+    assert not (env[0] / "runs/knn_bad/results.json").exists()
+
+
 def _fake_scores(path, seed, names, labels):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(len(names), NUM_CLASSES)).astype(np.float32)
@@ -307,10 +351,17 @@ def test_fusion_end_to_end_and_report(env, linear_run, capsys):
     (["weights={jiont: 0.9}"], r"weights names \['jiont'\], which are not streams"),
     (["streams={joint: '{work_dir}/linear', jmotion: '{work_dir}/fake_motion'}"], r"share an abbreviation.*'J'"),
     (["streams={joint: '{work_dir}/linear', bone: '{work_dir}/unfinished'}"], r"'bone'.*unfinished holds no finished"),
+    (["streams={joint: '{work_dir}/linear', bone: '{work_dir}/votes'}"], r"'bone'.*votes is a kNN evaluation"),
+    (["streams={joint: '{work_dir}/linear', bone: null}"], r"stream 'bone' must name a run dir or a score file"),
 ])
 def test_fusion_refuses_ambiguous_or_unfinished_streams(env, linear_run, extra, match):
     tmp = env[0]
     (tmp / "runs/unfinished").mkdir(parents=True, exist_ok=True)
+    votes = tmp / "runs/votes"                                   # a finished kNN run: one-hot votes as scores
+    votes.mkdir(parents=True, exist_ok=True)
+    (votes / "results.json").write_text(json.dumps({"kind": "knn"}))
+    (votes / FINISHED_MARKER).write_text("")
+    (votes / "scores.pkl").write_bytes((linear_run[0] / "scores.pkl").read_bytes())
     over = [f"work_dir={tmp / 'runs'}", "name=fusion_bad", "compare=[]",
             "streams={joint: '{work_dir}/linear', bone: '{work_dir}/linear'}", *extra]
     with pytest.raises(ValueError, match=match):
@@ -327,6 +378,20 @@ def test_tsne_figure(env):
     assert w > 3 * h / 2
     saved = np.load(tmp / "runs/tsne/tsne_features.npz")
     assert saved["modulated_tsne"].shape == (20, 2) and saved["skeleton_colour"].max() == 3
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["color_by=labels"], r"color_by must be one of \('kmeans', 'label'\), got 'labels'"),
+    (["skeleton_feature=encdoer"], r"skeleton_feature must be one of"),
+    (["data.rooot=x"], r"data\.rooot is not a key it overrides"),
+    (["data.center_crop_ratio=0.5"], r"data\.center_crop_ratio is not a key it overrides.*top-level center_crop_ratio"),
+])
+def test_tsne_refuses_values_it_would_ignore(env, extra, match):
+    tmp, root, ckpt = env
+    with pytest.raises(ValueError, match=match):
+        get_processor("tsne").from_config(None, [f"work_dir={tmp / 'runs'}", "name=tsne_bad", f"checkpoint={ckpt}",
+                                                 "overwrite=true", *extra]).run()
+    assert not (tmp / "runs/tsne_bad/tsne.png").exists()
 
 
 def test_official_scdnet_checkpoint_loads_through_the_mapping(env, tmp_path):

@@ -207,6 +207,18 @@ def test_load_scores_errors_name_the_file(tmp_path):
     uneven.write_bytes(pickle.dumps({"names": ["a", "b"], "logits": np.zeros((2, 2)), "labels": np.zeros(1)}))
     with pytest.raises(ValueError, match=r"uneven\.pkl: names, logits and labels have different lengths"):
         load_scores(uneven)
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(pickle.dumps({"names": ["a"], "logits": np.ones((1, 2)), "labels": np.zeros(1)})[:-9])
+    with pytest.raises(ValueError, match=r"truncated\.pkl: not a readable score file"):
+        load_scores(truncated)
+    flat = tmp_path / "flat.pkl"
+    flat.write_bytes(pickle.dumps({"names": ["a", "b"], "logits": np.ones(2), "labels": np.zeros(2)}))
+    with pytest.raises(ValueError, match=r"flat\.pkl: logits must be a numeric array \(N, classes\)"):
+        load_scores(flat)
+    fractional = tmp_path / "fractional.pkl"
+    fractional.write_bytes(pickle.dumps({"names": ["a"], "logits": np.ones((1, 2)), "labels": np.full(1, 0.5)}))
+    with pytest.raises(ValueError, match=r"fractional\.pkl: labels must be whole class numbers"):
+        load_scores(fractional)
     good = tmp_path / "good.pkl"
     good.write_bytes(pickle.dumps({"names": ["a"], "logits": np.ones((1, 2)), "labels": np.zeros(1)}))
     assert load_scores(good)["names"] == ["a"]
@@ -238,3 +250,16 @@ def test_knn_input_checks():
         with pytest.raises(ValueError, match=rf"k must lie in \[1, 6\], got {k}"):
             knn_classify(train, labels, test, k=k)
     assert knn_classify(train, labels, test, k=6).neighbours.shape == (3, 6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"patience": 0, "stop_patience": 5, "factor": 0.1}, r"patience .* must be at least 1, got 0 and 5"),
+    ({"patience": 3, "stop_patience": 0, "factor": 0.1}, r"must be at least 1, got 3 and 0"),
+    ({"patience": 3, "stop_patience": 5, "factor": 10}, r"scheduler.gamma .* must lie in \(0, 1\], got 10"),
+])
+def test_plateau_rule_refuses_values_it_cannot_apply(kwargs, match):
+    from processor.schedule import PlateauRule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match=match):
+        PlateauRule(opt, **kwargs)

@@ -212,7 +212,7 @@ def test_resume_names_the_settings_that_changed(toy, caplog):
     assert "epochs: 2 -> 3; optim.lr: 0.01 -> 0.02 (" in warned[0]    # run-control keys (resume) not listed
     assert "learning rate, momentum, weight decay and milestones stay as saved" in warned[0]
     lrs = [json.loads(line)["lr"] for line in (toy / "runs/changed2/metrics.jsonl").read_text().splitlines()]
-    assert lrs == pytest.approx([0.01, 0.001, 0.001])                # the saved lr (0.02 would log 0.002 last)
+    assert lrs == pytest.approx([0.01, 0.01, 0.001])                 # the saved lr (0.02 would log 0.002 last)
 
 
 def test_warmup_ramps_then_hands_over_to_the_epoch_schedule(toy):
@@ -220,7 +220,7 @@ def test_warmup_ramps_then_hands_over_to_the_epoch_schedule(toy):
     # 5 steps per epoch, 4 warm-up steps: 0.5 * (1, 2, 3, 4) / 4, then 0.5; x0.1 from epoch 3 (milestone 2)
     expected = [0.125, 0.25, 0.375, 0.5, 0.5] + [0.5] * 5 + [0.05] * 10
     assert seen == pytest.approx(expected)
-    assert logged == pytest.approx([0.5, 0.05, 0.05, 0.05])     # the rate of the next step, after each epoch
+    assert logged == pytest.approx([0.5, 0.5, 0.05, 0.05])      # the rate of each epoch's last step
 
 
 def test_warmup_composes_with_a_milestone_inside_it(toy):
@@ -228,7 +228,7 @@ def test_warmup_composes_with_a_milestone_inside_it(toy):
     # 15 warm-up steps; the milestone after epoch 2 scales the rate being ramped
     expected = [0.5 * (s + 1) / 15 for s in range(10)] + [0.05 * (s + 1) / 15 for s in range(10, 15)] + [0.05] * 5
     assert seen == pytest.approx(expected)
-    assert logged == pytest.approx([0.5 * 6 / 15, 0.05 * 11 / 15, 0.05, 0.05])
+    assert logged == pytest.approx([0.5 * 5 / 15, 0.5 * 10 / 15, 0.05, 0.05])     # each epoch's last step
 
 
 def test_finished_run_is_not_overwritten(toy):

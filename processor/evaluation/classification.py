@@ -126,6 +126,9 @@ class ClassificationEvaluation(TrainProcessor):
             logger.info("labelled subset: %d of %d training samples (%.1f %%, class-balanced, seed %d)",
                         len(labelled), len(labels), 100 * fraction, self.cfg.subset_seed)
         if self.monitor == "holdout":
+            if not 0.0 < float(self.cfg.holdout_fraction) < 1.0:
+                raise ConfigError(f"holdout_fraction must lie in (0, 1) (the share of the labelled training data "
+                                  f"held out to monitor), got {self.cfg.holdout_fraction}; monitor=test uses none")
             keep, held = holdout_split(labels[labelled], float(self.cfg.holdout_fraction), seed=int(self.cfg.seed))
             train_idx, holdout_idx = labelled[keep], labelled[held]
             if len(holdout_idx) == 0:
@@ -259,6 +262,16 @@ class ClassificationEvaluation(TrainProcessor):
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         self.best_value = state.get("best_value")
         self.best_epoch = int(state.get("best_epoch", 0))
+        best_path = self.work_dir / "best.pt"
+        if self.best_epoch and best_path.is_file():
+            saved = int(torch.load(best_path, map_location="cpu", weights_only=True).get("epoch", 0))
+            if saved != self.best_epoch:
+                # best.pt is written before latest.pt: a run killed between the two kept the best weights of
+                # an epoch that the resume trains again (bit-identical on CPU, not always on a GPU)
+                logger.warning("%s holds epoch %d but the checkpoint's best monitored epoch is %d: the run was "
+                               "stopped between the two saves; the epochs after %d are trained again and best.pt "
+                               "is rewritten if one of them improves on it", best_path, saved, self.best_epoch,
+                               self.best_epoch)
 
     # ----------------------------------------------------------------- results
     def _score_test(self, tag: str, filename: str, class_names) -> Dict[str, Any]:

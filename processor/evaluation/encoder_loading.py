@@ -5,7 +5,9 @@ Two checkpoint formats:
 - ``acsar``: our pretraining checkpoint ``latest.pt`` = ``{model: ACSAR state_dict, config:
   resolved config, ...}`` (processor/checkpoint.py).  Its ``config["model"]`` and
   ``config["data"]`` (layout, window) describe the encoder; they must equal the evaluation
-  config's, else :class:`PretrainedMismatch` lists every differing key.
+  config's, else :class:`PretrainedMismatch` lists every differing key.  The epoch it was saved
+  at is recorded beside the configured length, and a checkpoint from before the end of its
+  pretraining (a periodic one, or ``latest.pt`` of a run still going) is named in a warning.
 - ``scdnet``: an official SCD-Net ``checkpoint.pth.tar`` (``{state_dict: ...}``), read with
   ``weights_only=True`` and mapped by :mod:`net.scdnet_checkpoint`; it carries no config, so
   only the tensor shapes are checked (by ``load_encoder_state``).
@@ -63,11 +65,12 @@ def _read_acsar(path: Path, trusted: bool = False):
     state = load_checkpoint(path, map_location="cpu", trusted=trusted)
     if not isinstance(state, Mapping) or "model" not in state or "config" not in state:
         raise ValueError(f"{path}: not an AC-SAR checkpoint (expected a dict with 'model' and 'config')")
-    return "acsar", state["model"], state["config"]
+    position = {"epoch": state.get("epoch"), "step_in_epoch": int(state.get("step_in_epoch") or 0)}
+    return "acsar", state["model"], state["config"], position
 
 
 def _read(path: Path, fmt: str):
-    """(format found, state dict, saved config or None). ``auto`` tries the likelier reader first by
+    """(format found, state dict, saved config or None, saved position {epoch, step_in_epoch} or None). ``auto`` tries the likelier reader first by
     suffix (``.tar`` / ``.pth``: SCD-Net; otherwise ours) and falls back to the other one."""
     if fmt not in FORMATS:
         raise ValueError(f"pretrained_format must be one of {FORMATS}, got {fmt!r}")
@@ -76,8 +79,8 @@ def _read(path: Path, fmt: str):
     if fmt == "acsar":
         return _read_acsar(path, trusted=True)  # the user says it is ours: an older one may hold numpy objects
     if fmt == "scdnet":
-        return "scdnet", read_state_dict(path), None
-    readers = [_read_acsar, lambda p: ("scdnet", read_state_dict(p), None)]
+        return "scdnet", read_state_dict(path), None, None
+    readers = [_read_acsar, lambda p: ("scdnet", read_state_dict(p), None, None)]
     if path.suffix in (".tar", ".pth"):
         readers.reverse()
     errors = []
@@ -93,7 +96,7 @@ def load_pretrained(classifier: torch.nn.Module, path: Path, fmt: str, cfg: Mapp
                     check_config: bool = True) -> Dict[str, Any]:
     """Load the encoder weights into ``classifier``; return a record for results.json."""
     path = Path(path)
-    found, state, saved_cfg = _read(path, fmt)
+    found, state, saved_cfg, position = _read(path, fmt)
     info: Dict[str, Any] = {"path": str(path), "format": found}
     if saved_cfg is not None:
         ours = encoder_config(cfg)
@@ -111,6 +114,16 @@ def load_pretrained(classifier: torch.nn.Module, path: Path, fmt: str, cfg: Mapp
                            cfg["data"]["stream"])
         info["pretrain_text_mode"] = (saved_cfg.get("text") or {}).get("mode")
         info["pretrain_epochs"] = saved_cfg.get("epochs")
+        reached, step = position["epoch"], position["step_in_epoch"]
+        info["pretrain_epoch_reached"], info["pretrain_step_in_epoch"] = reached, step
+        complete = reached is not None and step == 0 and info["pretrain_epochs"] is not None \
+            and int(reached) >= int(info["pretrain_epochs"])
+        info["pretrain_complete"] = bool(complete)
+        if not complete:
+            where = f"after epoch {reached}" + (f" and {step} steps of the next" if step else "")
+            logger.warning("%s was saved %s of its %s pretraining epochs: this evaluates an intermediate encoder "
+                           "(a periodic checkpoint, or the latest.pt of a run that has not finished)", path, where,
+                           info["pretrain_epochs"])
     classifier.load_encoder_state(state)
     logger.info("loaded the pretrained encoder from %s (%s format)", path, found)
     return info

@@ -6,7 +6,9 @@
 class with the most of the k neighbours; a tie goes to the tied class whose member
 comes first in the neighbour list (i.e. the nearest).  The similarity matrix is built
 in blocks of ``test_chunk x train_chunk`` with a running top-k, so memory stays
-``O(test_chunk * (train_chunk + k))`` whatever the split sizes (NTU-120: 63k x 51k).
+``O(test_chunk * (train_chunk + k))`` whatever the split sizes (NTU-120: 63k x 51k).  Exact ties
+are broken the same way at every chunk size; similarities within float32 rounding of each other
+(duplicated clips) may rank differently with other chunk sizes, since the products' shapes differ.
 """
 from __future__ import annotations
 

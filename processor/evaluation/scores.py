@@ -78,13 +78,25 @@ def load_scores(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"score file not found: {path} (every finished evaluation writes {SCORES_FILE} "
                                 f"into its run dir)")
-    with open(path, "rb") as handle:
-        obj = pickle.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            obj = pickle.load(handle)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable score file ({type(err).__name__}: {err}); expected the pickle "
+                         f"an evaluation writes (names, logits, labels)") from err
     if not isinstance(obj, dict) or not {"names", "logits", "labels"} <= set(obj):
         raise ValueError(f"{path}: expected a dict with names, logits and labels")
-    if not (len(obj["names"]) == len(obj["logits"]) == len(obj["labels"])):
-        raise ValueError(f"{path}: names, logits and labels have different lengths")
-    return obj
+    logits, labels = np.asarray(obj["logits"]), np.asarray(obj["labels"])
+    if not (len(obj["names"]) == len(logits) == len(labels)):
+        raise ValueError(f"{path}: names, logits and labels have different lengths "
+                         f"({len(obj['names'])}, {len(logits)}, {len(labels)})")
+    if logits.ndim != 2 or not np.issubdtype(logits.dtype, np.number):
+        raise ValueError(f"{path}: logits must be a numeric array (N, classes), got {logits.dtype} {logits.shape}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.number) or not np.all(np.mod(labels, 1) == 0):
+        raise ValueError(f"{path}: labels must be whole class numbers (N,), got {labels.dtype} {labels.shape}")
+    if not all(isinstance(n, str) for n in obj["names"]):
+        raise ValueError(f"{path}: names must be sample-name strings")
+    return dict(obj, logits=logits, labels=labels.astype(np.int64))
 
 
 def load_class_names(path: Optional[str], num_classes: int) -> Optional[List[str]]:
