@@ -94,6 +94,13 @@ class Processor:
         except ValueError:
             return path.stem
 
+    def _choice(self, key: str, allowed: tuple) -> str:
+        """The config value of ``key``, which must be one of ``allowed``."""
+        value = self.cfg[key]
+        if value not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+        return value
+
     # ---------------------------------------------------------------- running
     @property
     def run_dir(self) -> Path:

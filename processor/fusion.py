@@ -47,8 +47,8 @@ def align_scores(scores: Dict[str, dict], sources: Optional[Dict[str, str]] = No
                  ) -> Tuple[List[str], np.ndarray, Dict[str, np.ndarray]]:
     """Check the streams cover the same samples with the same labels; return (names, labels, {stream: logits})
     in the first stream's order.  ``sources`` (stream -> score file) names the files in the errors."""
-    streams = list(scores)
-    where = {s: f" ({(sources or {})[s]})" if s in (sources or {}) else "" for s in streams}
+    streams, sources = list(scores), sources or {}
+    where = {s: f" ({sources[s]})" if s in sources else "" for s in streams}
     ref = scores[streams[0]]
     ref_names = list(ref["names"])
     ref_set = set(ref_names)

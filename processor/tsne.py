@@ -51,9 +51,8 @@ class TSNEFigure(Processor):
         from processor.pretrain_acsar import acsar_kwargs
 
         cfg = self.cfg
-        for key, allowed in (("color_by", COLOR_BY), ("skeleton_feature", SKELETON_FEATURES)):
-            if cfg[key] not in allowed:
-                raise ValueError(f"tsne: {key} must be one of {allowed}, got {cfg[key]!r}")
+        self._choice("color_by", COLOR_BY)
+        self._choice("skeleton_feature", SKELETON_FEATURES)
         unknown = sorted(set(cfg.data or {}) - set(DATA_OVERRIDES))
         if unknown:
             raise ValueError(f"tsne: data.{unknown[0]} is not a key it overrides (known: {', '.join(DATA_OVERRIDES)}"

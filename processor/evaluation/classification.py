@@ -85,12 +85,6 @@ class ClassificationEvaluation(TrainProcessor):
         self.split_sizes: Dict[str, int] = {}
 
     # ------------------------------------------------------------------ data
-    def _choice(self, key: str, allowed: tuple) -> str:
-        value = self.cfg[key]
-        if value not in allowed:
-            raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
-        return value
-
     @property
     def monitor(self) -> str:
         return self._choice("monitor", MONITORS)

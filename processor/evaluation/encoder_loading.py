@@ -70,8 +70,9 @@ def _read_acsar(path: Path, trusted: bool = False):
 
 
 def _read(path: Path, fmt: str):
-    """(format found, state dict, saved config or None, saved position {epoch, step_in_epoch} or None). ``auto`` tries the likelier reader first by
-    suffix (``.tar`` / ``.pth``: SCD-Net; otherwise ours) and falls back to the other one."""
+    """(format found, state dict, saved config or None, saved position ``{epoch, step_in_epoch}`` or None).
+    ``auto`` tries the likelier reader first by suffix (``.tar`` / ``.pth``: SCD-Net; otherwise ours) and
+    falls back to the other one."""
     if fmt not in FORMATS:
         raise ValueError(f"pretrained_format must be one of {FORMATS}, got {fmt!r}")
     if not path.is_file():
