@@ -44,6 +44,7 @@ from feeder.splits import split_files
 from net.classifier import SkeletonClassifier
 from processor import runtime
 from processor.base import TrainProcessor
+from processor.checkpoint import load_checkpoint
 from processor.config import ConfigError
 from processor.evaluation.encoder_loading import encoder_config, expand_path, load_pretrained
 from processor.evaluation.features import FeatureDataset, extract_features
@@ -258,7 +259,7 @@ class ClassificationEvaluation(TrainProcessor):
         self.best_epoch = int(state.get("best_epoch", 0))
         best_path = self.work_dir / "best.pt"
         if self.best_epoch and best_path.is_file():
-            saved = int(torch.load(best_path, map_location="cpu", weights_only=True).get("epoch", 0))
+            saved = int(load_checkpoint(best_path).get("epoch", 0))
             if saved != self.best_epoch:
                 # best.pt is written before latest.pt: a run killed between the two kept the best weights of
                 # an epoch that the resume trains again (bit-identical on CPU, not always on a GPU)
