@@ -43,7 +43,7 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
-from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
+from data_gen.split_writer import SplitGroup, add_conversion_options, write_skipped_report  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -195,25 +195,26 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
     _check_split(splits, test_names, test_list, test_regex, data_path, on_error, limit, skipped)
     counts: Dict[str, int] = {}
     shape = (NUM_COORDS, max_frames, layout.num_joints, num_persons)
-    for split, stems in splits.items():
-        # Labels come from the files: read them first (small), then write.
-        loaded = []
-        for stem in tqdm(stems, desc=f"{benchmark}/{split}", unit="file", disable=not progress):
-            try:
-                name, joints, label = read_json_sequence(by_stem[stem], layout.num_joints)
-            except (SkeletonFormatError, OSError) as exc:
-                if on_error == "raise":
-                    raise
-                skipped.append(f"{by_stem[stem].name}\t{type(exc).__name__}: {exc}")
-                continue
-            if len(joints) > max_frames:
-                logger.warning("%s: %d frames, truncated to %d", stem, len(joints), max_frames)
-            loaded.append((stem, joints, label))
-        with SplitWriter(out_dir, split, [s for s, _, _ in loaded], [l - 1 for _, _, l in loaded], shape) as writer:
-            for row, (_, joints, _) in enumerate(loaded):
+    # Each file is read once and written straight into its row (labels come with the rows), so
+    # memory stays flat; both splits are committed together, so a bad file under --on-error
+    # raise leaves the old train and val as they were.
+    with SplitGroup() as group:
+        for split, stems in splits.items():
+            writer = group.open(out_dir, split, stems, [None] * len(stems), shape)
+            for row, stem in enumerate(tqdm(stems, desc=f"{benchmark}/{split}", unit="file", disable=not progress)):
+                try:
+                    _, joints, label = read_json_sequence(by_stem[stem], layout.num_joints)
+                except (SkeletonFormatError, OSError) as exc:
+                    if on_error == "raise":
+                        raise
+                    skipped.append(f"{by_stem[stem].name}\t{type(exc).__name__}: {exc}")
+                    writer.skip(row)
+                    continue
+                if len(joints) > max_frames:
+                    logger.warning("%s: %d frames, truncated to %d", stem, len(joints), max_frames)
                 sample, t = _prepare(joints, layout, max_frames, num_persons)
-                writer.write(row, sample, t)
-        counts[split] = len(loaded)
+                writer.write(row, sample, t, label=label - 1)
+            counts[split] = writer.num_kept
     write_skipped_report(out_folder, skipped, "files")
     return counts
 

@@ -12,7 +12,9 @@ m-th body of a frame in slot m, at most 4 slots), keep the two slots with the
 largest energy, pre-normalise (:mod:`data_gen.prenormalise`, in place) into
 ``(3, T, 25, 2)``, which the worker writes straight into its row of the ``.npy`` file of
 every benchmark the file belongs to (:class:`data_gen.split_writer.SplitWriter`; the
-parent only records frame counts and errors).  Files are processed in sorted order; the
+parent only records frame counts and errors).  Every split of every benchmark is
+committed together at the end (:class:`data_gen.split_writer.SplitGroup`), so a failed
+run leaves all the old splits.  Files are processed in sorted order; the
 dataset's samples-with-missing-skeletons list is skipped.  ``--on-error skip``
 records bad files in ``<out-folder>/skipped.txt`` and goes on.
 
@@ -38,7 +40,7 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, body_order, read_skeleton  # noqa: E402
 from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise_inplace  # noqa: E402
-from data_gen.split_writer import SplitWriter, add_conversion_options, pwrite_all, write_skipped_report  # noqa: E402
+from data_gen.split_writer import SplitGroup, add_conversion_options, pwrite_all, write_skipped_report  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -249,8 +251,9 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
 
     skipped: List[str] = []
     with contextlib.ExitStack() as stack:
-        writers = {key: stack.enter_context(SplitWriter(out_folder / key.split("/")[0], key.split("/")[1],
-                                                        names, labels, sample_shape, flush_every))
+        group = stack.enter_context(SplitGroup())          # every split committed together, after the pool
+        writers = {key: group.open(out_folder / key.split("/")[0], key.split("/")[1],
+                                   names, labels, sample_shape, flush_every)
                    for key, (names, labels) in split_members.items()}
         jobs = [(k, str(p), layout.name, max_frames, tuple(writers[key].row_slot(row) for key, row in targets[k]))
                 for k, p in enumerate(paths)]

@@ -465,6 +465,9 @@ def _parse_tokens(raw: bytes, path: PathLike, max_bodies: int, num_joints: int) 
     num_frames = _parse_count(tokens[0])
     if num_frames == 0:
         raise _error(path, 1, "the header says 0 frames: expected at least one frame")
+    if num_frames > len(tokens) - 1:             # each frame has at least its body count: checked before allocating
+        raise _error(path, 1, f"the header says {num_frames} frames, but only {len(tokens) - 1} values follow "
+                              f"(expected at least one, the body count, per frame)")
     body_record = 1 + BODY_INFO_FIELDS + num_joints * JOINT_FIELDS   # info + joint count + joints
     joint_token = str(num_joints).encode()
     bodies_per_frame = [0] * num_frames

@@ -37,7 +37,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
@@ -48,7 +47,7 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
-from data_gen.split_writer import SplitWriter, add_conversion_options, write_skipped_report  # noqa: E402
+from data_gen.split_writer import SplitGroup, add_conversion_options, write_skipped_report  # noqa: E402
 from feeder.io import save_json_atomic  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
@@ -75,9 +74,9 @@ def read_pku_sequence(path) -> np.ndarray:
         lines.pop()
     if not lines:
         raise SkeletonFormatError(path, 1, f"empty sequence: expected lines of {VALUES_PER_FRAME} numbers")
-    try:
-        values = np.array(text.split(), dtype=np.float64)
-        ok = values.size == VALUES_PER_FRAME * len(lines) and np.isfinite(values).all()
+    try:                                        # one row per line: a ragged file (numbers moved across lines) fails
+        values = np.array([line.split() for line in lines], dtype=np.float64)
+        ok = values.shape == (len(lines), VALUES_PER_FRAME) and np.isfinite(values).all()
     except ValueError:
         ok = False
     if not ok:                                  # find the first bad line (slow path, errors only)
@@ -192,10 +191,10 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
     shape = (NUM_COORDS, max_frames, layout.num_joints, PKU_BODIES)
     dropped: List[Tuple[str, str]] = []          # (clip name, "<label file>:<line>: why") of each all-zero clip
     clipped: List[str] = []                       # "<label file>:<line>: ..." of each clip cut at its sequence's end
-    # Both splits stay open until both are done: an error in either leaves no new file of either.
-    with contextlib.ExitStack() as stack:
-        writers = {part: stack.enter_context(SplitWriter(out_folder / benchmark, part, [c[0] for c in part_clips],
-                                                         [index[c[2]] for c in part_clips], shape))
+    # Both splits are committed together: an error in either leaves no new file of either.
+    with SplitGroup() as group:
+        writers = {part: group.open(out_folder / benchmark, part, [c[0] for c in part_clips],
+                                    [index[c[2]] for c in part_clips], shape)
                    for part, part_clips in clips.items()}
         for part, part_clips in clips.items():
             writer = writers[part]

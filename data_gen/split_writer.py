@@ -20,6 +20,13 @@ the earlier one if the commit had not begun, all of the new one once it has
 finished); an interrupt during the commit leaves the split *without* a label
 file, which readers report as missing, never new arrays beside old labels.
 
+Several splits of one run (train and val, every benchmark of an NTU conversion) are
+committed together by :class:`SplitGroup`: every split is finished under its scratch
+names first, and only then do the old label files all go, the arrays and frame counts
+move into place and the new label files come in last.  A failure while any split is
+being finished (a full disk during the compaction, a bad file) leaves every old split
+as it was; there is never a new split beside an old one, both looking complete.
+
 Memory: rows are written straight into the file behind the ``.npy`` memmap with
 ``os.pwrite`` (no page of the mapping is touched, so the resident set does not
 grow with the dataset, and a row costs one copy into the page cache instead of a
@@ -42,7 +49,7 @@ import numpy as np
 
 from feeder.io import open_memmap_atomic, save_npy_atomic, save_pickle_atomic, save_text_atomic
 
-__all__ = ["SplitWriter", "pwrite_all", "release_pages"]
+__all__ = ["SplitGroup", "SplitWriter", "pwrite_all", "release_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +79,24 @@ class SplitWriter:
     Args:
         out_dir: benchmark folder (created if needed).
         split: ``"train"`` or ``"val"``.
-        names, labels: the samples in output order (0-based labels).
+        names, labels: the samples in output order (0-based labels).  A label may be
+            ``None`` when it is only known once the sample is read: :meth:`write` /
+            :meth:`mark_written` then give it.
         sample_shape: ``(C, T, V, M)``.
         flush_every: rows per chunk when skipped rows are dropped at the end.
+        commit: move the finished files into place on leaving the with-block;
+            ``False`` leaves them under their scratch names for :class:`SplitGroup`.
     """
 
-    def __init__(self, out_dir, split: str, names: Sequence[str], labels: Sequence[int],
-                 sample_shape: Sequence[int], flush_every: int = 256):
+    def __init__(self, out_dir, split: str, names: Sequence[str], labels: Sequence[Optional[int]],
+                 sample_shape: Sequence[int], flush_every: int = 256, commit: bool = True):
         if len(names) != len(labels):
             raise ValueError(f"{len(names)} names but {len(labels)} labels")
         self.out_dir = Path(out_dir)
         self.split = split
         self.names = list(names)
-        self.labels = [int(x) for x in labels]
+        self.labels: List[Optional[int]] = [None if x is None else int(x) for x in labels]
+        self.commit = commit
         self.sample_shape = tuple(int(x) for x in sample_shape)
         self.flush_every = max(1, int(flush_every))
         self.num_frame = np.zeros(len(self.names), dtype=np.int64)
@@ -93,6 +105,7 @@ class SplitWriter:
         self._stack: Optional[contextlib.ExitStack] = None
         self._array: Optional[np.ndarray] = None
         self._fd: Optional[int] = None
+        self._finished_array: Optional[Path] = None      # the finished array's scratch name (before the commit)
 
     # ----------------------------------------------------------- paths
     def path(self, kind: str) -> Path:
@@ -120,25 +133,35 @@ class SplitWriter:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         stack, self._stack, self._array, self._fd = self._stack, None, None, None
+        done = False
         try:
             if exc_type is not None:
                 stack.__exit__(exc_type, exc, tb)       # removes the temporary array
                 return False
             stack.close()                               # temporary -> scratch
-            self._finalise()
+            self._finish()
+            if self.commit:
+                commit_splits([self])
+            done = True
         finally:
-            for scratch in (self._scratch, self._hidden("joint"), self._hidden("num_frame"), self._hidden("label")):
-                with contextlib.suppress(FileNotFoundError):
-                    scratch.unlink()
+            if self.commit or not done:
+                self.discard()
         return False
 
+    def discard(self) -> None:
+        """Remove this split's scratch files (after a commit there are none left)."""
+        self._finished_array = None
+        for scratch in (self._scratch, self._hidden("joint"), self._hidden("num_frame"), self._hidden("label")):
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()
+
     # ----------------------------------------------------------- rows
-    def write(self, index: int, sample: np.ndarray, num_frame: int) -> None:
+    def write(self, index: int, sample: np.ndarray, num_frame: int, label: Optional[int] = None) -> None:
         fd, offset, _ = self.row_slot(index)
         if sample.shape != self.sample_shape:
             raise ValueError(f"{self.names[index]}: sample shape {sample.shape}, expected {self.sample_shape}")
         pwrite_all(fd, np.ascontiguousarray(sample, dtype=self._array.dtype), offset)
-        self.mark_written(index, num_frame)
+        self.mark_written(index, num_frame, label)
 
     def row_slot(self, index: int) -> Tuple[int, int, int]:
         """``(fd, byte offset, byte length)`` of row ``index`` in the open scratch array.
@@ -155,9 +178,11 @@ class SplitWriter:
         nbytes = int(np.prod(self.sample_shape)) * self._array.dtype.itemsize
         return self._fd, self._array.offset + index * nbytes, nbytes
 
-    def mark_written(self, index: int, num_frame: int) -> None:
-        """Record that row ``index`` now holds a sample of ``num_frame`` valid frames."""
+    def mark_written(self, index: int, num_frame: int, label: Optional[int] = None) -> None:
+        """Record that row ``index`` now holds a sample of ``num_frame`` valid frames (and its label, if given)."""
         self.num_frame[index] = int(num_frame)
+        if label is not None:
+            self.labels[index] = int(label)
         self.written[index] = True
 
     def skip(self, index: int) -> None:
@@ -167,11 +192,16 @@ class SplitWriter:
     def num_kept(self) -> int:
         return int(self.kept.sum())
 
-    def _finalise(self) -> None:
+    def _finish(self) -> None:
+        """Finish the three new files under their scratch names; the old split stays as it was."""
         missing = np.flatnonzero(self.kept & ~self.written)
         if len(missing):
             raise RuntimeError(f"{self.split}: {len(missing)} samples were neither written nor skipped "
                                f"(first: {self.names[missing[0]]})")
+        unlabelled = [n for n, l, k in zip(self.names, self.labels, self.kept) if k and l is None]
+        if unlabelled:
+            raise RuntimeError(f"{self.split}: {len(unlabelled)} samples were written without a label "
+                               f"(first: {unlabelled[0]})")
         # 1. Finish every new file under a scratch name: a failure here leaves the old split as it was.
         if self.kept.all():
             array = self._scratch
@@ -191,12 +221,60 @@ class SplitWriter:
         labels: List[int] = [l for l, k in zip(self.labels, self.kept) if k]
         save_npy_atomic(self._hidden("num_frame"), self.num_frame[self.kept])
         save_pickle_atomic(self._hidden("label"), (names, labels))
-        # 2. Commit (module docstring): no label file while the array and frame counts change.
+        self._finished_array = array
+
+
+def commit_splits(writers: Sequence[SplitWriter]) -> None:
+    """Move finished splits into place (module docstring): no label file while any array changes."""
+    unfinished = [f"{w.out_dir}/{w.split}" for w in writers if w._finished_array is None]
+    if unfinished:
+        raise RuntimeError(f"commit of unfinished splits: {', '.join(unfinished)}")
+    for writer in writers:
         with contextlib.suppress(FileNotFoundError):
-            self.path("label").unlink()
-        os.replace(array, self.path("joint"))
-        os.replace(self._hidden("num_frame"), self.path("num_frame"))
-        os.replace(self._hidden("label"), self.path("label"))
+            writer.path("label").unlink()
+    for writer in writers:
+        os.replace(writer._finished_array, writer.path("joint"))
+        os.replace(writer._hidden("num_frame"), writer.path("num_frame"))
+    for writer in writers:
+        os.replace(writer._hidden("label"), writer.path("label"))
+        writer._finished_array = None
+
+
+class SplitGroup:
+    """The splits of one run, committed together (module docstring).
+
+    ``with SplitGroup() as group:`` then ``writer = group.open(out_dir, split, names, labels,
+    sample_shape)`` for each split (arguments of :class:`SplitWriter`).  Leaving the block
+    without an exception finishes every split, then commits them all; any exception, in
+    the block or while a split is finished, removes every new file and keeps the old ones.
+    """
+
+    def __init__(self):
+        self._writers: List[SplitWriter] = []
+        self._stack: Optional[contextlib.ExitStack] = None
+
+    def __enter__(self) -> "SplitGroup":
+        self._stack = contextlib.ExitStack()
+        return self
+
+    def open(self, *args, **kwargs) -> SplitWriter:
+        if self._stack is None:
+            raise RuntimeError("SplitGroup.open() outside the group's with-block")
+        writer = SplitWriter(*args, commit=False, **kwargs)
+        self._writers.append(writer)
+        return self._stack.enter_context(writer)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack = self._stack, None
+        try:
+            if stack.__exit__(exc_type, exc, tb):        # finishes each split (LIFO) or removes its files
+                return True
+            if exc_type is None:
+                commit_splits(self._writers)
+        finally:
+            for writer in self._writers:
+                writer.discard()
+        return False
 
 
 def write_skipped_report(out_folder: Path, skipped: Sequence[str], what: str = "files") -> None:

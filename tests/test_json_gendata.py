@@ -95,6 +95,35 @@ def test_bad_json_is_reported_and_skippable(tmp_path, content, match):
     assert "zz_bad_v01.json" in (tmp_path / "out" / "skipped.txt").read_text()
 
 
+def test_a_bad_val_file_leaves_the_old_train_split_too(tmp_path):
+    """Both splits are committed together: no new train beside the old val after a failed run."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=2)
+    out = tmp_path / "out"
+    json_gendata.gendata(src, out, "kinect_v1", "b", test_regex="_v03$", progress=False)
+    before = {p.name: p.read_bytes() for p in (out / "b").iterdir()}
+    obj = json.loads((src / "a01_s01_e00_v01.json").read_text())
+    obj["skeletons"] = (np.asarray(obj["skeletons"]) + 1.0).tolist()        # train changes ...
+    (src / "a01_s01_e00_v01.json").write_text(json.dumps(obj))
+    (src / "a02_s01_e00_v03.json").write_text("{not json")                 # ... and a val file is bad
+    with pytest.raises(SkeletonFormatError, match="a02_s01_e00_v03.json"):
+        json_gendata.gendata(src, out, "kinect_v1", "b", test_regex="_v03$", progress=False)
+    assert {p.name: p.read_bytes() for p in (out / "b").iterdir()} == before
+
+
+def test_labels_come_from_the_files_with_skipped_rows_dropped(tmp_path):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=3)
+    (src / "a02_s01_e00_v01.json").write_text("{not json")
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", on_error="skip",
+                                  progress=False)
+    assert counts == {"train": 5, "val": 3}
+    data, frames, names, labels = _load(tmp_path / "out" / "b", "train")
+    assert names == ["a01_s01_e00_v01", "a01_s01_e00_v02", "a02_s01_e00_v02", "a03_s01_e00_v01", "a03_s01_e00_v02"]
+    assert labels == [0, 0, 1, 2, 2] and frames.tolist() == [6, 7, 10, 12, 13]
+    (src / "a02_s01_e00_v01.json").unlink()                               # the same set without the bad file
+    json_gendata.gendata(src, tmp_path / "clean", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    np.testing.assert_array_equal(data, _load(tmp_path / "clean" / "b", "train")[0])
+
+
 def test_ucla_wrapper_defaults(tmp_path):
     root = tmp_path / "nw_ucla"
     make_json_folder(root / "all_sqe")

@@ -21,7 +21,7 @@ import pytest
 from data_gen import ntu_reader
 from data_gen.ntu_reader import SkeletonFormatError, parse_skeleton_text
 from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise, pre_normalise_inplace, rotation_aligning
-from data_gen.split_writer import SplitWriter, pwrite_all
+from data_gen.split_writer import SplitGroup, SplitWriter, pwrite_all
 from net.graph import get_layout
 
 LAYOUT = get_layout("ntu25")
@@ -401,6 +401,74 @@ def test_split_writer_failure_before_the_commit_keeps_the_old_split(tmp_path):
         assert pickle.load(handle) == (["a", "b"], [0, 1])
     np.testing.assert_array_equal(np.load(tmp_path / "val_data_joint.npy"), rows)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _write_group(folder, values, shape, fail_on=None):
+    """Train and val of one run through a SplitGroup; ``fail_on`` names a split whose finishing fails."""
+    with SplitGroup() as group:
+        for k, split in enumerate(("train", "val")):
+            writer = group.open(folder, split, ["a", "b"], [0, 1], shape, flush_every=1)
+            writer.write(0, values[k], 1)
+            writer.skip(1) if split == fail_on else writer.write(1, values[k] + 1, 2)
+
+
+def test_split_group_failure_while_finishing_keeps_every_old_split(tmp_path, monkeypatch):
+    """A full disk while train is compacted (val already finished) leaves both old splits, not a mix."""
+    from data_gen import split_writer
+
+    shape = (3, 4, V, 2)
+    old = np.random.default_rng(11).normal(size=(2,) + shape).astype(np.float32)
+    _write_group(tmp_path, old, shape)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["train_data_joint.npy", "train_label.pkl", "train_num_frame.npy",
+                              "val_data_joint.npy", "val_label.pkl", "val_num_frame.npy"]
+    real_open = split_writer.open_memmap_atomic
+
+    def full_disk(path, *args, **kwargs):                    # only the compaction of a skipped row opens one here
+        if path.name.startswith(".train"):
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(split_writer, "open_memmap_atomic", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _write_group(tmp_path, old + 10, shape, fail_on="train")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_split_group_removes_every_old_label_before_moving_any_array(tmp_path, monkeypatch):
+    import os
+
+    from data_gen import split_writer
+
+    shape = (3, 4, V, 2)
+    values = np.random.default_rng(12).normal(size=(2,) + shape).astype(np.float32)
+    _write_group(tmp_path, values, shape)
+    events = []
+    real_replace, real_unlink = os.replace, split_writer.Path.unlink
+    monkeypatch.setattr(split_writer.os, "replace",
+                        lambda s, d: (events.append(("put", os.path.basename(d))), real_replace(s, d))[1])
+    monkeypatch.setattr(split_writer.Path, "unlink",
+                        lambda self, missing_ok=False: (events.append(("drop", self.name)),
+                                                        real_unlink(self, missing_ok))[1])
+    new = values + 3
+    _write_group(tmp_path, new, shape)
+    final = [e for e in events if not e[1].startswith(".")]
+    assert final[:2] == [("drop", "train_label.pkl"), ("drop", "val_label.pkl")]
+    assert {e[1] for e in final[2:6]} == {"train_data_joint.npy", "train_num_frame.npy", "val_data_joint.npy",
+                                          "val_num_frame.npy"}
+    assert final[6:] == [("put", "train_label.pkl"), ("put", "val_label.pkl")]
+    np.testing.assert_array_equal(np.load(tmp_path / "val_data_joint.npy"), [new[1], new[1] + 1])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_absurd_header_frame_count_is_refused_before_allocating():
+    raw = b"100000000\n1\n"                               # 10^8 frames announced, one value follows
+    with pytest.raises(SkeletonFormatError) as info:
+        ntu_reader._parse_tokens(raw, "bad.skeleton", MAX_BODIES, V)
+    assert info.value.line == 1 and "the header says 100000000 frames" in str(info.value)
+    with pytest.raises(SkeletonFormatError) as info:
+        parse_skeleton_text(raw, "bad.skeleton")
+    assert info.value.line == 1
 
 
 # ------------------------------------------------------------------ token path: line structure

@@ -121,6 +121,18 @@ def test_bad_sequence_line_is_reported_and_skippable(tmp_path):
     assert "0291-M" in (out / "skipped.txt").read_text()
 
 
+def test_numbers_moved_to_the_next_line_name_the_line(tmp_path):
+    """The same total with 149 numbers on one line and 151 on the next must not shift the frames."""
+    skel, _, _ = make_pku_fixture(tmp_path)
+    lines = (skel / "0291-L.txt").read_text().splitlines()
+    first, second = lines[0].split(), lines[1].split()
+    lines[0], lines[1] = " ".join(first[:-1]), " ".join([first[-1]] + second)
+    (skel / "0291-L.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SkeletonFormatError) as info:
+        pku_gendata.read_pku_sequence(skel / "0291-L.txt")
+    assert info.value.line == 1 and "expected 150 numbers, got 149" in str(info.value)
+
+
 def test_bad_label_line(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text("3,0,40,1\n7,abc,90,1\n")
