@@ -3,7 +3,9 @@
 ``torch.nn.SyncBatchNorm`` only runs on accelerators.  :class:`AllReduceBatchNorm`
 computes the batch mean and variance from all-reduced sums (autograd-aware, so
 gradients flow through the statistics as in one big batch) and therefore also
-works with the gloo backend on CPU.  :func:`convert_sync_batchnorm` swaps every
+works with the gloo backend on CPU.  Two passes: the mean first, then the sum of
+squared deviations from it, so the variance does not lose its digits to
+``E[x^2] - mean^2`` when the mean is large against the spread.  :func:`convert_sync_batchnorm` swaps every
 BatchNorm of a model, keeping its parameters and running statistics; on CUDA it
 defers to ``torch.nn.SyncBatchNorm``.
 
@@ -32,18 +34,19 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0] + list(range(2, x.dim()))
         stats = x.float()  # statistics in float32 whatever the activations' dtype (bf16 autocast), as native BN
         count = torch.full((1,), x.numel() / channels, dtype=stats.dtype, device=x.device)
-        totals = all_reduce(torch.cat([stats.sum(dims), (stats * stats).sum(dims), count]))
+        totals = all_reduce(torch.cat([stats.sum(dims), count]))
         n = totals[-1]
         mean = totals[:channels] / n
-        var = totals[channels:2 * channels] / n - mean * mean
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        centred = stats - mean.view(shape)
+        var = all_reduce((centred * centred).sum(dims)) / n
         if self.track_running_stats:
             with torch.no_grad():
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
                 self.running_mean.lerp_(mean.detach(), momentum)
                 self.running_var.lerp_(var.detach() * n / (n - 1), momentum)
                 self.num_batches_tracked.add_(1)
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        y = (stats - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)

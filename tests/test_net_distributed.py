@@ -105,3 +105,26 @@ def test_all_reduce_batch_norm_keeps_float32_statistics_under_bf16(tmp_path):
         assert torch.allclose(ours.running_var, ref.running_var, atol=1e-4)
     finally:
         dist.destroy_process_group()
+
+
+def test_all_reduce_batch_norm_variance_keeps_its_digits_when_the_mean_is_large(tmp_path):
+    """Mean 3, spread 0.003: E[x^2] - mean^2 in float32 was 5 % off; the two-pass variance is not."""
+    from net.sync_bn import AllReduceBatchNorm
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        x = torch.randn(64, 4, 8, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.003 + 3.0
+        bn = AllReduceBatchNorm(4, momentum=1.0).train()
+        xr = x.float().requires_grad_(True)
+        y = bn(xr)
+        var = x.float().double().var(dim=(0, 2, 3), unbiased=True)
+        torch.testing.assert_close(bn.running_var.double(), var, rtol=1e-4, atol=0)
+        ref = torch.nn.BatchNorm2d(4, momentum=1.0).double().train()
+        xd = x.float().double().requires_grad_(True)
+        torch.testing.assert_close(y.double(), ref(xd), rtol=0, atol=2e-3)
+        weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(2))
+        (y * weights).sum().backward()
+        (ref(xd) * weights.double()).sum().backward()
+        torch.testing.assert_close(xr.grad.double(), xd.grad, rtol=0, atol=5e-2 * xd.grad.abs().max().item())
+    finally:
+        dist.destroy_process_group()
