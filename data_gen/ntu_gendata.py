@@ -136,14 +136,17 @@ def load_missing_list(path) -> set:
 
 
 def process_file(path, layout_name: str = "ntu25", max_frames: int = 300,
-                 max_bodies: int = KINECT_MAX_BODIES, num_persons: int = NUM_PERSONS) -> Tuple[np.ndarray, int]:
+                 max_bodies: int = KINECT_MAX_BODIES, num_persons: int = NUM_PERSONS,
+                 strict: bool = False) -> Tuple[np.ndarray, int]:
     """One ``.skeleton`` file -> ``((3, max_frames, V, num_persons) float32, num_frame)``.
 
     Reads all bodies, keeps the ``num_persons`` highest-energy ones, truncates to
     ``max_frames`` and pre-normalises.  ``num_frame`` = header frame count, capped.
+    ``strict`` also checks the fields the pipeline does not use (all 12 of a joint line,
+    every body-info field), line by line (:func:`data_gen.ntu_reader.read_skeleton`).
     """
     layout = get_layout(layout_name)
-    seq = read_skeleton(path, max_bodies=max_bodies, num_joints=layout.num_joints)
+    seq = read_skeleton(path, max_bodies=max_bodies, num_joints=layout.num_joints, strict=strict)
     order = body_order(seq.joints, num_persons)                           # the kept slots, by energy
     t = min(seq.num_frames, max_frames)
     sample = np.zeros((num_persons, max_frames, layout.num_joints, NUM_COORDS), dtype=np.float32)
@@ -163,9 +166,9 @@ def _worker(args):
     Read / format errors are returned for the parent to raise or record; a failed
     write raises here (imap re-raises it in the parent): it is not a bad input file.
     """
-    index, path, layout_name, max_frames, slots = args
+    index, path, layout_name, max_frames, strict, slots = args
     try:
-        data, num_frame = process_file(path, layout_name, max_frames)
+        data, num_frame = process_file(path, layout_name, max_frames, strict=strict)
     except (SkeletonFormatError, OSError) as exc:       # picklable: re-raised or recorded by the parent
         return index, 0, exc
     for fd, offset, nbytes in slots:
@@ -208,8 +211,10 @@ def list_samples(data_path: Path, dataset: str, missing: set, limit: Optional[in
 def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[Sequence[str]] = None,
             max_frames: int = 300, workers: int = 1, missing_list=None, use_missing_list: bool = True,
             on_error: str = "raise", limit: Optional[int] = None, chunksize: int = 8,
-            flush_every: int = 256, progress: bool = True) -> Dict[str, Dict[str, int]]:
+            flush_every: int = 256, progress: bool = True, strict: bool = False) -> Dict[str, Dict[str, int]]:
     """Convert a folder; returns ``{benchmark: {"train": n, "val": n}}`` (samples written).
+
+    ``strict`` validates every field of every file, not only those converted (slower).
 
     Raises:
         SkeletonFormatError: a bad file with ``on_error="raise"`` (no output of the run remains
@@ -255,7 +260,8 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
         writers = {key: group.open(out_folder / key.split("/")[0], key.split("/")[1],
                                    names, labels, sample_shape, flush_every)
                    for key, (names, labels) in split_members.items()}
-        jobs = [(k, str(p), layout.name, max_frames, tuple(writers[key].row_slot(row) for key, row in targets[k]))
+        jobs = [(k, str(p), layout.name, max_frames, strict,
+                 tuple(writers[key].row_slot(row) for key, row in targets[k]))
                 for k, p in enumerate(paths)]
         if workers > 1:                                  # fork: the workers inherit the writers' descriptors
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
@@ -312,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_conversion_options(parser, "only the first N files (sorted) after filtering, for quick looks")
     parser.add_argument("--flush-every", type=int, default=256,
                         help="rows per chunk when skipped samples are dropped from the output (bounds resident memory)")
+    parser.add_argument("--strict", action="store_true",
+                        help="also check the fields the arrays do not use (all 12 per joint, the body-info "
+                             "fields), line by line; by default only counts, body ids and x y z are parsed")
     return parser
 
 
@@ -321,7 +330,7 @@ def main(argv=None) -> int:
     try:
         summary = gendata(args.data_path, args.out_folder, args.dataset, args.benchmark, args.max_frames,
                           args.workers, args.missing_list, not args.ignore_missing_list, args.on_error,
-                          args.limit, args.chunksize, args.flush_every, not args.no_progress)
+                          args.limit, args.chunksize, args.flush_every, not args.no_progress, args.strict)
     except (SkeletonFormatError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1

@@ -447,6 +447,26 @@ def test_on_error_skip_records_and_continues(tmp_path):
     np.testing.assert_array_equal(data, _load(reference / "xsub", "train")[0])
 
 
+def test_strict_checks_the_fields_the_arrays_do_not_use(tmp_path):
+    """A joint's 4th field (depth x) is not converted: accepted by default, named with --strict."""
+    raw = _dataset_folder(tmp_path)
+    bad = raw / "S001C001P001R001A001.skeleton"
+    lines = bad.read_text().split("\n")
+    fields = lines[4].split(" ")                                          # frame 1, body 1, joint 1
+    assert len(fields) == 12
+    lines[4] = " ".join(fields[:3] + ["abc"] + fields[4:])
+    bad.write_text("\n".join(lines))
+    summary = ntu_gendata.gendata(raw, tmp_path / "lenient", "ntu60", max_frames=32, progress=False)
+    assert summary["xsub"]["train"] == 3
+    with pytest.raises(SkeletonFormatError) as info:
+        ntu_gendata.gendata(raw, tmp_path / "strict", "ntu60", max_frames=32, workers=2, progress=False,
+                            strict=True)
+    assert info.value.line == 5 and "S001C001P001R001A001" in str(info.value)
+    assert ntu_gendata.main(["--data-path", str(raw), "--out-folder", str(tmp_path / "cli"), "--no-progress",
+                             "--strict", "--on-error", "skip"]) == 0
+    assert "S001C001P001R001A001.skeleton" in (tmp_path / "cli" / "skipped.txt").read_text()
+
+
 def test_failure_leaves_no_output(tmp_path):
     raw = _dataset_folder(tmp_path)
     (raw / "S003C001P009R001A007.skeleton").write_text(_mutate("truncated")[0])
@@ -465,7 +485,7 @@ def test_help_documents_every_option():
     assert result.returncode == 0, result.stderr
     for option in ("--data-path", "--out-folder", "--dataset", "--benchmark", "--max-frames", "--workers",
                    "--missing-list", "--ignore-missing-list", "--on-error", "--limit", "--chunksize",
-                   "--flush-every", "--no-progress", "--log-level"):
+                   "--flush-every", "--no-progress", "--log-level", "--strict"):
         assert option in result.stdout
     parser = ntu_gendata.build_parser()
     for action in parser._actions:
