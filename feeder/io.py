@@ -78,8 +78,8 @@ def open_memmap_atomic(path: os.PathLike, shape: Sequence[int], dtype=np.float32
 
 
 def save_npy_atomic(path: os.PathLike, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
+    with atomic_open(path, "wb") as handle:                 # flushed to disk before the rename, as the others
+        np.save(handle, array, allow_pickle=False)
 
 
 def save_pickle_atomic(path: os.PathLike, obj: Any) -> None:
