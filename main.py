@@ -29,13 +29,17 @@ def _top_level_help(processors) -> str:
 
 
 def _processor_parser(cls) -> argparse.ArgumentParser:
-    from processor.config import dump_yaml, load_with_bases
+    from processor.config import TYPES_KEY, dump_yaml, load_with_bases
 
     path = cls.defaults_path()
     described = f"{cls.description}\n\nConfig keys and defaults, with their sources ({path.relative_to(ROOT)}):\n\n"
     if path.is_file():
         described += path.read_text(encoding="utf-8")
-        described += "\n\nEvery key with its default, the _base_ files included:\n\n" + dump_yaml(load_with_bases(path))
+        defaults = load_with_bases(path)
+        types = defaults.pop(TYPES_KEY, {})
+        described += "\n\nEvery key with its default, the _base_ files included:\n\n" + dump_yaml(defaults)
+        if types:
+            described += "\nTypes of the keys whose default does not say it:\n\n" + dump_yaml(types)
     parser = argparse.ArgumentParser(prog=f"python main.py {cls.name}", description=described,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None, help="YAML config (may use _base_)")

@@ -28,7 +28,7 @@ from feeder.io import save_json_atomic, save_text_atomic
 from net.sync_bn import convert_sync_batchnorm
 from processor import cpu_allocator, runtime
 from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
-from processor.config import AttrDict, dump_yaml, flatten, resolve_config
+from processor.config import AttrDict, ConfigError, dump_yaml, flatten, resolve_config
 from processor.meters import MeterGroup
 from processor.sampler import ResumableSampler
 from processor.schedule import PlateauRule, build_scheduler, warmup_factor
@@ -80,7 +80,7 @@ class Processor:
     @classmethod
     def from_config(cls, config_path: Optional[Path], overrides: Iterable[str] = (), argv: Sequence[str] = ()):
         cfg = resolve_config(cls.defaults_path(), config_path, overrides)
-        if not cfg.get("name"):
+        if cfg.get("name") is None:
             cfg["name"] = cls.default_run_name(config_path)
         return cls(cfg, config_path, argv)
 
@@ -104,7 +104,8 @@ class Processor:
     # ---------------------------------------------------------------- running
     @property
     def run_dir(self) -> Path:
-        return Path(self.cfg.work_dir) / self.cfg.name
+        """``<work_dir>/<name>``; a name that would not make a folder of its own there is a ConfigError."""
+        return Path(self.cfg.work_dir) / runtime.check_run_name(self.cfg.name)
 
     def run(self) -> Dict[str, Any]:
         """Prepare the work dir, log, execute, and mark the run finished."""
@@ -181,6 +182,7 @@ class TrainProcessor(Processor):
         self._epoch_meters: Optional[MeterGroup] = None  # the running epoch's meters (saved mid-epoch)
         self.stopped_early = False                          # the plateau rule ended the run (saved)
         self._resumed_meters: Optional[Dict[str, Any]] = None
+        self._resume_state: Optional[Dict[str, Any]] = None   # the checkpoint a resume continues (setup only)
 
     # ------------------------------------------------------------ to override
     def build_data(self) -> None:
@@ -212,6 +214,10 @@ class TrainProcessor(Processor):
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         pass
+
+    def resume_fixed_keys(self) -> Sequence[str]:
+        """Config keys a resume may not change (they select the training data); others only warn."""
+        return ()
 
     # ---------------------------------------------------------------- helpers
     def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
@@ -332,12 +338,29 @@ class TrainProcessor(Processor):
         copy = f"epoch_{epoch:04d}.pt" if periodic else None
         save_checkpoint(self.checkpoint_state(epoch, step_in_epoch), self.work_dir, copy)
 
+    def resume_checkpoint(self) -> Optional[Dict[str, Any]]:
+        """The checkpoint a resume continues from, or None for a new run; read once (the first call checks
+        :meth:`resume_fixed_keys`) and kept until :meth:`try_resume` has restored it."""
+        path = self.work_dir / LATEST
+        if self._resume_state is None and self.cfg.get("resume") and path.exists():
+            state = load_checkpoint(path, map_location=self.device)
+            old, new = flatten(state.get("config") or {}), flatten(self.cfg.to_dict())
+            fixed = [f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
+                     for key in self.resume_fixed_keys() if old.get(key) != new.get(key)]
+            if fixed:
+                raise ConfigError(f"resuming {path} with {'; '.join(fixed)}: these keys select the training samples, "
+                                  f"so the resumed epochs would train on others than the saved ones did; resume with "
+                                  f"the saved values, or start a new run (overwrite=true or another name=)")
+            self._resume_state = state
+        return self._resume_state
+
     def try_resume(self) -> tuple[int, int]:
         """(epoch, step_in_epoch) to start from: (0, 0) for a new run."""
         path = self.work_dir / LATEST
-        if not (self.cfg.get("resume") and path.exists()):
+        state = self.resume_checkpoint()
+        self._resume_state = None
+        if state is None:
             return 0, 0
-        state = load_checkpoint(path, map_location=self.device)
         saved_world, world = int(state.get("world_size", 1)), runtime.world_size()
         saved_batch = int(state.get("batch_size", self.cfg.batch_size))
         if state["step_in_epoch"] and (saved_world, saved_batch) != (world, int(self.cfg.batch_size)):
@@ -373,6 +396,7 @@ class TrainProcessor(Processor):
     def setup(self) -> None:
         self.device = runtime.resolve_device(self.cfg.device)
         runtime.seed_everything(self.cfg.seed, bool(self.cfg.get("deterministic")))
+        self.resume_checkpoint()                 # a resume that changes a fixed key fails before any work
         self.build_data()
         self.model = self.build_model().to(self.device)
         if runtime.world_size() > 1:

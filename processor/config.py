@@ -9,7 +9,17 @@ that lists every key it understands with its default value and a comment
 naming the source of each paper number.  A user config may only set keys that
 exist there: an unknown key is a :class:`ConfigError` naming the key, the file
 that set it and the closest valid key.  A default of ``{}`` marks an open
-mapping (any keys allowed) and a default of ``null`` accepts any value.
+mapping (any keys allowed).
+
+Types: a value must be of its default's type (``bool``, ``integer``, ``number``
+-- which takes integers too --, ``string``, ``list``, ``mapping``); the items of
+a list of the default non-empty list's item type; and ``null`` is refused
+where the default is not ``null``.  A defaults file declares the type of a key
+whose default does not say it in a ``_types_`` mapping of dotted keys (merged
+through ``_base_`` like the rest): ``_types_: {data.root: string,
+scheduler.milestones: list of integer}``; ``<type> or null`` also lets a key
+with a non-null default take ``null``.  A ``null`` default without a declared
+type accepts any value.
 
 Command-line overrides look like ``optim.lr=0.1`` or ``data.augment.flip.p=0``;
 the value is parsed with ``yaml.safe_load`` (never ``eval``).
@@ -19,6 +29,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -26,10 +37,13 @@ import yaml
 
 __all__ = [
     "ConfigError", "load_yaml", "load_with_bases", "parse_override", "apply_overrides",
-    "merge", "validate", "resolve_config", "flatten", "dump_yaml", "AttrDict",
+    "merge", "validate", "resolve_config", "flatten", "dump_yaml", "AttrDict", "KeyType", "parse_type",
+    "declared_types", "TYPES_KEY",
 ]
 
 BASE_KEY = "_base_"
+TYPES_KEY = "_types_"   # in a defaults file: {dotted key: type} for keys whose default does not say it
+KINDS = ("bool", "integer", "number", "string", "list", "mapping")
 
 
 class _Loader(yaml.SafeLoader):
@@ -180,7 +194,9 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -189,6 +205,101 @@ def _kind(value: Any) -> str:
     if isinstance(value, Mapping):
         return "mapping"
     return type(value).__name__
+
+
+def _a(kind: str) -> str:
+    """``"integer"`` -> ``"an integer"``."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether ``value`` is of ``kind`` (a ``number`` also takes an integer, never a bool)."""
+    found = _kind(value)
+    return found == kind or (kind == "number" and found == "integer")
+
+
+@dataclass(frozen=True)
+class KeyType:
+    """The type a config key takes: a kind of :data:`KINDS`, the kind of a list's items (None: any), and
+    whether ``null`` is allowed."""
+
+    kind: str
+    item: Optional[str] = None
+    nullable: bool = False
+
+    def __str__(self) -> str:
+        text = f"list of {self.item}" if self.item else self.kind
+        return f"{text} or null" if self.nullable else text
+
+    def problem(self, value: Any) -> Optional[str]:
+        """Why ``value`` (not null) is not of this type, or None when it is."""
+        if not _fits(self.kind, value):
+            return f"must be {_a(self.kind)}"
+        if self.item:
+            for i, item in enumerate(value):
+                if not _fits(self.item, item):
+                    return f"must be a list of {self.item} items (item {i} is {item!r}, {_a(_kind(item))})"
+        return None
+
+
+def parse_type(text: Any, where: str = "<type>") -> KeyType:
+    """``"integer"`` / ``"list of string"`` / ``"string or null"`` -> :class:`KeyType`."""
+    words = str(text).split()
+    nullable = words[-2:] == ["or", "null"]
+    if nullable:
+        words = words[:-2]
+    item = None
+    if len(words) == 3 and words[:2] == ["list", "of"]:
+        words, item = ["list"], words[2]
+    if len(words) != 1 or words[0] not in KINDS or (item is not None and item not in KINDS):
+        raise ConfigError(f"{where}: unknown type {text!r}; expected one of {', '.join(KINDS)} or 'list of <type>', "
+                          f"optionally followed by 'or null'")
+    return KeyType(words[0], item, nullable)
+
+
+def type_of_default(default: Any) -> Optional[KeyType]:
+    """The type a default value implies: its kind, and for a non-empty list of one kind that item kind
+    (integers and numbers mixed: number).  None for a ``null`` default (any value)."""
+    if default is None:
+        return None
+    kind, item = _kind(default), None
+    if kind == "list" and default:
+        kinds = {_kind(v) for v in default}
+        if kinds == {"integer", "number"}:
+            kinds = {"number"}
+        item = kinds.pop() if len(kinds) == 1 else None
+    return KeyType(kind, item)
+
+
+def _lookup(cfg: Mapping[str, Any], dotted: str) -> Tuple[bool, Any]:
+    """(found, value) of a dotted key in a nested mapping."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def declared_types(types: Any, defaults: Mapping[str, Any], where: str) -> Dict[str, KeyType]:
+    """Check a defaults file's ``_types_`` mapping (every key exists, every type is known and fits its default)
+    and parse it: {dotted key: :class:`KeyType`}."""
+    if not isinstance(types, Mapping):
+        raise ConfigError(f"{where}: {TYPES_KEY} must be a mapping of dotted key -> type, got {_kind(types)}")
+    out: Dict[str, KeyType] = {}
+    for dotted, text in types.items():
+        found, default = _lookup(defaults, str(dotted))
+        if not found:
+            raise ConfigError(f"{where}: {TYPES_KEY} names {dotted!r}, which is not a key of the defaults")
+        if isinstance(default, Mapping):
+            raise ConfigError(f"{where}: {TYPES_KEY} names {dotted!r}, a mapping: its keys say its type")
+        key_type = parse_type(text, f"{where}: {TYPES_KEY}.{dotted}")
+        problem = key_type.problem(default) if default is not None else None
+        if problem:
+            raise ConfigError(f"{where}: {TYPES_KEY} says {dotted!r} is {_a(str(key_type))} but its default "
+                              f"{default!r} is not: it {problem}")
+        out[str(dotted)] = key_type
+    return out
 
 
 def nearest_key(key: str, prefix: str, siblings: Mapping[str, Any], root: Mapping[str, Any]) -> Optional[str]:
@@ -219,8 +330,11 @@ def nearest_key(key: str, prefix: str, siblings: Mapping[str, Any], root: Mappin
 
 
 def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mapping[str, str],
-             prefix: str = "", root_defaults: Optional[Mapping[str, Any]] = None) -> None:
-    """Raise :class:`ConfigError` on the first key of ``cfg`` unknown to ``defaults`` or of the wrong kind."""
+             prefix: str = "", root_defaults: Optional[Mapping[str, Any]] = None,
+             types: Optional[Mapping[str, KeyType]] = None) -> None:
+    """Raise :class:`ConfigError` on the first key of ``cfg`` unknown to ``defaults`` or of the wrong type
+    (``types``: the declared ones, :func:`declared_types`; otherwise the default's, :func:`type_of_default`)."""
+    types = types or {}
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
         origin = origins.get(dotted, "<config>")
@@ -231,33 +345,42 @@ def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mappi
             raise ConfigError(f"unknown config key {dotted!r} (set in {origin}){hint} "
                               f"Valid keys at this level: {valid}")
         default = defaults[key]
-        if value is None and isinstance(default, Mapping) and default:
-            raise ConfigError(f"config key {dotted!r} (set in {origin}) is empty: a mapping of "
-                              f"{', '.join(sorted(str(k) for k in default))} is expected (are all its "
-                              f"lines commented out?)")
-        if value is None and isinstance(default, (bool, int, float)):  # text keys may be null (= none)
-            raise ConfigError(f"config key {dotted!r} (set in {origin}) is empty (null); it takes a "
-                              f"{_kind(default)} like the default {default!r}")
-        if default is None or value is None:
-            continue
         if isinstance(default, Mapping):
-            if not isinstance(value, Mapping):
+            if value is None and default:
+                raise ConfigError(f"config key {dotted!r} (set in {origin}) is empty: a mapping of "
+                                  f"{', '.join(sorted(str(k) for k in default))} is expected (are all its "
+                                  f"lines commented out?)")
+            if value is not None and not isinstance(value, Mapping):
                 raise ConfigError(f"config key {dotted!r} (set in {origin}) must be a mapping, got {_kind(value)}")
-            if default:  # an empty default mapping is open: anything goes
-                validate(value, default, origins, dotted + ".", root_defaults or defaults)
+            if value and default:  # an empty default mapping is open: anything goes (null included)
+                validate(value, default, origins, dotted + ".", root_defaults or defaults, types)
             continue
-        if _kind(default) != _kind(value):
-            raise ConfigError(f"config key {dotted!r} (set in {origin}) must be a {_kind(default)} "
-                              f"like the default {default!r}, got {value!r}")
+        expected = types.get(dotted) or type_of_default(default)
+        like = f"like the default {default!r}" if default is not None else f"(declared in the defaults' {TYPES_KEY})"
+        if value is None:
+            if default is None or expected.nullable:
+                continue
+            raise ConfigError(f"config key {dotted!r} (set in {origin}) is empty (null); it takes "
+                              f"{_a(str(expected))} {like}")
+        problem = expected.problem(value) if expected is not None else None
+        if problem:
+            hint = ""
+            if expected.kind == "string" and _kind(value) in ("bool", "integer", "number"):
+                hint = (f"; YAML reads on/off, yes/no and numbers as booleans and numbers: quote the value to "
+                        f"keep it text ('...' in a file, {dotted}=\"'...'\" on the command line)")
+            kind = f" ({_a(_kind(value))})" if not _fits(expected.kind, value) else ""
+            raise ConfigError(f"config key {dotted!r} (set in {origin}) {problem} {like}, got {value!r}{kind}{hint}")
 
 
 def resolve_config(defaults_path: Path, config_path: Optional[Path], overrides: Iterable[str] = ()) -> Dict[str, Any]:
-    """defaults <- config file (with bases) <- overrides, validated strictly."""
+    """defaults <- config file (with bases) <- overrides, validated strictly (the defaults' ``_types_``
+    declare the types their values do not say)."""
     defaults = load_with_bases(defaults_path)
+    types = declared_types(defaults.pop(TYPES_KEY, {}), defaults, str(defaults_path))
     origins: Dict[str, str] = {}
     user = load_with_bases(config_path, origins) if config_path is not None else {}
     user = apply_overrides(user, overrides, origins)
-    validate(user, defaults, origins)
+    validate(user, defaults, origins, types=types)
     return merge(defaults, user)
 
 

@@ -1,11 +1,14 @@
 """Run plumbing: work directories, logging, run records, devices, seeds and DDP.
 
-A run writes into ``<work_dir>/<name>/``; :func:`prepare_work_dir` creates it,
+A run writes into ``<work_dir>/<name>/``; :func:`check_run_name` keeps that folder
+strictly inside ``work_dir`` (``name`` may nest runs, ``ntu60/xsub/linear``, but no
+part of it may be empty, ``.`` or ``..``).  :func:`prepare_work_dir` creates it,
 never deletes anything, and refuses to reuse a folder that holds a finished
 run (unless ``overwrite``) or an unfinished one (unless ``resume`` or
 ``overwrite``).  ``overwrite`` moves the earlier run's files into
 ``<name>/overwritten/<UTC time>/``, so the new run starts from an empty folder
-(a fresh ``metrics.jsonl``, no stale epoch checkpoints) and nothing is lost.
+(a fresh ``metrics.jsonl``, no stale epoch checkpoints) and nothing is lost; it
+refuses a folder with other runs inside it, which it would move along.
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ import torch
 from feeder.io import OVERWRITTEN_DIR, move_to_overwritten, save_json_atomic, save_text_atomic
 
 __all__ = [
-    "FINISHED_MARKER", "OVERWRITTEN_DIR", "RunDirError", "prepare_work_dir", "setup_logging", "teardown_logging",
+    "FINISHED_MARKER", "OVERWRITTEN_DIR", "RUN_RECORD", "RunDirError", "check_run_name", "prepare_work_dir",
+    "setup_logging", "teardown_logging",
     "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
     "set_rng_state", "is_main_process", "init_distributed", "world_size", "rank",
     "mean_over_processes",
@@ -36,6 +40,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FINISHED_MARKER = "FINISHED"
+RUN_RECORD = "run_info.json"  # written by every run when it starts (write_run_record)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _RECORDED_PACKAGES = ("torch", "torchvision", "numpy", "pyyaml", "scipy", "scikit-learn",
                       "open_clip_torch", "ultralytics", "transformers", "einops")
@@ -43,6 +48,26 @@ _RECORDED_PACKAGES = ("torch", "torchvision", "numpy", "pyyaml", "scipy", "sciki
 
 class RunDirError(RuntimeError):
     """The work directory cannot be used as asked (finished run, unfinished run, ...)."""
+
+
+def check_run_name(name: object) -> str:
+    """Return ``name`` when it names a folder strictly inside ``work_dir``; else raise :class:`ConfigError`.
+
+    A name is a relative path of one or more parts separated by ``/`` (nested runs, as the default names
+    from config paths are); an empty name or part, ``.``, ``..``, an absolute path or a backslash is refused:
+    such a run dir would be ``work_dir`` itself or lie outside it, and ``overwrite`` would move other runs.
+    """
+    from processor.config import ConfigError
+
+    if not isinstance(name, str):
+        raise ConfigError(f"name must be a string (the run's folder below work_dir), got {name!r}")
+    parts = name.split("/")
+    bad = [p for p in parts if p.strip() in ("", ".", "..")]
+    if name.startswith("/") or "\\" in name or bad:
+        raise ConfigError(f"name={name!r} is not a run folder below work_dir: use a relative path of non-empty "
+                          f"parts separated by '/' (e.g. name=ntu60/xsub/linear), without '.', '..', a leading "
+                          f"'/' or a backslash")
+    return name
 
 
 def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
@@ -67,6 +92,10 @@ def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
                           f"--resume to start a new run there)")
     moved_to = None
     earlier = sorted(p for p in path.iterdir() if p.name != OVERWRITTEN_DIR) if path.is_dir() else []
+    nested = [p for p in earlier if p.is_dir() and next(p.rglob(RUN_RECORD), None) is not None] if overwrite else []
+    if nested:
+        raise RunDirError(f"{path} holds other runs ({', '.join(p.name for p in nested)}): overwrite would move "
+                          f"them into {path / OVERWRITTEN_DIR}; choose a name= of a folder of its own")
     if overwrite and earlier:
         moved_to = move_to_overwritten(path, earlier)
     path.mkdir(parents=True, exist_ok=True)
@@ -158,7 +187,7 @@ def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resu
         "host": socket.gethostname(),
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
     }
-    info_path, config_path = work_dir / "run_info.json", work_dir / "config.yaml"
+    info_path, config_path = work_dir / RUN_RECORD, work_dir / "config.yaml"
     if resumed and info_path.is_file():
         import json
 

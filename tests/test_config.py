@@ -1,8 +1,9 @@
-"""Config system: _base_ inheritance, overrides, strict keys."""
+"""Config system: _base_ inheritance, overrides, strict keys and types."""
+import re
 from pathlib import Path
 
 import pytest
-from processor.config import (ConfigError, apply_overrides, flatten, load_with_bases, parse_override,
+from processor.config import (TYPES_KEY, ConfigError, apply_overrides, flatten, load_with_bases, parse_override,
                               resolve_config)
 
 
@@ -150,3 +151,119 @@ def test_every_shipped_config_resolves():
         else:
             unresolved.append(f"{path.relative_to(root)}: {errors[0]}")
     assert not unresolved, "\n".join(unresolved)
+
+
+TYPED = """
+_types_: {name: string, root: string, text: string or null, milestones: list of integer, warmup: number}
+name: null
+root: null
+text: clip
+any: null
+seed: 1
+lr: 0.01
+warmup: 0
+milestones: []
+stems: [64, 256]
+order: [rotate, flip]
+"""
+
+
+@pytest.fixture
+def typed(tmp_path):
+    return write(tmp_path / "typed.yaml", TYPED)
+
+
+@pytest.mark.parametrize("override, shown", [("name=off", "False"), ("name=2024", "2024"), ("name=1e-3", "0.001"),
+                                             ("root=2024", "2024"), ("root={x: 1}", "{'x': 1}")])
+def test_null_default_keys_take_their_declared_type(typed, override, shown):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"'{key}' \(set in command line\) must be a string \(declared in the "
+                                          rf"defaults' _types_\), got {re.escape(shown)}"):
+        resolve_config(typed, None, [override])
+    cfg = resolve_config(typed, None, ["name='off'", "root=/data", "any=3"])
+    assert (cfg["name"], cfg["root"], cfg["any"]) == ("off", "/data", 3)     # quoted text; undeclared null: any value
+    assert resolve_config(typed, None, ["name=null", "root=null"])["name"] is None
+
+
+def test_integer_keys_refuse_fractions_and_bools_number_keys_take_integers(typed):
+    with pytest.raises(ConfigError, match=r"'seed' .* must be an integer like the default 1, got 1.9 \(a number\)"):
+        resolve_config(typed, None, ["seed=1.9"])
+    with pytest.raises(ConfigError, match=r"'seed' .* must be an integer like the default 1, got True \(a bool\)"):
+        resolve_config(typed, None, ["seed=true"])
+    with pytest.raises(ConfigError, match=r"'lr' .* must be a number like the default 0.01, got False"):
+        resolve_config(typed, None, ["lr=false"])
+    cfg = resolve_config(typed, None, ["lr=1", "warmup=0.5"])          # warmup: an integer default declared number
+    assert cfg["lr"] == 1 and cfg["warmup"] == 0.5
+
+
+def test_list_items_take_the_default_items_or_the_declared_type(typed):
+    with pytest.raises(ConfigError, match=r"'milestones' .* must be a list of integer items \(item 0 is 'a', a "
+                                          r"string\) like the default \[\], got \['a'\]"):
+        resolve_config(typed, None, ["milestones=[a]"])
+    with pytest.raises(ConfigError, match=r"'stems' .* list of integer items \(item 1 is 2.5, a number\)"):
+        resolve_config(typed, None, ["stems=[4, 2.5]"])
+    with pytest.raises(ConfigError, match=r"'order' .* list of string items \(item 0 is 3, an integer\)"):
+        resolve_config(typed, None, ["order=[3]"])
+    assert resolve_config(typed, None, ["milestones=[5, 10]", "stems=[]"])["milestones"] == [5, 10]
+
+
+@pytest.mark.parametrize("key", ["milestones", "order", "lr", "seed"])
+def test_null_is_refused_where_the_default_is_not_null(typed, key):
+    with pytest.raises(ConfigError, match=rf"'{key}' \(set in command line\) is empty \(null\); it takes a"):
+        resolve_config(typed, None, [f"{key}=null"])
+
+
+def test_or_null_lets_a_key_with_a_default_take_null(typed):
+    assert resolve_config(typed, None, ["text=null"])["text"] is None
+    with pytest.raises(ConfigError, match=r"'text' .* must be a string like the default 'clip', got 3"):
+        resolve_config(typed, None, ["text=3"])
+
+
+@pytest.mark.parametrize("types, match", [
+    ("{nme: string}", r"_types_ names 'nme', which is not a key of the defaults"),
+    ("{name: text}", r"_types_\.name: unknown type 'text'; expected one of bool, integer"),
+    ("{seed: string}", r"_types_ says 'seed' is a string but its default 1 is not"),
+    ("{sub: string}", r"_types_ names 'sub', a mapping"),
+    ("[name]", r"_types_ must be a mapping"),
+])
+def test_a_wrong_types_declaration_names_the_defaults_file(tmp_path, types, match):
+    defaults = write(tmp_path / "bad_types.yaml", f"_types_: {types}\nname: null\nseed: 1\nsub: {{a: 1}}\n")
+    with pytest.raises(ConfigError, match=rf"bad_types\.yaml: {match}"):
+        resolve_config(defaults, None)
+
+
+def test_every_null_default_of_the_shipped_defaults_has_a_declared_type():
+    root = Path(__file__).resolve().parents[1] / "config" / "defaults"
+    untyped = []
+    for path in sorted(root.glob("*.yaml")):
+        defaults = load_with_bases(path)
+        types = defaults.pop(TYPES_KEY, {})
+        untyped += [f"{path.name}: {key}" for key, value in flatten(defaults).items()
+                    if value is None and key not in types]
+    assert not untyped, "null defaults without a type in _types_: " + ", ".join(untyped)
+
+
+@pytest.mark.parametrize("processor, override, match", [
+    ("linear_evaluation", "name=off", r"'name' .* must be a string .*got False"),
+    ("linear_evaluation", "data.root=2024", r"'data.root' .* must be a string .*got 2024"),
+    ("linear_evaluation", "pretrained=1e-3", r"'pretrained' .* must be a string .*got 0.001"),
+    ("linear_evaluation", "epochs=1.9", r"'epochs' .* must be an integer like the default 100, got 1.9"),
+    ("pretrain_acsar", "scheduler.milestones=[a]", r"'scheduler.milestones' .*\(item 0 is 'a'"),
+    ("pretrain_acsar", "scheduler.milestones=null", r"'scheduler.milestones' .* is empty \(null\)"),
+    ("pretrain_acsar", "augment.order=null", r"'augment.order' .* is empty \(null\)"),
+    ("pretrain_acsar", "augment.temporal_crop.min_length=8.5", r"min_length' .* must be an integer"),
+    ("fusion", "combinations=JB", r"'combinations' .* must be a list"),
+])
+def test_the_shipped_defaults_type_their_keys(processor, override, match):
+    path = Path(__file__).resolve().parents[1] / "config" / "defaults" / f"{processor}.yaml"
+    with pytest.raises(ConfigError, match=match):
+        resolve_config(path, None, [override])
+
+
+def test_the_shipped_defaults_keep_their_legitimate_nulls_and_fractions():
+    root = Path(__file__).resolve().parents[1] / "config" / "defaults"
+    cfg = resolve_config(root / "pretrain_acsar.yaml", None, ["data.text=null", "scheduler.warmup_epochs=0.5",
+                                                              "augment.temporal_crop.min_length=8"])
+    assert cfg["data"]["text"] is None and cfg["scheduler"]["warmup_epochs"] == 0.5
+    cfg = resolve_config(root / "linear_evaluation.yaml", None, ["pretrained=null", "optim.lr=2"])
+    assert cfg["pretrained"] is None and cfg["optim"]["lr"] == 2

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import main as main_module
+from processor.config import ConfigError
 from processor.evaluation.encoder_loading import PretrainedMismatch
 from processor.evaluation.frozen import FrozenWeightsChanged
 from processor.evaluation.knn import knn_classify
@@ -466,3 +467,71 @@ def test_fusion_weights_combinations_and_abbreviations(tmp_path):
     with pytest.raises(ValueError, match=r"names unknown streams \['motion'\]"):
         get_processor("fusion").from_config(None, base + ["name=fc_bad2", "compare=[]",
                                                           "combinations=[[joint, motion]]"]).run()
+
+
+class KilledAfterEpoch1:
+    """Mixin: killed at the start of epoch 2 (after epoch 1 was saved), once per ``kill = True``."""
+    kill = True
+
+    def train_epoch(self, epoch, start_batch=0):
+        if epoch == 1 and type(self).kill:
+            type(self).kill = False
+            raise KeyboardInterrupt
+        return super().train_epoch(epoch, start_batch)
+
+
+class KilledLinear(KilledAfterEpoch1, LinearEvaluation):
+    pass
+
+
+class KilledSemi(KilledAfterEpoch1, get_processor("semi_supervised")):
+    pass
+
+
+def test_resume_refuses_a_replaced_pretrained_checkpoint(env, tmp_path, caplog):
+    """The interrupted run's checkpoint records a digest of its pretrained encoder: a resume whose pretrained
+    file now holds other weights stops before any work, naming the file and the checkpoint; an older
+    checkpoint without the digest resumes with a warning."""
+    import shutil
+
+    tmp, root, ckpt = env
+    pretrained = tmp_path / "pre.pt"
+    shutil.copyfile(ckpt, pretrained)
+    args = ("epochs=3", "batch_size=16", "scheduler.name=none", f"pretrained={pretrained}",
+            f"work_dir={tmp_path / 'runs'}")
+    KilledLinear.kill = True
+    with pytest.raises(KeyboardInterrupt):
+        run("swap", env, *args, cls=KilledLinear)
+    run_dir = tmp_path / "runs/swap"
+    shutil.copyfile(make_checkpoint(tmp_path / "other", root, seed=1), pretrained)   # the pretraining went on
+    with pytest.raises(PretrainedMismatch, match=rf"{pretrained}: its encoder differs from the one the interrupted "
+                                                 rf"run in {run_dir / 'latest.pt'} started from"):
+        run("swap", env, *args, "resume=true", cls=KilledLinear)
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1          # nothing trained on
+    shutil.copyfile(ckpt, pretrained)
+    state = torch.load(run_dir / "latest.pt", weights_only=True)
+    assert state["extra"].pop("pretrained_digest")
+    torch.save(state, run_dir / "latest.pt")                                       # as an older version wrote it
+    with caplog.at_level("WARNING"):
+        r = run("swap", env, *args, "resume=true", cls=KilledLinear)
+    assert r["epochs_run"] == 3 and r["frozen_check"].startswith("passed")
+    assert any("holds no digest of its pretrained encoder" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("change", ["subset_seed=2", "label_fraction=0.6", "holdout_fraction=0.3", "seed=5",
+                                    "monitor=test"])
+def test_resume_refuses_a_change_of_the_training_subset(env, tmp_path, change):
+    """label_fraction, subset_seed and the holdout draw select the training samples: changing one on resume is an
+    error before any work (subset_indices.json and metrics.jsonl stay as the interrupted run left them)."""
+    KilledSemi.kill = True
+    args = ("label_fraction=0.5", "epochs=2", "batch_size=4", f"work_dir={tmp_path / 'runs'}")
+    with pytest.raises(KeyboardInterrupt):
+        run("semi_resume", env, *args, processor="semi_supervised", cls=KilledSemi)
+    run_dir = tmp_path / "runs/semi_resume"
+    subset = (run_dir / "subset_indices.json").read_text()
+    key, value = change.split("=")
+    with pytest.raises(ConfigError, match=rf"resuming .*latest\.pt with {key}: .* -> {value}: these keys select the "
+                                          rf"training samples"):
+        run("semi_resume", env, *args, change, "resume=true", processor="semi_supervised", cls=KilledSemi)
+    assert (run_dir / "subset_indices.json").read_text() == subset
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1

@@ -1,5 +1,6 @@
 """Processor lifecycle: work dirs, exact resume, crash-safe checkpoints, run records."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from torch.utils.data import Dataset
 from processor import checkpoint as ckpt_module
 from processor.base import Processor, TrainProcessor
 from processor.checkpoint import LATEST, load_checkpoint
+from processor.config import ConfigError
 from processor.runtime import FINISHED_MARKER, OVERWRITTEN_DIR, RunDirError
 
 DEFAULTS = """
@@ -386,3 +388,42 @@ def test_rng_state_survives_a_checkpoint_loaded_onto_the_device(tmp_path, device
     assert torch.equal(torch.rand(4), expected[0])
     if device == "cuda":
         assert torch.equal(torch.rand(4, device=device), expected[1])
+
+
+@pytest.mark.parametrize("name", ["", " ", ".", "..", "../elsewhere", "a/../b", "a//b", "a/", "/tmp/abs", "a\\b"])
+def test_a_run_name_must_name_a_folder_of_its_own_below_work_dir(toy, name):
+    make(toy, "name=done", "epochs=1").run()
+    with pytest.raises(ConfigError, match=rf"name={re.escape(repr(name))} is not a run folder below work_dir"):
+        make(toy, f"name='{name}'", "epochs=1", "overwrite=true").run()
+    assert (toy / "runs/done" / FINISHED_MARKER).exists() and not (toy / "runs" / OVERWRITTEN_DIR).exists()
+
+
+def test_report_named_dot_leaves_the_other_runs_in_place(toy):
+    """The reviewer's case: report (overwrite: true) with name=. would have moved every run under work_dir."""
+    import main as main_module
+
+    make(toy, "name=done", "epochs=1").run()
+    assert main_module.main(["report", f"work_dir={toy / 'runs'}", "name=."]) == 2
+    assert (toy / "runs/done" / FINISHED_MARKER).exists() and not (toy / "runs" / OVERWRITTEN_DIR).exists()
+
+
+def test_a_name_read_as_a_bool_or_number_is_an_error_not_the_default_folder(toy):
+    for value, shown in (("off", "False"), ("2024", "2024"), ("1e-3", "0.001")):
+        with pytest.raises(ConfigError, match=rf"'name' \(set in command line\) must be a string .*got {shown}"):
+            make(toy, f"name={value}")
+    make(toy, "name='2024'", "epochs=1").run()                      # quoted, it is text
+    assert (toy / "runs/2024" / FINISHED_MARKER).exists()
+
+
+def test_overwrite_refuses_a_folder_that_holds_other_runs(toy):
+    make(toy, "name=outer/inner", "epochs=1").run()                 # nested names stay allowed
+    (toy / "runs/outer/notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match=r"runs/outer holds other runs \(inner\): overwrite would move them"):
+        make(toy, "name=outer", "epochs=1", "overwrite=true").run()
+    assert (toy / "runs/outer/inner" / FINISHED_MARKER).exists() and (toy / "runs/outer/notes.txt").exists()
+
+
+def test_a_fractional_epoch_count_is_an_error(toy):
+    with pytest.raises(ConfigError, match=r"'epochs' \(set in command line\) must be an integer like the default 1, "
+                                          r"got 1.9"):
+        make(toy, "name=frac", "epochs=1.9")

@@ -23,6 +23,11 @@ mode) and the head trains on them, the same computation as running the frozen en
 every step, only faster.  After training a :class:`FrozenGuard` asserts that no encoder
 weight or BatchNorm statistic changed.
 
+Resume: the checkpoint records a digest of the encoder as set up from ``pretrained``; a resume
+whose ``pretrained`` now gives other weights (the file was replaced) stops before any work
+(:class:`PretrainedMismatch`), and so does a change of a key that selects the training samples
+(``label_fraction``, ``subset_seed``, ``monitor``, ``holdout_fraction``, ``seed``).
+
 Run dir outputs: ``results.json`` (``kind``, test top-1/top-5 at the last and best
 monitored epoch, ...), ``metrics.jsonl``, ``scores.pkl``, ``scores_last.pkl``, ``best.pt``,
 ``subset_indices.json`` (semi-supervised), ``confusion_matrix.png``,
@@ -44,9 +49,10 @@ from feeder.splits import split_files
 from net.classifier import SkeletonClassifier
 from processor import runtime
 from processor.base import TrainProcessor
-from processor.checkpoint import load_checkpoint
+from processor.checkpoint import LATEST, load_checkpoint
 from processor.config import ConfigError
-from processor.evaluation.encoder_loading import encoder_config, expand_path, load_pretrained
+from processor.evaluation.encoder_loading import (PretrainedMismatch, encoder_config, expand_path, load_pretrained,
+                                                  state_digest)
 from processor.evaluation.features import FeatureDataset, extract_features
 from processor.evaluation.figures import plot_confusion, plot_training_curves, read_metrics
 from processor.evaluation.frozen import FrozenGuard
@@ -84,6 +90,7 @@ class ClassificationEvaluation(TrainProcessor):
         self.pretrained_info: Dict[str, Any] = {"path": None, "format": "random init"}
         self.cached = False
         self.split_sizes: Dict[str, int] = {}
+        self.pretrained_digest: Optional[str] = None   # state_digest of the encoder as set up, before training
 
     # ------------------------------------------------------------------ data
     @property
@@ -170,10 +177,39 @@ class ClassificationEvaluation(TrainProcessor):
                                                    check_config=bool(self.cfg.check_pretrained_config))
         else:
             logger.warning("pretrained: null: the encoder keeps its random initialisation (baseline)")
+        self.pretrained_digest = state_digest(self.net.encoder)
+        self._check_resumed_encoder(path)
         if self.cfg.freeze_encoder:
             self.guard = FrozenGuard(self.net.encoder)
         if self.cfg.cache_features:
             self._cache_features()
+
+    def _check_resumed_encoder(self, path: Optional[Path]) -> None:
+        """On resume: the encoder set up from ``pretrained`` must be the one the interrupted run started from
+        (its features are cached and its weights guarded before the checkpoint's are restored)."""
+        state = self.resume_checkpoint()
+        if state is None:
+            return
+        checkpoint, source = self.work_dir / LATEST, path or "pretrained: null (random init)"
+        saved = (state.get("extra") or {}).get("pretrained_digest")
+        if saved is None:
+            logger.warning("%s holds no digest of its pretrained encoder (written by an older version): cannot check "
+                           "that %s is the encoder the interrupted run started from", checkpoint, source)
+        elif saved != self.pretrained_digest:
+            raise PretrainedMismatch(
+                f"{source}: its encoder differs from the one the interrupted run in {checkpoint} started from "
+                f"(weights digest {self.pretrained_digest[:12]} vs {saved[:12]}): the file was replaced or pretrained= "
+                f"changed since. Point pretrained= at the original checkpoint, or start again (overwrite=true)")
+
+    def resume_fixed_keys(self):
+        """The keys that select the training samples: the labelled subset and, with monitor: holdout, the
+        held-out part (drawn with ``seed``)."""
+        keys = ["label_fraction", "monitor"]
+        if float(self.cfg.label_fraction) < 1.0:
+            keys.append("subset_seed")
+        if self.cfg.monitor == "holdout":
+            keys += ["holdout_fraction", "seed"]
+        return keys
 
     def _cache_features(self) -> None:
         """Replace the raw datasets with the frozen encoder's features (computed once, eval mode)."""
@@ -252,7 +288,8 @@ class ClassificationEvaluation(TrainProcessor):
                             "head_only": bool(self.cfg.freeze_encoder), "model": self._trained_state()}, tmp)
 
     def extra_state(self) -> Dict[str, Any]:
-        return {"best_value": self.best_value, "best_epoch": self.best_epoch}
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch,
+                "pretrained_digest": self.pretrained_digest}
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         self.best_value = state.get("best_value")
