@@ -50,8 +50,16 @@ def split_files(root: str | Path, split: str, text: Optional[str] = None, check:
 
 
 def load_split(root: str | Path, split: str, mmap: bool = True) -> Tuple[np.ndarray, np.ndarray, List[str], List[int]]:
-    """(data (N, C, T, V, M), num_frame (N,), sample names, labels) of a prepared split."""
+    """(data (N, C, T, V, M), num_frame (N,), sample names, labels) of a prepared split; ValueError naming the
+    files when they do not describe the same N samples."""
     files = split_files(root, split)
     data = load_npy(files.data, mmap_mode="r" if mmap else None)
     names, labels = load_label_pkl(files.label)
-    return data, load_npy(files.num_frame), names, labels
+    num_frame = load_npy(files.num_frame)
+    if data.ndim != 5:
+        raise ValueError(f"{files.data}: expected an (N, C, T, V, M) array, got shape {data.shape}")
+    if not (len(data) == len(num_frame) == len(names)):
+        raise ValueError(f"split {split!r} of {root}: {files.data.name} has {len(data)} samples, "
+                         f"{files.num_frame.name} {len(num_frame)}, {files.label.name} {len(names)}: they must "
+                         f"describe the same samples; rerun the data_gen/ script that made them")
+    return data, num_frame, names, labels

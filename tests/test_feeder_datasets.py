@@ -111,6 +111,25 @@ def test_length_mismatch_errors_name_files(split, tmp_path):
         PretrainDataset(tmp_path / "missing.npy", paths["num_frame_path"])
 
 
+def test_load_split_refuses_files_of_different_lengths_and_duplicate_names(split, tmp_path):
+    """describe.py / action_images.py read splits through load_split: rows, frame counts and names must agree."""
+    from feeder.splits import load_split
+
+    paths, data, num_frame, _ = split
+    assert [len(x) for x in load_split(tmp_path, "train")] == [N] * 4
+    save_npy_atomic(paths["num_frame_path"], num_frame[:-1])
+    with pytest.raises(ValueError, match=rf"train_data_joint\.npy has {N} samples, train_num_frame\.npy {N - 1}"):
+        load_split(tmp_path, "train")
+    save_npy_atomic(paths["num_frame_path"], num_frame)
+    names = [f"S{i:03d}" for i in range(N)]
+    names[5] = names[2]
+    save_pickle_atomic(paths["label_path"], (names, [i % 4 for i in range(N)]))
+    with pytest.raises(ValueError, match=r"train_label\.pkl: sample name 'S002' appears more than once \(again at index 5\)"):
+        load_split(tmp_path, "train")
+    with pytest.raises(ValueError, match="appears more than once"):
+        DownstreamDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"])
+
+
 def test_truncated_files_are_named(split, tmp_path):
     paths, _, _, _ = split
     for key, name in (("num_frame_path", "nf_cut.npy"), ("label_path", "lab_cut.pkl"), ("data_path", "x_cut.npy")):
