@@ -221,10 +221,18 @@ def test_pretrained_config_mismatch_is_a_clear_error(env):
         run("mismatch", env, "epochs=1", "model.hidden_dim=16", "model.ff_dim=16")
 
 
+def test_semi_supervised_default_freezes_the_encoder_as_the_paper(env):
+    """Paper §1 / Table 1: the downstream stage trains only the classifier on the frozen encoder."""
+    r = run("semi_frozen", env, "label_fraction=0.5", "epochs=2", "batch_size=4", processor="semi_supervised")
+    assert r["kind"] == "semi" and r["freeze_encoder"] and r["frozen_check"].startswith("passed")
+    best = torch.load(env[0] / "runs/semi_frozen/best.pt", weights_only=True)
+    assert best["head_only"] and not any(k.startswith("encoder.") for k in best["model"])
+
+
 def test_semi_supervised_subset_and_fine_tuned_encoder(env):
     tmp = env[0]
     r = run("semi", env, "label_fraction=0.3", "epochs=2", "batch_size=4", "optim.lr=0.01",
-            processor="semi_supervised")
+            "freeze_encoder=false", "cache_features=false", processor="semi_supervised")
     sub = json.loads((tmp / "runs/semi/subset_indices.json").read_text())
     labels = np.arange(40) % NUM_CLASSES
     assert sub["num_samples"] == 12 and np.bincount(labels[sub["indices"]]).tolist() == [3, 3, 3, 3]
