@@ -3,11 +3,14 @@
 PY ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-STAMP := $(VENV)/.requirements-installed
+# The stamp names the hash of requirements.txt (not its mtime): a fresh clone reuses a VENV= that
+# already has these requirements, and a changed requirements.txt installs again.
+REQ_HASH := $(shell $(PY) -c "import hashlib; print(hashlib.sha256(open('requirements.txt', 'rb').read()).hexdigest()[:16])")
+STAMP := $(VENV)/.requirements-$(REQ_HASH)
 
 .PHONY: venv test demo demo-quick bench clean-venv
 
-$(STAMP): requirements.txt
+$(STAMP):
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	# one resolve for everything (see README: torch and torchvision must come together)

@@ -21,7 +21,7 @@ fusion, with and without text, random-init baseline, wall time per step) and
 already there is skipped (an interrupted pretraining continues with ``--resume``), so an interrupted
 demo continues where it stopped.  Independent steps run side by side (``--jobs``, default 2, each
 with ``cores // jobs`` torch threads: on 2 cores two one-thread pretrainings beat one two-thread
-pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step>.log``.  ``--quick``
+pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step_name>.log``.  ``--quick``
 runs a tiny version (for the test suite).  ``--pretrain-set KEY=VALUE`` (repeatable) changes the four
 pretrainings, e.g. their length: ``--pretrain-set epochs=120 --pretrain-set 'scheduler.milestones=[100]'``
 (bench/EXPERIMENTS.md §1.4: what longer pretraining changes); ``--run-seed`` the seed of every run.
@@ -55,6 +55,8 @@ LINEAR_CONFIGS = {"joint": "linear", "bone": "linear_bone", "motion": "linear_mo
                   "joint_notext": "linear_notext", "joint_random": "linear_random"}
 
 # --quick: a tiny data set and model, a few epochs (the test suite runs this end to end)
+QUICK_NOTE = ("Quick mode is a smoke test of the commands (a few clips, a tiny model, 2 epochs): its accuracies "
+              "carry no meaning; `make demo` gives the real table.")
 QUICK_SYNTH = ["--num-classes", "4", "--performers", "1-6", "--cameras", "1-2", "--replications", "1",
                "--max-frames", "80"]
 QUICK_MODEL = ["model.stem_channels=[4, 8, 4]", "model.hidden_dim=16", "model.num_heads=2", "model.ff_dim=16",
@@ -222,7 +224,7 @@ def write_report(work: Path, res: Dict[str, object], steps: List[dict], quick: b
     def wall(step: dict) -> str:
         return "skipped" if step["skipped"] else f"{step['wall_s']:.1f} s"
 
-    settings = ""
+    settings = QUICK_NOTE + "\n\n" if quick else ""
     if res.get("pretrain_overrides") or res.get("run_seed") is not None:
         seed = "the configs' own" if res["run_seed"] is None else res["run_seed"]
         overrides = " ".join(res["pretrain_overrides"]) or "none"
@@ -284,7 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
     logs = args.work_dir / "demo" / "logs"
-    logger.info("%d step(s) side by side, %d torch thread(s) each; each step's output: %s/<step>.log",
+    logger.info("%d step(s) side by side, %d torch thread(s) each; each step's output: %s/<step_name>.log",
                 args.jobs, args.threads, logs)
     results = run_steps(build_steps(args), jobs=args.jobs, cwd=ROOT, env=env, logs=logs)
     failed = [r.name for r in results if r.status == "failed"]
@@ -303,6 +305,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     save_json_atomic(args.work_dir / "demo" / "results.json", res)
     print(f"\nAC-SAR demo{' (quick)' if args.quick else ''}: linear evaluation on the synthetic test split\n")
     print(results_markdown(res))
+    if args.quick:
+        print(f"\n{QUICK_NOTE}")
     print(f"\ntotal wall time {res['total_wall_s']:.0f} s; report: {report}\n"
           f"results: {args.work_dir / 'demo' / 'results.json'}")
     return 0

@@ -2,7 +2,7 @@
 """NW-UCLA cross-view end to end on CPU: data, descriptions, text features, pretraining, evaluations.
 
 Every step is an ordinary command (``python data_gen/<x>.py ...`` or ``python main.py ...``),
-printed before it runs; its output goes to ``<work-dir>/nwucla_logs/<step>.log``.  A step
+printed before it runs; its output goes to ``<work-dir>/nwucla_logs/<step_name>.log``.  A step
 that is already done is skipped: data files present, one description per sample, or the
 run dir's ``FINISHED`` marker (an unfinished run with a ``latest.pt`` is continued with
 ``--resume``).  Independent steps run side by side (``--jobs``, default 2 = one per

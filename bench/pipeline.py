@@ -1,7 +1,9 @@
 """Run a pipeline of ordinary commands with dependencies, several side by side (bench/demo.py, bench/nwucla.py).
 
 Each :class:`Step` is one command line (``python data_gen/...`` or ``python main.py ...``),
-printed before it starts; its output goes to ``<logs>/<step name>.log``.  A step whose
+printed before it starts; its output goes to ``<logs>/<step_name>.log`` (spaces as ``_``).  While
+steps run, a line every ``heartbeat_s`` says how long each has run and what its log said last
+(e.g. ``epoch 7/20``), so a long pipeline is never silent for minutes.  A step whose
 ``done()`` is already true is skipped; a step whose ``resume`` run dir holds an unfinished
 run (``latest.pt``) is continued with ``--resume``.  Up to ``jobs`` steps whose dependencies
 have finished run at once; a failed step marks every step that needs it as failed too (the
@@ -83,13 +85,35 @@ def printable(cmd: List[str]) -> str:
     return shlex.join("python" if a == sys.executable else a for a in cmd)
 
 
+def log_path(logs: Path, name: str) -> Path:
+    """``<logs>/<name>.log`` with the step name's spaces as underscores (no quoting needed in a shell)."""
+    return logs / f"{name.replace(' ', '_')}.log"
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
     return "\n  ".join(text)
 
 
+def _progress(path: Path) -> str:
+    """The newest ``epoch i/n`` of a step's log (the processors log one line per epoch), or ''."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 8192))
+            tail = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(tail):
+        words = line.split()
+        for i, word in enumerate(words[:-1]):
+            if word == "epoch" and "/" in words[i + 1]:
+                return f"epoch {words[i + 1]}"
+    return ""
+
+
 def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str], logs: Path,
-              dry_run: bool = False, on_finish: Optional[Callable[[StepResult], None]] = None) -> List[StepResult]:
+              dry_run: bool = False, on_finish: Optional[Callable[[StepResult], None]] = None,
+              heartbeat_s: float = 60.0) -> List[StepResult]:
     """Run ``steps`` (in dependency order, ``jobs`` at a time); one :class:`StepResult` per step, in input order."""
     names = [s.name for s in steps]
     unknown = {d for s in steps for d in s.deps} - set(names)
@@ -102,6 +126,7 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
             results[s.name] = StepResult(s.name, printable(s.cmd), "skipped")
             print(f"[skip] {s.name}: already finished", flush=True)
     running: Dict[str, tuple] = {}
+    last_beat = time.time()
     while True:
         failed = {name for name, r in results.items() if r.status == "failed"}
         for s in steps:                                    # a failed dependency fails its dependants
@@ -121,7 +146,7 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
             if dry_run:
                 results[s.name] = StepResult(s.name, printable(cmd), "done")
                 continue
-            log = open(logs / f"{s.name}.log", "w", encoding="utf-8")
+            log = open(log_path(logs, s.name), "w", encoding="utf-8")
             proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
             running[s.name] = (proc, time.time(), log, printable(cmd))
         if not running:
@@ -129,6 +154,13 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
                 continue
             break                                          # nothing runs and nothing can start
         time.sleep(0.5)
+        if time.time() - last_beat >= heartbeat_s:
+            last_beat = time.time()
+            states = []
+            for name, (_, start, _, _) in running.items():
+                progress = _progress(log_path(logs, name))
+                states.append(f"{name} {(last_beat - start) / 60:.1f} min" + (f", {progress}" if progress else ""))
+            print(f"[... ] {'; '.join(states)}", flush=True)
         for name, (proc, start, log, shown) in list(running.items()):
             if proc.poll() is None:
                 continue
@@ -140,8 +172,8 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
             if result.status == "done":
                 print(f"[done] {name} in {result.wall_s:.1f} s", flush=True)
             else:
-                print(f"[FAIL] {name} (exit {proc.returncode}), log {logs / name}.log:\n  "
-                      f"{_log_tail(logs / f'{name}.log')}", flush=True)
+                print(f"[FAIL] {name} (exit {proc.returncode}), log {log_path(logs, name)}:\n  "
+                      f"{_log_tail(log_path(logs, name))}", flush=True)
             if on_finish is not None:
                 on_finish(result)
     return [results[s.name] for s in steps if s.name in results]

@@ -198,6 +198,9 @@ class SplitWriter:
         if len(missing):
             raise RuntimeError(f"{self.split}: {len(missing)} samples were neither written nor skipped "
                                f"(first: {self.names[missing[0]]})")
+        if not self.kept.any():
+            logger.warning("%s: the %s split is empty (no input file belongs to it, or every one was skipped): "
+                           "training or evaluating on it will fail", self.out_dir, self.split)
         unlabelled = [n for n, l, k in zip(self.names, self.labels, self.kept) if k and l is None]
         if unlabelled:
             raise RuntimeError(f"{self.split}: {len(unlabelled)} samples were written without a label "

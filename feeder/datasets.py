@@ -81,6 +81,9 @@ class _SplitArrays(Dataset):
         self.data_shape = shape
         self.data_dtype = dtype
         n = shape[0]
+        if n == 0:
+            raise ValueError(f"{self.data_path}: the split holds no samples (its data_gen/ run matched no input "
+                             f"file of this split: check its --dataset / --benchmark and input folder)")
 
         num_frame = load_npy(self.num_frame_path).reshape(-1)
         if len(num_frame) != n:

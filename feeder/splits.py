@@ -43,6 +43,9 @@ def split_files(root: str | Path, split: str, text: Optional[str] = None, check:
                         "the data_gen/ script that made them")
             elif files.text and str(files.text) in missing:
                 hint = "; text features come from data_gen/encode_text.py"
+                others = sorted(p.stem[len(split) + 1:] for p in files.text.parent.glob(f"{split}_*.npy"))
+                if others:
+                    hint += f" (this folder has data.text={' / '.join(others)})"
             else:
                 hint = "; prepare the data with the data_gen/ scripts (see README)"
             raise FileNotFoundError(f"split {split!r} of {root}: missing {', '.join(missing)}{hint}")

@@ -125,24 +125,9 @@ class Processor:
             torch.distributed.barrier()
         runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
         try:
-            if main:
-                runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
-            logger.info("%s: work dir %s", self.name, self.work_dir)
-            if moved_to is not None:
-                logger.info("overwrite: the earlier run's files are kept in %s", moved_to)
-            if malloc_kept:
-                logger.info("reuse_freed_memory: not glibc, the C library's malloc settings are kept")
-            started = time.time()
-            self.results = self.execute() or {}
-            self.results.setdefault("wall_time_s", round(time.time() - started, 2))
-            if main:
-                save_json_atomic(self.work_dir / "results.json", self.results)
-                (self.work_dir / runtime.FINISHED_MARKER).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
-            logger.info("%s finished in %.1f s", self.name, self.results["wall_time_s"])
-            if distributed:
-                torch.distributed.barrier()  # no rank tears the group down while another still talks to it
-            return self.results
-        except BaseException as err:        # Ctrl-C included: the run log says how the run ended
+            with runtime.sigterm_raises():
+                return self._run_logged(main, distributed, resumed, moved_to, malloc_kept)
+        except BaseException as err:        # Ctrl-C and SIGTERM included: the run log says how the run ended
             runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}: {err}")
             raise
         finally:
@@ -150,6 +135,26 @@ class Processor:
             runtime.teardown_logging()
             if distributed and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
+
+    def _run_logged(self, main: bool, distributed: bool, resumed: bool, moved_to, malloc_kept: bool) -> Dict[str, Any]:
+        """The body of :meth:`run` once the work dir and the log exist."""
+        if main:
+            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
+        logger.info("%s: work dir %s", self.name, self.work_dir)
+        if moved_to is not None:
+            logger.info("overwrite: the earlier run's files are kept in %s", moved_to)
+        if malloc_kept:
+            logger.info("reuse_freed_memory: not glibc, the C library's malloc settings are kept")
+        started = time.time()
+        self.results = self.execute() or {}
+        self.results.setdefault("wall_time_s", round(time.time() - started, 2))
+        if main:
+            save_json_atomic(self.work_dir / "results.json", self.results)
+            (self.work_dir / runtime.FINISHED_MARKER).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+        logger.info("%s finished in %.1f s", self.name, self.results["wall_time_s"])
+        if distributed:
+            torch.distributed.barrier()  # no rank tears the group down while another still talks to it
+        return self.results
 
     def close(self) -> None:
         """Release resources (writers, process groups); safe to call twice."""

@@ -337,7 +337,7 @@ def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mappi
     types = types or {}
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
-        origin = origins.get(dotted, "<config>")
+        origin = origins.get(dotted) or next((o for k, o in origins.items() if k.startswith(dotted + ".")), "<config>")
         if key not in defaults:
             near = nearest_key(str(key), prefix, defaults, root_defaults or defaults)
             hint = f"; did you mean {near!r}?" if near else ""

@@ -12,17 +12,20 @@ refuses a folder with other runs inside it, which it would move along.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import logging
 import os
 import platform
 import random
+import signal
+import threading
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +33,8 @@ import torch
 from feeder.io import OVERWRITTEN_DIR, move_to_overwritten, save_json_atomic, save_text_atomic
 
 __all__ = [
-    "FINISHED_MARKER", "OVERWRITTEN_DIR", "RUN_RECORD", "RunDirError", "check_run_name", "prepare_work_dir",
+    "FINISHED_MARKER", "OVERWRITTEN_DIR", "RUN_RECORD", "RunDirError", "Terminated", "check_run_name",
+    "prepare_work_dir", "sigterm_raises",
     "setup_logging", "teardown_logging",
     "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
     "set_rng_state", "is_main_process", "init_distributed", "world_size", "rank",
@@ -133,6 +137,35 @@ def setup_logging(log_file: Optional[Path] = None, level: int = logging.INFO, co
         handler.setFormatter(fmt)
         root.addHandler(handler)
         _HANDLERS.append(handler)
+
+
+class Terminated(SystemExit):
+    """The process received SIGTERM (a cluster scheduler's stop, ``kill``): raised in the main thread so the run
+    ends like after Ctrl-C, its log saying how; exit status 128 + 15, as the default handler's."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"signal {signal.Signals(self.signum).name}"
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def log_failure_to_file(message: str) -> None:

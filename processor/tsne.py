@@ -38,8 +38,6 @@ from processor.registry import register
 logger = logging.getLogger(__name__)
 COLOR_BY = ("kmeans", "label")
 SKELETON_FEATURES = ("global", "encoder")
-#: the data keys of the checkpoint's config that ``data:`` may override (the clip itself: center_crop_ratio)
-DATA_OVERRIDES = ("root", "text", "layout", "stream", "window")
 
 
 @register("tsne")
@@ -53,10 +51,6 @@ class TSNEFigure(Processor):
         cfg = self.cfg
         self._choice("color_by", COLOR_BY)
         self._choice("skeleton_feature", SKELETON_FEATURES)
-        unknown = sorted(set(cfg.data or {}) - set(DATA_OVERRIDES))
-        if unknown:
-            raise ValueError(f"tsne: data.{unknown[0]} is not a key it overrides (known: {', '.join(DATA_OVERRIDES)}"
-                             f"; the clip's crop is the top-level center_crop_ratio)")
         device = runtime.resolve_device(cfg.device)
         runtime.seed_everything(cfg.seed, bool(cfg.get("deterministic")))
         path = expand_path(cfg.checkpoint, cfg.work_dir)

@@ -59,3 +59,14 @@ def test_a_failure_fails_its_dependants_only(tmp_path, capsys):
 def test_unknown_dependency_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown dependencies"):
         _run([Step("a", _append(tmp_path / "x", "a"), lambda: False, ["missing"])], tmp_path)
+
+
+def test_logs_have_no_spaces_and_a_heartbeat_reports_the_latest_epoch(tmp_path, capsys):
+    code = ("import time; print('epoch 1/3  lr 0.1', flush=True); time.sleep(0.6); "
+            "print('epoch 2/3  lr 0.1', flush=True); time.sleep(0.6)")
+    steps = [Step("pretrain joint", [sys.executable, "-c", code], lambda: False)]
+    results = run_steps(steps, jobs=1, cwd=tmp_path, env=os.environ, logs=tmp_path / "logs", heartbeat_s=0.4)
+    assert results[0].status == "done"
+    assert (tmp_path / "logs" / "pretrain_joint.log").read_text().splitlines()[-1].startswith("epoch 2/3")
+    beats = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[... ] pretrain joint")]
+    assert beats and "min, epoch 2/3" in beats[-1]

@@ -203,3 +203,17 @@ def test_split_without_its_label_file_reads_as_an_interrupted_conversion(split):
     paths["label_path"].unlink()                # what an interrupt in SplitWriter's commit leaves
     with pytest.raises(FileNotFoundError, match=r"train_label\.pkl.*interrupted conversion: rerun"):
         split_files(root, "train")
+
+
+def test_missing_text_features_name_the_ones_that_exist(split, tmp_path):
+    from feeder.splits import split_files
+
+    with pytest.raises(FileNotFoundError, match=r"train_minilm\.npy.*encode_text\.py \(this folder has data\.text=clip\)"):
+        split_files(tmp_path, "train", text="minilm")
+
+
+def test_an_empty_split_is_named_when_read(tmp_path):
+    save_npy_atomic(tmp_path / "d.npy", np.zeros((0, 3, T, V, M), np.float32))
+    save_npy_atomic(tmp_path / "n.npy", np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match=r"d\.npy: the split holds no samples"):
+        PretrainDataset(tmp_path / "d.npy", tmp_path / "n.npy")

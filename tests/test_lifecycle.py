@@ -322,6 +322,30 @@ def test_a_failed_run_records_its_traceback_in_its_log_once(toy, capsys):
     assert not (toy / "runs/failed" / FINISHED_MARKER).exists()
 
 
+def test_sigterm_ends_a_run_like_ctrl_c_with_its_log_saying_so(toy):
+    """A scheduler's SIGTERM raises in the main thread: the log records it, the run is left unfinished (and
+    resumable), and the process's own SIGTERM handler is back afterwards."""
+    import os
+    import signal
+
+    from processor.runtime import Terminated
+
+    class Killed(ToyProcessor):
+        def train_step(self, batch):
+            if self.global_step == 7:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().train_step(batch)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as info:
+        Killed.from_config(None, [f"work_dir={toy / 'runs'}", "name=sigterm", "epochs=2", "batch_size=8",
+                                  "tensorboard=false", "progress_bar=false"]).run()
+    assert info.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
+    log = (toy / "runs/sigterm/log.txt").read_text()
+    assert "toy stopped by Terminated: signal SIGTERM" in log and "in train_step" in log
+    assert (toy / "runs/sigterm/latest.pt").is_file() and not (toy / "runs/sigterm" / FINISHED_MARKER).exists()
+
+
 def test_crash_while_saving_keeps_previous_checkpoint(toy, monkeypatch):
     make(toy, "name=crash", "epochs=1").run()
     run_dir = toy / "runs/crash"

@@ -322,6 +322,14 @@ def test_split_writer_rows_skips_and_shape_check(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_an_empty_split_is_written_with_a_warning(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        with SplitWriter(tmp_path, "train", ["a"], [0], (3, 4, V, 2)) as writer:
+            writer.skip(0)
+    assert np.load(tmp_path / "train_data_joint.npy").shape == (0, 3, 4, V, 2)
+    assert any("the train split is empty" in r.getMessage() for r in caplog.records)
+
+
 def test_split_writer_rows_written_through_slots_by_a_forked_process(tmp_path):
     import multiprocessing
 

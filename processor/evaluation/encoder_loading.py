@@ -89,7 +89,9 @@ def _read(path: Path, fmt: str):
     if fmt not in FORMATS:
         raise ValueError(f"pretrained_format must be one of {FORMATS}, got {fmt!r}")
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
+        raise FileNotFoundError(f"pretrained checkpoint not found: {path} (a pretraining run writes its latest.pt: run "
+                                f"`python main.py pretrain_acsar --config ...` first; pretrained=null evaluates a "
+                                f"randomly initialised encoder)")
     if fmt == "acsar":
         return _read_acsar(path, trusted=True)  # the user says it is ours: an older one may hold numpy objects
     if fmt == "scdnet":
