@@ -22,6 +22,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from feeder.io import atomic_path  # noqa: E402
 
@@ -104,6 +105,8 @@ def plot_training_curves(metrics: Sequence[Dict[str, float]], path: Path, title:
     axes[2].set_xlabel("epoch")
     axes[2].set_title("learning rate")
     axes[2].grid(alpha=0.3)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # whole epochs
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path, dpi)
