@@ -14,11 +14,18 @@ Sources:
 
 Resumable (existing images are skipped), atomic writes, ``--limit``, progress bars.
 The settings that determine the images (source, frames, height, layout and yaw /
-detector weights, size, confidence, person class, two-person mode) are recorded in
-``<out>/images_settings.json``; a rerun with other settings into the same folder is
-refused (:mod:`data_gen.output_settings`) unless ``--overwrite``, which moves the
-folder's old images into ``<out>/overwritten/<UTC time>/`` and makes every one
-again.  Input paths and the device are not recorded (samples are matched by name).
+detector weights, size, confidence, person class, two-person mode, and which frames
+of which video: the ``--pattern`` of per-sample videos, or a sha256 of the ``--clips``
+table's rows ``name, video, start, end``) are recorded in
+``<out>/images_settings.json``; a rerun with other settings into the same folder --
+a corrected clips CSV included -- is refused (:mod:`data_gen.output_settings`) unless
+``--overwrite``, which moves the folder's old images into
+``<out>/overwritten/<UTC time>/`` and makes every one again.  Input folders and the
+device are not recorded (samples are matched by name).
+
+The clips CSV: header ``name,video[,start,end]``; a row with too few or too many
+fields, an empty name or video, a bad or reversed ``start`` / ``end`` or a name given
+twice is an error naming the file and line.
 
 Usage::
 
@@ -38,6 +45,8 @@ from data_gen import offline  # noqa: E402,F401  (offline switches before any hu
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Callable, Iterable, List, Optional, Sequence  # noqa: E402
@@ -56,7 +65,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Clip", "sample_frame_indices", "read_video_frames", "concat_strip", "save_jpeg_atomic",
-    "video_action_image", "skeleton_action_image", "read_clip_csv", "make_action_images", "SETTINGS_FILE",
+    "video_action_image", "skeleton_action_image", "read_clip_csv", "clips_sha256", "make_action_images",
+    "SETTINGS_FILE",
     "output_settings",
 ]
 
@@ -173,22 +183,65 @@ def skeleton_action_image(sample: np.ndarray, num_valid: int, layout: Layout, nu
 
 
 def read_clip_csv(path: Path) -> List[Clip]:
-    """Clips from a CSV with header ``name,video,start,end`` (``end`` may be empty; paths relative to the CSV)."""
+    """Clips from a CSV with header ``name,video,start,end`` (``end`` may be empty; paths relative to the CSV).
+
+    Every bad row is a ``ValueError`` naming ``path:line`` and what was expected: fewer or more fields
+    than the header, an empty ``name`` / ``video``, a ``start`` / ``end`` that is not a whole number
+    ``>= 0`` or an ``end`` before ``start``, and a name given twice (both lines named; clips are
+    looked up by name).
+    """
     path = Path(path)
-    clips = []
+    clips: List[Clip] = []
+    first_line = {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = {"name", "video"} - set(reader.fieldnames or [])
+        header = reader.fieldnames or []
+        missing = {"name", "video"} - set(header)
         if missing:
             raise ValueError(f"{path}: header must hold name,video[,start,end]; missing {sorted(missing)}")
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num
+            expected = f"expected {len(header)} fields ({','.join(header)})"
+            if None in row:
+                raise ValueError(f"{path}:{line}: {len(header) + len(row[None])} fields, {expected}")
+            short = [k for k in header if row[k] is None]
+            if short:
+                raise ValueError(f"{path}:{line}: {len(header) - len(short)} field(s), {expected}; "
+                                 f"missing {','.join(short)}")
+            name, video = row["name"].strip(), row["video"].strip()
+            if not name or not video:
+                raise ValueError(f"{path}:{line}: empty {'name' if not name else 'video'}; expected a sample "
+                                 f"name and a video path")
             try:
-                video = Path(row["video"])
-                clips.append(Clip(row["name"], video if video.is_absolute() else path.parent / video,
-                                  int(row.get("start") or 0), int(row["end"]) if row.get("end") else None))
+                start = int(row.get("start") or 0)
+                end = int(row["end"]) if (row.get("end") or "").strip() else None
             except ValueError as err:
-                raise ValueError(f"{path}:{line}: bad start/end ({err})") from None
+                raise ValueError(f"{path}:{line}: bad start/end ({err}); expected whole frame numbers") from None
+            if start < 0 or (end is not None and end < start):
+                raise ValueError(f"{path}:{line}: start {start}, end {end}; expected 0 <= start <= end")
+            if name in first_line:
+                raise ValueError(f"{path}:{line}: clip name {name!r} already given on line {first_line[name]}; "
+                                 f"expected one row per clip (the images are named by it)")
+            first_line[name] = line
+            clips.append(Clip(name, Path(video) if Path(video).is_absolute() else path.parent / video,
+                              start, end))
     return clips
+
+
+def clips_sha256(clips: Sequence[Clip], base: Optional[Path] = None) -> str:
+    """sha256 of the clip table's rows ``name, video, start, end`` in order (video relative to ``base``,
+    the CSV's folder, when inside it), recorded in the settings: other boundaries are other images."""
+    h = hashlib.sha256()
+    for c in clips:
+        video = Path(c.video)
+        if base is not None:
+            try:
+                video = video.relative_to(base)
+            except ValueError:
+                pass
+        h.update(json.dumps([c.name, video.as_posix(), c.start, c.end]).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
 
 
 def make_action_images(names: Sequence[str], make: Callable[[str], np.ndarray], out_dir: Path,
@@ -209,15 +262,24 @@ def make_action_images(names: Sequence[str], make: Callable[[str], np.ndarray], 
 
 
 
-def output_settings(args: argparse.Namespace) -> dict:
-    """The command-line settings that determine the images (recorded in :data:`SETTINGS_FILE`)."""
+def output_settings(args: argparse.Namespace, clips: Optional[Sequence[Clip]] = None) -> dict:
+    """The settings that determine the images (recorded in :data:`SETTINGS_FILE`).
+
+    Video source: with ``--clips``, a sha256 of its rows (``clips``, read from ``args.clips`` when not
+    given; :func:`clips_sha256`); else the ``--pattern`` that names each sample's video.
+    """
     common = {"source": args.source, "num_frames": args.num_frames, "height": args.height}
     if args.source == "skeleton":
         return {**common, "layout": args.layout, "yaw": args.yaw}
     weights = Path(args.weights)
+    if args.clips:
+        clips = read_clip_csv(args.clips) if clips is None else clips
+        frames = {"clips_sha256": clips_sha256(clips, Path(args.clips).parent)}
+    else:
+        frames = {"pattern": args.pattern}
     return {**common, "weights": str(weights.resolve()) if weights.exists() else args.weights,
             "imgsz": args.imgsz, "conf": args.conf, "person_class": args.person_class,
-            "two_person": args.two_person}
+            "two_person": args.two_person, **frames}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -253,21 +315,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.add_argument("--yaw", type=float, default=0.0, help="camera yaw in degrees (0 = front view)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    settings = output_settings(args)
+    clip_list = read_clip_csv(args.clips) if args.source == "video" and args.clips else None
+    settings = output_settings(args, clip_list)
     check_output_settings(args.out, settings, SETTINGS_FILE, ".jpg", args.overwrite, what="action images")
 
     if args.source == "video":
         from data_gen.person_crop import PersonDetector
 
         if args.clips:
-            clips = {c.name: c for c in read_clip_csv(args.clips)}
+            clips = {c.name: c for c in clip_list}    # names are unique (read_clip_csv)
         else:
             if args.videos is None:
                 parser.error("video: give --videos (with --pattern) or --clips")
             names = load_sample_names(args.label_pkl)
             if not names:
                 suffix = args.pattern.replace("{name}", "")
-                names = sorted(p.name[: -len(suffix)] for p in args.videos.glob("*" + suffix))
+                names = sorted(p.name[: -len(suffix)] for p in args.videos.glob("*" + suffix)
+                               if not p.name.startswith("."))
             clips = {n: Clip(n, args.videos / args.pattern.format(name=n)) for n in names}
         detector = PersonDetector(args.weights, imgsz=args.imgsz, conf=args.conf,
                                   person_class=args.person_class, device=args.device)

@@ -20,12 +20,21 @@ Every output is cleaned to one line and cut to ``--max-chars`` (paper: 75) on a
 word boundary.  Samples whose ``.txt`` exists are skipped (resume); each file is
 written atomically as soon as its batch is done, so an interrupted run loses at
 most one batch.  The settings that determine the texts (describer, model, prompt,
-token budget, dtype, character limit / layout) are recorded in
-``<out>/describe_settings.json``; a rerun with other settings into the same folder
-is refused (:mod:`data_gen.output_settings`) unless ``--overwrite``, which moves
-the folder's old texts into ``<out>/overwritten/<UTC time>/`` and describes every
-sample again.  Input folders and the device are not recorded (samples are matched
-by name).
+token budget, dtype, batch size, character limit / layout, and for ``vlm`` the
+settings the action images were made with, i.e. the content of
+``<images>/images_settings.json``) are recorded in ``<out>/describe_settings.json``;
+a rerun with other settings into the same folder -- including one on an images
+folder remade with other settings, e.g. 3 frames -- is refused
+(:mod:`data_gen.output_settings`) unless ``--overwrite``, which moves the folder's
+old texts into ``<out>/overwritten/<UTC time>/`` and describes every sample again.
+The VLM's ``--batch-size`` is recorded because batched generation is not provably
+batch-independent: the prompts are left-padded to the batch's longest, and in
+bfloat16 / float16 (or with other kernels on a GPU) the padded batch can round
+differently and so change a greedy choice.  The kinematic describer is per sample,
+so its batch size is not recorded.  Input folders and the device are not recorded
+(samples are matched by name).  Hidden files (e.g. ``.S001.tmp-123.jpg`` left by a
+killed ``action_images.py``) are never taken as samples; an unreadable image is an
+error naming it.
 
 Usage::
 
@@ -54,12 +63,13 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
-from data_gen.output_settings import check_output_settings, start_output_dir  # noqa: E402
+from data_gen.output_settings import check_output_settings, read_settings_file, start_output_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_PROMPT", "SETTINGS_FILE", "clean_description", "check_image_text_to_text_folder",
-           "VLMDescriber", "describe_samples", "output_settings", "main"]
+           "VLMDescriber", "load_image", "image_sample_names", "images_settings", "describe_samples",
+           "output_settings", "main"]
 
 #: The paper's prompt (§3.3), translated from Chinese.
 DEFAULT_PROMPT = ("This is an action image concatenated along the time axis; "
@@ -173,6 +183,28 @@ class VLMDescriber:
         return [clean_description(t, self.max_chars) for t in texts]
 
 
+def load_image(path: Path):
+    """The action image at ``path`` as an RGB PIL image, fully decoded; an unreadable, truncated or
+    non-image file is an ``OSError`` naming it."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")          # convert() decodes every pixel: truncation shows here
+    except Exception as err:  # noqa: BLE001  (PIL raises many types; ultralytics' Image.open patch, when
+        # ultralytics is imported in the process, even a ModuleNotFoundError for a file PIL cannot identify)
+        raise OSError(f"{path}: cannot read the action image ({type(err).__name__}: {err}); expected a "
+                      f"complete JPEG made by data_gen/action_images.py (delete it and rerun that script to "
+                      f"remake it)") from err
+
+
+def image_sample_names(images: Path) -> List[str]:
+    """Sample names of the ``<name>.jpg`` files in ``images``, sorted; hidden files (``.*``, e.g. the
+    temporary ``.S001.tmp-123.jpg`` of a killed run) are not samples."""
+    return sorted(p.stem for p in Path(images).glob("*.jpg") if not p.name.startswith(".") and p.is_file())
+
+
 def describe_samples(names: Sequence[str], describe: Callable[[List[str]], List[str]], out_dir: Path,
                      batch_size: int = 8, limit: Optional[int] = None, desc: str = "describe") -> int:
     """Write ``describe(batch_of_names)`` to ``out_dir/<name>.txt`` for names without a file.
@@ -202,11 +234,25 @@ def describe_samples(names: Sequence[str], describe: Callable[[List[str]], List[
 
 
 
+def images_settings(images: Path) -> Optional[dict]:
+    """The settings recorded with the action images (``<images>/images_settings.json``), or None when the
+    folder has none (made by an older version, or not by ``data_gen/action_images.py``)."""
+    from data_gen.action_images import SETTINGS_FILE as IMAGES_SETTINGS_FILE
+
+    path = Path(images) / IMAGES_SETTINGS_FILE
+    if not path.is_file():
+        logger.warning("%s: no %s, so the settings of these images are not recorded with the descriptions",
+                       images, IMAGES_SETTINGS_FILE)
+        return None
+    return read_settings_file(path)
+
+
 def output_settings(args: argparse.Namespace) -> dict:
-    """The command-line settings that determine the descriptions (recorded in :data:`SETTINGS_FILE`)."""
+    """The settings that determine the descriptions (recorded in :data:`SETTINGS_FILE`)."""
     if args.describer == "vlm":
         return {"describer": "vlm", "model": str(Path(args.model).resolve()), "prompt": args.prompt,
-                "max_new_tokens": args.max_new_tokens, "max_chars": args.max_chars, "dtype": args.dtype}
+                "max_new_tokens": args.max_new_tokens, "max_chars": args.max_chars, "dtype": args.dtype,
+                "batch_size": args.batch_size, "images_settings": images_settings(args.images)}
     return {"describer": "kinematic", "layout": args.layout, "max_chars": args.max_chars}
 
 
@@ -245,9 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_output_settings(args.out, settings, SETTINGS_FILE, ".txt", args.overwrite, what="descriptions")
 
     if args.describer == "vlm":
-        from PIL import Image
-
-        names = load_sample_names(args.label_pkl) or sorted(p.stem for p in args.images.glob("*.jpg"))
+        names = load_sample_names(args.label_pkl) or image_sample_names(args.images)
         missing = [n for n in names if not (args.images / f"{n}.jpg").is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} action images missing in {args.images}, e.g. {missing[0]}.jpg")
@@ -256,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         start_output_dir(args.out, settings, SETTINGS_FILE, ".txt", args.overwrite, what="descriptions")
 
         def run(batch: List[str]) -> List[str]:
-            return model([Image.open(args.images / f"{n}.jpg").convert("RGB") for n in batch])
+            return model([load_image(args.images / f"{n}.jpg") for n in batch])
 
         written = describe_samples(names, run, args.out, args.batch_size, args.limit)
     else:

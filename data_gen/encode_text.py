@@ -1,11 +1,19 @@
 """Text features of the descriptions, aligned with a benchmark split's sample order.
 
-Input: ``<bench>/{split}_label.pkl`` (sample order) and ``<descriptions>/<sample>.txt``.
+Input: ``<bench>/{split}_label.pkl`` (sample order) and ``<descriptions>/<sample>.txt``,
+each one line of UTF-8 text (not UTF-8, empty, or a second non-empty line: an error
+naming the file and line).  Descriptions longer than the character limit (the
+``max_chars`` that ``describe.py`` recorded in the folder, else the paper's 75;
+``--max-chars``) or than the tokenizer's context (CLIP: 77 tokens with start and end;
+MiniLM: 77 word pieces with [CLS] and [SEP]), which is where they are cut, are encoded
+but logged: one warning each, with their number and the first file.
 Output: ``<bench>/text/{split}_{encoder}.npy`` float16 ``(N, 77, D)`` token features
 (``--level sentence``: ``{split}_{encoder}_sentence.npy``, ``(N, 1, D)``), written
 through a memmap that appears only when complete, plus ``.json`` metadata
 (encoder, D, token count, level, sha256 of the descriptions in order, encoder
-settings).
+settings; for CLIP the checkpoint's path, size and mtime, so other weights at the same
+path are not taken as up to date).  The ``.json`` is removed before the ``.npy`` is
+replaced and written last: features without metadata are never taken as up to date.
 
 Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
 
@@ -55,7 +63,8 @@ Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
   so they cannot be had without computing them; CLIP never uses them (its sentence
   embedding is the end token), hence the zero padding of the other two modes.
 
-Resumable: an existing ``.npy`` + ``.json`` with the same metadata is skipped;
+Resumable: an existing ``.npy`` + ``.json`` with the same metadata is skipped (an
+unreadable one is logged and recomputed);
 finished chunks of an interrupted run are kept in a hidden ``.partial-*`` folder
 and reused row for row (whatever ``--chunk-size`` the resumed run uses: only the
 rows no finished chunk holds are encoded), and no output file is ever half-written.
@@ -97,12 +106,16 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "NUM_TOKENS", "DEFAULT_CLIP_MODEL", "ClipTextEncoder", "read_clip_checkpoint", "MiniLMEncoder", "build_encoder",
-    "load_descriptions",
+    "read_description", "load_descriptions", "recorded_max_chars", "warn_about_lengths",
     "descriptions_sha256", "output_paths", "encode_split", "main",
 ]
 
 #: CLIP's context length; every token-level feature file has this many positions.
 NUM_TOKENS = 77
+#: The paper's description length limit (characters); data_gen/describe.py records its own.
+PAPER_MAX_CHARS = 75
+#: data_gen/describe.py's settings file in a descriptions folder (its ``max_chars`` is the limit checked).
+DESCRIBE_SETTINGS_FILE = "describe_settings.json"
 PAD_MODES = ("truncate", "full", "raw")
 #: The paper's text encoder: OpenAI CLIP ViT-B/32, trained with QuickGELU (module docstring).
 DEFAULT_CLIP_MODEL = "ViT-B-32-quickgelu"
@@ -188,6 +201,16 @@ def read_clip_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], str
     if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
         state = {k[len("module."):]: v for k, v in state.items()}
     return state, fmt
+
+
+def _file_identity(path: str | Path) -> Dict[str, int]:
+    """``{"size", "mtime_ns"}`` of a file: replaced weights at the same path are another checkpoint.
+
+    (A sha256 of OpenAI's ~350 MB ViT-B/32 would cost a full read on every run; size and mtime catch
+    a replaced file, and a mere copy or touch only costs a recomputation.)
+    """
+    st = Path(path).stat()
+    return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
 def _activation(model: torch.nn.Module) -> str:
@@ -283,17 +306,30 @@ class ClipTextEncoder:
         self.pad_mode = _check_pad_mode(pad_mode)
         self.model_name = model_name
         self.checkpoint = str(checkpoint) if checkpoint else None
+        self.checkpoint_stat = _file_identity(checkpoint) if checkpoint else None
         self.dim = int(self.model.ln_final.normalized_shape[0])
         proj = self.model.text_projection
         self.pooled_dim = int(proj.out_features if isinstance(proj, torch.nn.Linear) else proj.shape[1])
         self.num_tokens = int(self.model.positional_embedding.shape[0])
 
     def config(self) -> Dict[str, object]:
+        """What determines the features: architecture, activation, checkpoint (path, size, mtime), pad mode."""
         return {"model": self.model_name, "activation": self.activation, "checkpoint": self.checkpoint,
-                "pad_mode": self.pad_mode}
+                "checkpoint_file": self.checkpoint_stat, "pad_mode": self.pad_mode}
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self.device)
+
+    def too_long(self, texts: Sequence[str]) -> np.ndarray:
+        """Bool per text: more tokens than the context (``num_tokens``, start and end tokens included), so
+        :meth:`tokenize` cuts it."""
+        tok = self.tokenizer
+        context = int(getattr(tok, "context_length", None) or self.num_tokens)
+        if callable(getattr(tok, "encode", None)) and hasattr(tok, "sot_token_id") and \
+                getattr(tok, "reduction_fn", None) is None:
+            return np.array([len(tok.encode(t)) + 2 > context for t in texts], bool)
+        ids = tok(list(texts))       # another tokenizer: a text that fills every position may have been cut
+        return (ids[:, -1] != 0).numpy()
 
     def _tower(self, ids: torch.Tensor) -> torch.Tensor:
         """``ln_final(transformer(embed(ids)))`` on the first ``ids.shape[1]`` positions: (B, L, D)."""
@@ -374,6 +410,11 @@ class MiniLMEncoder:
     def config(self) -> Dict[str, object]:
         return {"model": "all-MiniLM-L6-v2", "path": self.model_path, "pad_mode": self.pad_mode}
 
+    def too_long(self, texts: Sequence[str]) -> np.ndarray:
+        """Bool per text: more than ``num_tokens`` word pieces ([CLS] and [SEP] included), so it is cut."""
+        ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return np.array([len(i) > NUM_TOKENS for i in ids], bool)
+
     def _run(self, texts: Sequence[str], padding) -> tuple:
         batch = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=NUM_TOKENS,
                                return_tensors="pt").to(self.device)
@@ -417,8 +458,35 @@ def build_encoder(name: str = "auto", clip_checkpoint: Optional[str | Path] = No
     raise ValueError(f"unknown text encoder {name!r}; known: clip, minilm, auto")
 
 
+def read_description(path: Path) -> str:
+    """The one description in ``path``, whitespace collapsed to single spaces.
+
+    Expected: UTF-8 text with exactly one non-empty line (what ``data_gen/describe.py`` writes; a UTF-8
+    byte-order mark is allowed).  Not UTF-8, empty, or a second non-empty line: a ``ValueError``
+    naming the file (and the line).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {err.start}: {err.reason}); expected one line "
+                         f"of UTF-8 text, as data_gen/describe.py writes") from None
+    lines = [(i, " ".join(raw.split())) for i, raw in enumerate(text.splitlines(), start=1)]
+    lines = [(i, t) for i, t in lines if t]
+    if not lines:
+        raise ValueError(f"{path}: empty description; expected one line of text (delete the file and rerun "
+                         f"data_gen/describe.py for this sample)")
+    if len(lines) > 1:
+        raise ValueError(f"{path}:{lines[1][0]}: a second non-empty line ({lines[1][1][:40]!r}); expected one "
+                         f"description on one line (line {lines[0][0]}: {lines[0][1][:40]!r})")
+    return lines[0][1]
+
+
 def load_descriptions(names: Sequence[str], desc_dir: Path) -> List[str]:
-    """One cleaned line per sample, in ``names`` order; a missing file is an error naming the sample."""
+    """One cleaned line per sample, in ``names`` order (:func:`read_description`); a missing file is an
+    error naming the sample."""
     desc_dir = Path(desc_dir)
     texts = []
     for name in names:
@@ -426,8 +494,42 @@ def load_descriptions(names: Sequence[str], desc_dir: Path) -> List[str]:
         if not path.is_file():
             raise FileNotFoundError(f"no description for sample {name!r}: {path} is missing "
                                     f"(run data_gen/describe.py first)")
-        texts.append(" ".join(path.read_text(encoding="utf-8").split()))
+        texts.append(read_description(path))
     return texts
+
+
+def recorded_max_chars(desc_dir: Path) -> int:
+    """The character limit recorded by ``data_gen/describe.py`` in ``desc_dir`` (else the paper's 75)."""
+    path = Path(desc_dir) / DESCRIBE_SETTINGS_FILE
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("max_chars")
+    except (OSError, ValueError, AttributeError):   # missing / unreadable: describe.py reports it itself
+        return PAPER_MAX_CHARS
+    return int(value) if isinstance(value, int) and value > 0 else PAPER_MAX_CHARS
+
+
+def warn_about_lengths(texts: Sequence[str], paths: Sequence[Path], encoder, max_chars: int) -> Dict[str, int]:
+    """Log one warning each for descriptions over ``max_chars`` characters and for descriptions the
+    encoder's tokenizer cuts (``encoder.too_long``, when it has one); returns both counts.
+
+    Neither is an error: texts made outside ``data_gen/describe.py`` (which cuts to ``--max-chars``) are
+    encoded as they are, but a cut one loses its end in the features.
+    """
+    long_chars = [i for i, t in enumerate(texts) if len(t) > max_chars]
+    if long_chars:
+        i = long_chars[0]
+        logger.warning("%d of %d descriptions are longer than %d characters (the description limit; paper: "
+                       "%d; describe.py cuts to its --max-chars), encoded as they are; the first: %s (%d "
+                       "characters)", len(long_chars), len(texts), max_chars, PAPER_MAX_CHARS, paths[i],
+                       len(texts[i]))
+    too_long = getattr(encoder, "too_long", None)
+    cut = np.flatnonzero(too_long(texts)) if callable(too_long) and len(texts) else np.zeros(0, int)
+    if len(cut):
+        i = int(cut[0])
+        logger.warning("%d of %d descriptions have more tokens than the %s tokenizer's context (%d, start and "
+                       "end tokens included) and are truncated: their end is not in the features; the "
+                       "first: %s", len(cut), len(texts), encoder.name, encoder.num_tokens, paths[i])
+    return {"over_max_chars": len(long_chars), "truncated": int(len(cut))}
 
 
 def descriptions_sha256(texts: Sequence[str]) -> str:
@@ -484,13 +586,43 @@ def _missing_ranges(done: np.ndarray, chunk_size: int) -> List[tuple]:
     return ranges
 
 
+def _up_to_date(npy_path: Path, json_path: Path, meta: dict, shape: tuple) -> bool:
+    """Whether ``npy_path`` holds features of ``shape`` made with ``meta`` (recorded in ``json_path``).
+
+    The ``.json`` is written last (:func:`encode_split`), so a missing one means "not up to date".  An
+    unreadable ``.json`` or ``.npy`` (truncated, corrupt) is logged, naming it, and taken as stale: it is
+    recomputed, not an error that blocks every rerun.
+    """
+    if not (npy_path.is_file() and json_path.is_file()):
+        return False
+    try:
+        old = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:                # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        logger.warning("%s: unreadable metadata (%s): %s is recomputed", json_path, err, npy_path.name)
+        return False
+    if old != meta:
+        return False
+    try:
+        found = np.load(npy_path, mmap_mode="r", allow_pickle=False).shape
+    except (OSError, ValueError) as err:
+        logger.warning("%s: unreadable feature file (%s: %s): recomputed", npy_path, type(err).__name__, err)
+        return False
+    return tuple(found) == tuple(shape)
+
+
 def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: str = "token",
                  batch_size: int = 64, chunk_size: int = 1024, limit: Optional[int] = None,
-                 text_dir: Optional[Path] = None) -> Path:
+                 text_dir: Optional[Path] = None, max_chars: Optional[int] = None) -> Path:
     """Encode one split's descriptions into ``<bench>/text``; returns the ``.npy`` path.
 
     ``limit`` encodes only the first ``limit`` samples (a debugging aid; its metadata differs,
-    so a later full run recomputes).
+    so a later full run recomputes).  ``max_chars``: descriptions longer than this are encoded but
+    logged (default: the limit recorded by ``describe.py`` in ``desc_dir``, else the paper's 75);
+    so are descriptions the tokenizer truncates (:func:`warn_about_lengths`).
+
+    Consistency of the output pair: the old ``.json`` is removed before the ``.npy`` is replaced and
+    the new one written last, so a crash in between leaves no metadata and the next run recomputes
+    (reusing the finished chunks, which are deleted only after the ``.json`` is written).
     """
     if level not in ("token", "sentence"):
         raise ValueError(f"level must be 'token' or 'sentence', got {level!r}")
@@ -506,15 +638,12 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
     dim = encoder.output_dim(level)
     meta = {"encoder": encoder.name, "dim": dim, "tokens": tokens, "level": level, "num_samples": len(names),
             "sha256": digest, "split": split, "encoder_config": encoder.config()}
-    if npy_path.is_file() and json_path.is_file():
-        try:
-            old = json.loads(json_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = None
-        shape = np.load(npy_path, mmap_mode="r").shape
-        if old == meta and shape == (len(names), tokens, dim):
-            logger.info("%s is up to date (same descriptions and encoder): skipped", npy_path)
-            return npy_path
+    meta = json.loads(json.dumps(meta, default=str))   # as it reads back from the .json
+    if _up_to_date(npy_path, json_path, meta, (len(names), tokens, dim)):
+        logger.info("%s is up to date (same descriptions and encoder): skipped", npy_path)
+        return npy_path
+    warn_about_lengths(texts, [Path(desc_dir) / f"{n}.txt" for n in names], encoder,
+                       recorded_max_chars(desc_dir) if max_chars is None else int(max_chars))
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     partial = text_dir / f".partial-{npy_path.stem}-{key}"
     partial.mkdir(parents=True, exist_ok=True)
@@ -536,10 +665,11 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
             done[start:stop] = True
     if not done.all():  # cannot happen: every missing row was encoded above
         raise RuntimeError(f"{partial}: rows {np.flatnonzero(~done)[:5].tolist()}... were never encoded")
+    json_path.unlink(missing_ok=True)      # first: old metadata never sits beside new features
     with open_memmap_atomic(npy_path, (len(names), tokens, dim), dtype=np.float16, fill=None) as out:
         for start, stop, chunk_path in pieces:
             out[start:stop] = np.load(chunk_path)
-    save_json_atomic(json_path, meta)
+    save_json_atomic(json_path, meta)      # last: its presence means the .npy is complete and current
     shutil.rmtree(partial, ignore_errors=True)
     logger.info("wrote %s %s", npy_path, (len(names), tokens, dim))
     return npy_path
@@ -566,6 +696,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N samples (debugging)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <bench>/text)")
+    parser.add_argument("--max-chars", type=int, default=None,
+                        help="warn about descriptions longer than this (default: the max_chars recorded in "
+                             f"<descriptions>/{DESCRIBE_SETTINGS_FILE}, else the paper's {PAPER_MAX_CHARS})")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -573,7 +706,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             args.clip_model)
     for split in args.split:
         encode_split(args.bench, split, args.descriptions, encoder, args.level, args.batch_size, args.chunk_size,
-                     args.limit, args.out)
+                     args.limit, args.out, args.max_chars)
     return 0
 
 

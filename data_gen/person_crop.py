@@ -3,8 +3,9 @@
 Pipeline for the K sampled frames of one clip (acsar_facts.md §2):
 
 1. :class:`PersonDetector` runs a YOLO model (weights from a local ``.pt`` path;
-   a ``.yaml`` builds a random-weight model, for tests) on the frames, letterboxed
-   to ``imgsz`` (640), confidence ``conf`` (0.25), keeping one class id
+   a ``.yaml`` builds a random-weight model, for tests) on the frames, resized and
+   padded to a square ``imgsz`` x ``imgsz`` (640 x 640, paper §5.1; ``predict(rect=False)``,
+   see :meth:`PersonDetector.detect`), confidence ``conf`` (0.25), keeping one class id
    (``person_class``, 0 = person in COCO models).  Output per frame: ``(n, 5)``
    float array ``x1, y1, x2, y2, score`` in frame pixels.  A ``.pt`` must be a
    box-producing model (task ``detect``; ``segment`` / ``pose`` also give boxes)
@@ -47,7 +48,7 @@ class PersonDetector:
     Args:
         weights: local ``.pt`` checkpoint (e.g. YOLOv5-m ``yolov5mu.pt``) or a model ``.yaml``
             (random weights; tests only).
-        imgsz: letterbox size (paper: 640).
+        imgsz: side of the square letterbox the frames are resized and padded to (paper: 640 x 640).
         conf: confidence threshold (paper: 0.25).
         person_class: class id kept (0 = person for COCO-trained models); for a ``.pt`` it must be
             the class named "person" (checked; a ``.yaml`` has no class names).
@@ -111,12 +112,18 @@ class PersonDetector:
         """Boxes per frame: a list of ``(n, 5)`` float32 arrays ``x1, y1, x2, y2, score``.
 
         One call is counted as one clip in :meth:`log_summary`.
+
+        The frames are letterboxed to a square ``imgsz`` x ``imgsz`` as in the paper (§5.1).  ultralytics'
+        ``YOLO.predict`` defaults to ``rect=True``, and its predictor then letterboxes a batch of equal-shape
+        frames to the smallest stride multiple (``LetterBox(auto=same_shapes and rect and ...)``, ultralytics
+        8.4 ``BasePredictor.pre_transform``): a 16:9 video would reach the model as 640 x 384.  ``rect=False``
+        makes ``auto`` false, so every frame is padded to the full square.
         """
         if len(frames) == 0:
             return []
         bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]  # ultralytics reads numpy arrays as BGR
         results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, classes=[self.person_class],
-                                     device=self.device, verbose=False)
+                                     device=self.device, rect=False, verbose=False)
         out = []
         for res in results:
             boxes = res.boxes

@@ -251,3 +251,64 @@ def test_detector_counts_frames_without_person(detector, caplog):
     assert record.levelname == "WARNING"
     assert (f"no person in {detector.frames_without_person} of {detector.frames_seen} frames"
             in record.getMessage())
+
+
+@pytest.mark.parametrize("body, match", [
+    ("c1,v.avi,0,10\nc2\nc3,w.avi,5,20\n", r"clips\.csv:3: 1 field\(s\), expected 4 fields \(name,video,start,end\)"),
+    ("c1,v.avi,0,10,99\n", r"clips\.csv:2: 5 fields, expected 4 fields"),
+    ("c1,v.avi,0,10\n\nc1,w.avi,5,20\n", r"clips\.csv:4: clip name 'c1' already given on line 2"),
+    ("c1,,0,10\n", r"clips\.csv:2: empty video"),
+    ("c1,v.avi,10,5\n", r"clips\.csv:2: start 10, end 5; expected 0 <= start <= end"),
+])
+def test_clip_csv_bad_rows_name_file_and_line(tmp_path, body, match):
+    """A short row raised a TypeError naming nothing; a duplicate name silently kept the last row."""
+    path = tmp_path / "clips.csv"
+    path.write_text("name,video,start,end\n" + body)
+    with pytest.raises(ValueError, match=match):
+        ai.read_clip_csv(path)
+
+
+def test_video_settings_record_clip_table_and_pattern(tmp_path):
+    """A corrected clips CSV (other start/end) used to keep the images cut at the old boundaries."""
+    import argparse
+    import json
+
+    from data_gen.output_settings import SettingsMismatch
+
+    write_video(tmp_path / "long.avi", num_frames=12)
+    csv_path = tmp_path / "clips.csv"
+    csv_path.write_text("name,video,start,end\nc1,long.avi,0,5\nc2,long.avi,6,11\n")
+    out = tmp_path / "img"
+    args = ["video", "--clips", str(csv_path), "--weights", "yolov8n.yaml", "--out", str(out), "--height", "32",
+            "--num-frames", "3"]
+    assert ai.main(args) == 0
+    recorded = json.loads((out / ai.SETTINGS_FILE).read_text())
+    assert recorded["clips_sha256"] == ai.clips_sha256(ai.read_clip_csv(csv_path), tmp_path)
+    csv_path.write_text("name,video,start,end\nc1,long.avi,0,4\nc2,long.avi,6,11\n")     # corrected boundary
+    with pytest.raises(SettingsMismatch, match=r"clips_sha256: '[0-9a-f]{64}' there, '[0-9a-f]{64}' asked"):
+        ai.main(args)
+    # the digest follows the rows, not the CSV's formatting or folder
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "clips.csv").write_bytes(b"name,video,start,end\r\nc1,long.avi, 0,4\r\nc2,long.avi,6,11\r\n")
+    assert ai.clips_sha256(ai.read_clip_csv(moved / "clips.csv"), moved) == ai.clips_sha256(
+        ai.read_clip_csv(csv_path), tmp_path)
+    ns = argparse.Namespace(source="video", num_frames=5, height=224, weights="yolov8n.yaml", imgsz=640,
+                            conf=0.25, person_class=0, two_person="auto", clips=None, pattern="{name}_rgb.avi")
+    assert ai.output_settings(ns)["pattern"] == "{name}_rgb.avi"
+    assert ai.output_settings(argparse.Namespace(**{**vars(ns), "pattern": "{name}.mp4"})) != ai.output_settings(ns)
+
+
+def test_detector_letterboxes_to_a_square_640(detector):
+    """Paper §5.1: resized and padded to 640x640.  YOLO.predict's default rect=True letterboxed a batch of
+    equal 16:9 frames to 384x640 (ultralytics' minimal-stride padding); the model must see 640x640."""
+    seen = []
+    detector.detect([np.full((90, 160, 3), 200, np.uint8)])      # the predictor is set up by the first call
+    backend = detector.model.predictor.model                     # AutoBackend: the module predict() runs
+    hook = backend.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    try:
+        detector.detect([np.full((90, 160, 3), 200, np.uint8)] * 2)      # 16:9
+        detector.detect([np.full((160, 90, 3), 200, np.uint8)])          # 9:16
+    finally:
+        hook.remove()
+    assert seen == [(2, 3, 640, 640), (1, 3, 640, 640)]

@@ -416,3 +416,138 @@ def test_ntu_class_names_are_the_official_readme_names():
         "walking apart from each other")
     assert (ntu120[66], ntu120[111], ntu120[119]) == (
         "hush (quite)", "high-five", "finger-guessing game (playing rock-paper-scissors)")
+
+
+# ------------------------------------------------------------ images settings, batch size, image errors, temp files
+def _skeleton_images(tmp_path, num_frames: int, overwrite: bool = False) -> Path:
+    """Action images of the tiny kinematic split (stick figures: no detector needed) in ``tmp_path/images``."""
+    from data_gen import action_images as ai
+
+    _kinematic_split(tmp_path)
+    images = tmp_path / "images"
+    args = ["skeleton", "--data", str(tmp_path), "--split", "val", "--out", str(images), "--height", "32",
+            "--num-frames", str(num_frames)]
+    assert ai.main(args + (["--overwrite"] if overwrite else [])) == 0
+    return images
+
+
+def test_vlm_settings_record_the_images_settings_and_batch_size(tmp_path, tiny_vlm_dir):
+    """Images remade with 3 frames (or another VLM batch size) used to keep the old descriptions silently."""
+    import json
+
+    from data_gen.output_settings import SettingsMismatch
+
+    images = _skeleton_images(tmp_path, 5)
+    out = tmp_path / "desc"
+    args = ["vlm", "--images", str(images), "--model", str(tiny_vlm_dir), "--out", str(out),
+            "--max-new-tokens", "4", "--batch-size", "2"]
+    assert ds.main(args) == 0
+    before = {p.name: p.read_text() for p in out.glob("*.txt")}
+    assert len(before) == 3
+    with pytest.raises(SettingsMismatch, match=r"batch_size: 2 there, 3 asked"):
+        ds.main(args[:-1] + ["3"])
+    _skeleton_images(tmp_path, 3, overwrite=True)                      # the images remade with 3 frames
+    with pytest.raises(SettingsMismatch, match=r"(?s)images_settings: \{.*'num_frames': 5.*there, "
+                                               r"\{.*'num_frames': 3.*asked"):
+        ds.main(args)
+    assert {p.name: p.read_text() for p in out.glob("*.txt")} == before  # nothing touched
+    recorded = json.loads((out / ds.SETTINGS_FILE).read_text())
+    assert recorded["images_settings"]["num_frames"] == 5 and recorded["batch_size"] == 2
+    assert json.loads((images / "images_settings.json").read_text()) == {**recorded["images_settings"],
+                                                                          "num_frames": 3}
+
+
+def test_older_settings_without_the_new_keys_resume_with_a_warning(tmp_path, caplog):
+    """A describe_settings.json written before images_settings / batch_size were recorded: resumed (warned),
+    then the full settings are recorded; a key it does record that differs is still refused."""
+    import json
+
+    from data_gen.output_settings import SettingsMismatch, check_output_settings, start_output_dir
+
+    out = tmp_path / "desc"
+    out.mkdir()
+    (out / "a.txt").write_text("old\n")
+    old = {"describer": "vlm", "model": "/m", "max_chars": 75}
+    (out / ds.SETTINGS_FILE).write_text(json.dumps(old))
+    new = {**old, "batch_size": 8, "images_settings": {"num_frames": 5}}
+    with caplog.at_level("WARNING", logger="data_gen.output_settings"):
+        check_output_settings(out, new, ds.SETTINGS_FILE, ".txt", what="descriptions")
+    assert "did not record batch_size, images_settings" in caplog.text
+    start_output_dir(out, new, ds.SETTINGS_FILE, ".txt", what="descriptions")
+    assert json.loads((out / ds.SETTINGS_FILE).read_text()) == new
+    (out / ds.SETTINGS_FILE).write_text(json.dumps(old))
+    with pytest.raises(SettingsMismatch, match="max_chars: 75 there, 20 asked"):
+        check_output_settings(out, {**new, "max_chars": 20}, ds.SETTINGS_FILE, ".txt", what="descriptions")
+
+
+def test_unreadable_action_image_names_the_file(tmp_path):
+    """A truncated JPEG raised 'OSError: image file is truncated' without the path."""
+    import cv2
+
+    img = (np.random.default_rng(0).random((64, 320, 3)) * 255).astype(np.uint8)
+    good = tmp_path / "S001.jpg"
+    cv2.imwrite(str(good), img)
+    data = good.read_bytes()
+    (tmp_path / "S002.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "S003.jpg").write_bytes(b"hello")
+    assert ds.load_image(good).size == (320, 64)
+    for name in ("S002.jpg", "S003.jpg"):
+        with pytest.raises(OSError, match=rf"{name}: cannot read the action image .*action_images\.py"):
+            ds.load_image(tmp_path / name)
+
+
+def test_vlm_cli_truncated_image_names_the_file(tmp_path, tiny_vlm_dir):
+    images = _skeleton_images(tmp_path, 3)
+    data = (images / "b.jpg").read_bytes()
+    (images / "b.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OSError, match=r"images.b\.jpg: cannot read the action image"):
+        ds.main(["vlm", "--images", str(images), "--model", str(tiny_vlm_dir), "--out", str(tmp_path / "d"),
+                 "--max-new-tokens", "2", "--batch-size", "1"])
+
+
+def test_hidden_temp_files_are_not_samples(tmp_path, tiny_vlm_dir):
+    """``glob('*.jpg')`` took ``.c.tmp-123.jpg`` (left by a killed action_images.py) as a sample, and a
+    hidden temporary ``.txt`` as a finished description (so a settings change was refused)."""
+    import json
+    import shutil
+
+    from data_gen.output_settings import check_output_settings
+
+    images = _skeleton_images(tmp_path, 3)
+    shutil.copy(images / "c.jpg", images / ".c.tmp-123.jpg")
+    out = tmp_path / "desc"
+    assert ds.main(["vlm", "--images", str(images), "--model", str(tiny_vlm_dir), "--out", str(out),
+                    "--max-new-tokens", "2"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", "c.txt", ds.SETTINGS_FILE]
+    only_temp = tmp_path / "only_temp"
+    only_temp.mkdir()
+    (only_temp / ".a.tmp-123.txt").write_text("half written")
+    (only_temp / ds.SETTINGS_FILE).write_text(json.dumps({"describer": "kinematic", "max_chars": 75}))
+    check_output_settings(only_temp, {"describer": "kinematic", "max_chars": 20}, ds.SETTINGS_FILE, ".txt")
+    assert ds.image_sample_names(images) == ["a", "b", "c"]
+
+
+def test_stale_temp_files_are_removed_and_not_outputs(tmp_path, caplog):
+    import json
+    import os
+    import time
+
+    from data_gen.output_settings import check_output_settings, remove_stale_temp_files, start_output_dir
+
+    out = tmp_path / "desc"
+    out.mkdir()
+    dead = 999_999_999                                   # above any pid_max: no such process
+    stale, young = out / f".a.tmp-{dead}.txt", out / f".b.tmp-{dead}.txt"
+    mine, other = out / f".c.tmp-{os.getpid()}.txt", out / f".d.tmp-{dead}.jpg"
+    for p in (stale, young, mine, other):
+        p.write_text("half written")
+    old = time.time() - 3600
+    for p in (stale, mine, other):
+        os.utime(p, (old, old))
+    (out / ds.SETTINGS_FILE).write_text(json.dumps({"describer": "kinematic", "max_chars": 75}))
+    check_output_settings(out, {"describer": "kinematic", "max_chars": 20}, ds.SETTINGS_FILE, ".txt")
+    with caplog.at_level("WARNING", logger="data_gen.output_settings"):
+        start_output_dir(out, {"describer": "kinematic", "max_chars": 20}, ds.SETTINGS_FILE, ".txt")
+    assert not stale.exists() and young.exists() and mine.exists() and other.exists()
+    assert f"removed 1 temporary file(s) left by an interrupted run (e.g. .a.tmp-{dead}.txt)" in caplog.text
+    assert remove_stale_temp_files(out, (".txt",), min_age_s=0) == 1 and not young.exists()

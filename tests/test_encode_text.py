@@ -340,3 +340,141 @@ def test_cli_clip_model_is_recorded_and_a_change_recomputes(tiny_clip, tmp_path)
     assert et.main(args + ["--clip-model", "acsar-tiny"]) == 0                # not "up to date": recomputed
     assert json.loads(meta_path.read_text())["encoder_config"]["activation"] == "gelu"
     assert np.abs(np.load(bench / "text" / "train_clip_sentence.npy").astype(np.float32) - quick).max() > 1e-3
+
+
+# ------------------------------------------------------------ description files, lengths, output consistency
+@pytest.mark.parametrize("content, match", [
+    (b"a person \xff waves\n", r"S2\.txt:1: not UTF-8 text"),
+    (b"a person waves\n\nthen sits down\n", r"S2\.txt:3: a second non-empty line \('then sits down'\)"),
+    (b"", r"S2\.txt: empty description"),
+    (b"  \n\t\n", r"S2\.txt: empty description"),
+])
+def test_bad_description_file_is_an_error_naming_file_and_line(tmp_path, content, match):
+    """Not UTF-8 used to raise a bare UnicodeDecodeError, two lines were joined, an empty file encoded as ''."""
+    bench, desc = _bench(tmp_path, ["S1", "S2"])
+    (desc / "S2.txt").write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        et.encode_split(bench, "train", desc, TextHash())
+    assert not (bench / "text" / "train_hash.npy").exists()
+    (desc / "S2.txt").write_bytes("\ufeffa person  waves \r\n\n".encode("utf-8"))   # BOM, CRLF, blank line: fine
+    assert et.load_descriptions(["S2"], desc) == ["a person waves"]
+
+
+def test_clip_and_minilm_report_texts_their_tokenizer_cuts(clip_full, minilm):
+    fits, cut = " ".join(["word"] * 75), " ".join(["word"] * 76)   # one token per word, + start and end
+    assert len(clip_full.tokenizer.encode(fits)) == 75
+    assert clip_full.too_long([fits, cut, "a person"]).tolist() == [False, True, False]
+    ids = clip_full.tokenize([cut])[0]
+    assert int(ids[-1]) == clip_full.tokenizer.eot_token_id   # the cut one: its last word replaced by EOT
+    assert minilm.too_long([" ".join(["word"] * 75), " ".join(["word"] * 76)]).tolist() == [False, True]
+
+
+def test_long_descriptions_are_warned_with_count_and_first_file(tmp_path, minilm, caplog):
+    names = ["S1", "S2", "S3", "S4"]
+    long76 = "a person " + "x" * 67                                   # 76 characters, few tokens
+    many = " ".join(["word"] * 80)                                    # over MiniLM's 77 positions
+    bench, desc = _bench(tmp_path, names, ["a person waves", long76, "a person sits down", many])
+    with caplog.at_level("WARNING", logger="data_gen.encode_text"):
+        et.encode_split(bench, "train", desc, minilm, level="sentence")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings
+    assert "2 of 4 descriptions are longer than 75 characters" in warnings[0] and str(desc / "S2.txt") in warnings[0]
+    assert "1 of 4 descriptions have more tokens than the minilm tokenizer's context (77" in warnings[1]
+    assert str(desc / "S4.txt") in warnings[1] and "truncated" in warnings[1]
+    # the limit describe.py recorded in the folder is the one checked (and --max-chars beats it)
+    (desc / "describe_settings.json").write_text('{"describer": "kinematic", "max_chars": 15}')
+    assert et.recorded_max_chars(desc) == 15
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="data_gen.encode_text"):
+        et.encode_split(bench, "train", desc, TextHash())
+        et.encode_split(bench, "train", desc, TextHash(), text_dir=tmp_path / "t2", max_chars=400)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 1 and "3 of 4 descriptions are longer than 15 characters" in msgs[0]
+    assert str(desc / "S2.txt") in msgs[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated_npy", "garbage_json"])
+def test_unreadable_existing_output_is_recomputed(tmp_path, caplog, damage):
+    """A truncated .npy used to raise a ValueError naming no file in the up-to-date check, on every rerun."""
+    names = [f"s{i}" for i in range(5)]
+    bench, desc = _bench(tmp_path, names)
+    path = et.encode_split(bench, "train", desc, TextHash(), batch_size=2)
+    ref = np.load(path)
+    if damage == "truncated_npy":
+        path.write_bytes(path.read_bytes()[:200])
+        bad = path
+    else:
+        bad = path.with_suffix(".json")
+        bad.write_bytes(b"\xff\xfe{not json")
+    again = Counting(TextHash())
+    with caplog.at_level("WARNING", logger="data_gen.encode_text"):
+        assert et.encode_split(bench, "train", desc, again, batch_size=2) == path
+    assert again.texts == 5
+    assert any(str(bad) in r.getMessage() and "recomputed" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(np.load(path), ref)
+    assert json.loads(path.with_suffix(".json").read_text())["num_samples"] == 5
+
+
+def test_crash_between_features_and_metadata_is_never_taken_as_up_to_date(tmp_path, monkeypatch):
+    """The .npy used to be replaced before its .json: a crash in between left new features beside old
+    metadata, which a later run with the old descriptions accepted as up to date."""
+    names = ["a", "b", "c"]
+    bench, desc = _bench(tmp_path, names, ["a person waves", "a person sits", "two people hug"])
+    npy = et.encode_split(bench, "train", desc, TextHash())
+    old = np.load(npy)
+    (desc / "b.txt").write_text("a person jumps up and down\n")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash before the metadata")
+
+    monkeypatch.setattr(et, "save_json_atomic", crash)
+    with pytest.raises(RuntimeError, match="simulated"):
+        et.encode_split(bench, "train", desc, TextHash())
+    monkeypatch.undo()
+    assert not npy.with_suffix(".json").exists()          # features of the new texts, no metadata beside them
+    assert not np.array_equal(np.load(npy), old)
+    (desc / "b.txt").write_text("a person sits\n")           # back to the texts of the first run
+    np.testing.assert_array_equal(np.load(et.encode_split(bench, "train", desc, TextHash())), old)
+    assert json.loads(npy.with_suffix(".json").read_text())["sha256"] == et.descriptions_sha256(
+        et.load_descriptions(names, desc))
+
+
+def test_crash_while_replacing_features_leaves_no_stale_metadata(tmp_path, monkeypatch):
+    names = ["a", "b"]
+    bench, desc = _bench(tmp_path, names, ["a person waves", "a person sits"])
+    npy = et.encode_split(bench, "train", desc, TextHash())
+    (desc / "b.txt").write_text("a person jumps\n")
+
+    class Boom(RuntimeError):
+        pass
+
+    def crash(*args, **kwargs):
+        raise Boom("simulated crash while writing the features")
+
+    monkeypatch.setattr(et, "open_memmap_atomic", crash)
+    with pytest.raises(Boom):
+        et.encode_split(bench, "train", desc, TextHash())
+    assert npy.is_file() and not npy.with_suffix(".json").exists()
+
+
+def test_clip_checkpoint_size_and_mtime_are_recorded(tiny_clip, tmp_path):
+    """Other weights at the same path used to be taken as up to date (only the path string was recorded)."""
+    import os
+    import shutil as _shutil
+
+    ckpt = tmp_path / "clip.pt"
+    _shutil.copy(tiny_clip["sd"], ckpt)
+    enc = et.ClipTextEncoder(ckpt, model_name="acsar-tiny-quickgelu")
+    st = ckpt.stat()
+    bench, desc = _bench(tmp_path, ["x", "y"], ["a person walks", "a person sits down"])
+    counting = Counting(enc)
+    et.encode_split(bench, "train", desc, counting, level="sentence")
+    et.encode_split(bench, "train", desc, counting, level="sentence")
+    assert counting.texts == 2                                   # same file: up to date
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file replaced (same size here)
+    replaced = Counting(et.ClipTextEncoder(ckpt, model_name="acsar-tiny-quickgelu"))
+    et.encode_split(bench, "train", desc, replaced, level="sentence")
+    assert replaced.texts == 2                                   # recomputed
+    assert enc.config()["checkpoint_file"] == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    meta = json.loads((bench / "text" / "train_clip_sentence.json").read_text())
+    assert meta["encoder_config"]["checkpoint_file"]["mtime_ns"] == st.st_mtime_ns + 10**9
