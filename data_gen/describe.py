@@ -265,26 +265,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.add_argument("--out", type=Path, required=True, help="descriptions folder (<sample>.txt)")
         p.add_argument("--max-chars", type=int, default=75, help="character limit (paper: 75)")
         p.add_argument("--limit", type=int, default=None, help="describe at most this many new samples")
-        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default: %(default)s)")
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds descriptions made with other settings: move them into "
                             "<out>/overwritten/<time>/ and describe every sample again (default: refuse)")
-        p.add_argument("--log-level", default="INFO")
+        p.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     vlm.add_argument("--images", type=Path, required=True, help="folder of <sample>.jpg action images")
     vlm.add_argument("--model", type=Path, required=True, help="local model folder")
     vlm.add_argument("--label-pkl", type=Path, action="append", default=[],
                      help="describe these samples (default: every image in --images)")
-    vlm.add_argument("--prompt", default=DEFAULT_PROMPT)
-    vlm.add_argument("--max-new-tokens", type=int, default=48)
-    vlm.add_argument("--device", default="cpu")
-    vlm.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    vlm.add_argument("--prompt", default=DEFAULT_PROMPT,
+                     help="instruction given with each image (default: the paper's, §5.2, in English)")
+    vlm.add_argument("--max-new-tokens", type=int, default=48,
+                     help="generation budget before the --max-chars cut (default: %(default)s)")
+    vlm.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: %(default)s)")
+    vlm.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                     help="model weights dtype; auto = the folder's config (default: %(default)s)")
     vlm.add_argument("--trust-remote-code", action="store_true",
                      help="run the checkpoint's own code (remote-code models whose config.json auto_map names "
                           "AutoModelForImageTextToText; Ovis 1.x / 2.5 map only AutoModelForCausalLM and are "
                           "not supported)")
     kin.add_argument("--data", type=Path, required=True, help="folder with {split}_data_joint.npy etc.")
-    kin.add_argument("--split", action="append", required=True)
-    kin.add_argument("--layout", default="ntu25")
+    kin.add_argument("--split", action="append", required=True, help="split to describe (repeatable: train, val)")
+    kin.add_argument("--layout", default="ntu25", help="skeleton layout (net/graph.py; default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     settings = output_settings(args)
