@@ -59,7 +59,7 @@ from feeder.io import atomic_open, load_sample_names  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
 from net.graph import Layout, get_layout  # noqa: E402
 from data_gen.skeleton_render import RenderStyle, render_skeleton_frames  # noqa: E402
-from data_gen.output_settings import check_output_settings, start_output_dir  # noqa: E402
+from data_gen.output_settings import check_output_settings, output_files, start_output_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -330,8 +330,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             names = load_sample_names(args.label_pkl)
             if not names:
                 suffix = args.pattern.replace("{name}", "")
-                names = sorted(p.name[: -len(suffix)] for p in args.videos.glob("*" + suffix)
-                               if not p.name.startswith("."))
+                names = [p.name[: -len(suffix)] for p in output_files(args.videos, suffix)]   # sorted, no .*
             clips = {n: Clip(n, args.videos / args.pattern.format(name=n)) for n in names}
         detector = PersonDetector(args.weights, imgsz=args.imgsz, conf=args.conf,
                                   person_class=args.person_class, device=args.device)

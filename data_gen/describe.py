@@ -63,12 +63,13 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
-from data_gen.output_settings import check_output_settings, read_settings_file, start_output_dir  # noqa: E402
+from data_gen.output_settings import (check_output_settings, output_files, read_settings_file,  # noqa: E402
+                                      start_output_dir)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_PROMPT", "SETTINGS_FILE", "clean_description", "check_image_text_to_text_folder",
-           "VLMDescriber", "load_image", "image_sample_names", "images_settings", "describe_samples",
+           "VLMDescriber", "load_image", "images_settings", "describe_samples",
            "output_settings", "main"]
 
 #: The paper's prompt (§3.3), translated from Chinese.
@@ -77,9 +78,11 @@ DEFAULT_PROMPT = ("This is an action image concatenated along the time axis; "
 
 #: Sidecar in the output folder with the settings its descriptions were made with.
 SETTINGS_FILE = "describe_settings.json"
+#: The paper's description length limit in characters (§5.2).
+PAPER_MAX_CHARS = 75
 
 
-def clean_description(text: str, max_chars: int = 75) -> str:
+def clean_description(text: str, max_chars: int = PAPER_MAX_CHARS) -> str:
     """One line, single spaces, no surrounding quotes, at most ``max_chars`` (cut on a word boundary)."""
     text = re.sub(r"\s+", " ", str(text)).strip().strip("\"'` ").strip()
     if len(text) > max_chars:
@@ -137,7 +140,7 @@ class VLMDescriber:
     """
 
     def __init__(self, model_dir: str | Path, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 48,
-                 max_chars: int = 75, device: str = "cpu", dtype: str = "auto",
+                 max_chars: int = PAPER_MAX_CHARS, device: str = "cpu", dtype: str = "auto",
                  trust_remote_code: bool = False) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -199,12 +202,6 @@ def load_image(path: Path):
                       f"remake it)") from err
 
 
-def image_sample_names(images: Path) -> List[str]:
-    """Sample names of the ``<name>.jpg`` files in ``images``, sorted; hidden files (``.*``, e.g. the
-    temporary ``.S001.tmp-123.jpg`` of a killed run) are not samples."""
-    return sorted(p.stem for p in Path(images).glob("*.jpg") if not p.name.startswith(".") and p.is_file())
-
-
 def describe_samples(names: Sequence[str], describe: Callable[[List[str]], List[str]], out_dir: Path,
                      batch_size: int = 8, limit: Optional[int] = None, desc: str = "describe") -> int:
     """Write ``describe(batch_of_names)`` to ``out_dir/<name>.txt`` for names without a file.
@@ -263,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     kin = sub.add_parser("kinematic", help="model-free sentences from the gendata skeletons")
     for p in (vlm, kin):
         p.add_argument("--out", type=Path, required=True, help="descriptions folder (<sample>.txt)")
-        p.add_argument("--max-chars", type=int, default=75, help="character limit (paper: 75)")
+        p.add_argument("--max-chars", type=int, default=PAPER_MAX_CHARS, help="character limit (paper: 75)")
         p.add_argument("--limit", type=int, default=None, help="describe at most this many new samples")
         p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default: %(default)s)")
         p.add_argument("--overwrite", action="store_true",
@@ -294,7 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_output_settings(args.out, settings, SETTINGS_FILE, ".txt", args.overwrite, what="descriptions")
 
     if args.describer == "vlm":
-        names = load_sample_names(args.label_pkl) or image_sample_names(args.images)
+        names = load_sample_names(args.label_pkl) or [p.stem for p in output_files(args.images, ".jpg")]
         missing = [n for n in names if not (args.images / f"{n}.jpg").is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} action images missing in {args.images}, e.g. {missing[0]}.jpg")

@@ -100,6 +100,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from data_gen.describe import PAPER_MAX_CHARS, SETTINGS_FILE as DESCRIBE_SETTINGS_FILE  # noqa: E402
+from data_gen.output_settings import read_settings_file  # noqa: E402
 from feeder.io import load_label_pkl, open_memmap_atomic, save_json_atomic, save_npy_atomic  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -112,10 +114,6 @@ __all__ = [
 
 #: CLIP's context length; every token-level feature file has this many positions.
 NUM_TOKENS = 77
-#: The paper's description length limit (characters); data_gen/describe.py records its own.
-PAPER_MAX_CHARS = 75
-#: data_gen/describe.py's settings file in a descriptions folder (its ``max_chars`` is the limit checked).
-DESCRIBE_SETTINGS_FILE = "describe_settings.json"
 PAD_MODES = ("truncate", "full", "raw")
 #: The paper's text encoder: OpenAI CLIP ViT-B/32, trained with QuickGELU (module docstring).
 DEFAULT_CLIP_MODEL = "ViT-B-32-quickgelu"
@@ -500,10 +498,9 @@ def load_descriptions(names: Sequence[str], desc_dir: Path) -> List[str]:
 
 def recorded_max_chars(desc_dir: Path) -> int:
     """The character limit recorded by ``data_gen/describe.py`` in ``desc_dir`` (else the paper's 75)."""
-    path = Path(desc_dir) / DESCRIBE_SETTINGS_FILE
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("max_chars")
-    except (OSError, ValueError, AttributeError):   # missing / unreadable: describe.py reports it itself
+        value = read_settings_file(Path(desc_dir) / DESCRIBE_SETTINGS_FILE).get("max_chars")
+    except (OSError, ValueError):       # missing / unreadable: describe.py reports it itself
         return PAPER_MAX_CHARS
     return int(value) if isinstance(value, int) and value > 0 else PAPER_MAX_CHARS
 

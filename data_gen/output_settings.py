@@ -74,7 +74,6 @@ def read_settings_file(path: Path) -> Dict[str, Any]:
     return recorded
 
 
-
 def output_files(out_dir: Path, suffix: str) -> List[Path]:
     """The folder's ``*suffix`` files, sorted, without hidden ones (temporary files of atomic writes)."""
     out_dir = Path(out_dir)

@@ -159,11 +159,12 @@ def load_label_pkl(path: os.PathLike) -> Tuple[list, list]:
         first = next(x for label, x in zip(labels, obj[1]) if label != x)
         raise ValueError(f"{path}: labels must be integers, got {first!r}")
     names = list(obj[0])
-    if len(set(names)) != len(names):                   # names key descriptions, features and scores
-        seen: set = set()
-        first = next((i, n) for i, n in enumerate(names) if n in seen or seen.add(n))
-        raise ValueError(f"{path}: sample name {first[1]!r} appears more than once (again at index {first[0]}); "
-                         f"every sample needs a name of its own")
+    seen: set = set()                                   # names key descriptions, features and scores
+    for index, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"{path}: sample name {name!r} appears more than once (again at index {index}); "
+                             f"every sample needs a name of its own")
+        seen.add(name)
     return names, labels
 
 

@@ -271,28 +271,19 @@ def type_of_default(default: Any) -> Optional[KeyType]:
     return KeyType(kind, item)
 
 
-def _lookup(cfg: Mapping[str, Any], dotted: str) -> Tuple[bool, Any]:
-    """(found, value) of a dotted key in a nested mapping."""
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def declared_types(types: Any, defaults: Mapping[str, Any], where: str) -> Dict[str, KeyType]:
     """Check a defaults file's ``_types_`` mapping (every key exists, every type is known and fits its default)
     and parse it: {dotted key: :class:`KeyType`}."""
     if not isinstance(types, Mapping):
         raise ConfigError(f"{where}: {TYPES_KEY} must be a mapping of dotted key -> type, got {_kind(types)}")
     out: Dict[str, KeyType] = {}
+    leaves = flatten(defaults)
     for dotted, text in types.items():
-        found, default = _lookup(defaults, str(dotted))
-        if not found:
-            raise ConfigError(f"{where}: {TYPES_KEY} names {dotted!r}, which is not a key of the defaults")
-        if isinstance(default, Mapping):
+        default = leaves.get(str(dotted))
+        if isinstance(default, Mapping) or any(k.startswith(f"{dotted}.") for k in leaves):
             raise ConfigError(f"{where}: {TYPES_KEY} names {dotted!r}, a mapping: its keys say its type")
+        if str(dotted) not in leaves:
+            raise ConfigError(f"{where}: {TYPES_KEY} names {dotted!r}, which is not a key of the defaults")
         key_type = parse_type(text, f"{where}: {TYPES_KEY}.{dotted}")
         problem = key_type.problem(default) if default is not None else None
         if problem:

@@ -511,7 +511,7 @@ def test_hidden_temp_files_are_not_samples(tmp_path, tiny_vlm_dir):
     import json
     import shutil
 
-    from data_gen.output_settings import check_output_settings
+    from data_gen.output_settings import check_output_settings, output_files
 
     images = _skeleton_images(tmp_path, 3)
     shutil.copy(images / "c.jpg", images / ".c.tmp-123.jpg")
@@ -524,7 +524,7 @@ def test_hidden_temp_files_are_not_samples(tmp_path, tiny_vlm_dir):
     (only_temp / ".a.tmp-123.txt").write_text("half written")
     (only_temp / ds.SETTINGS_FILE).write_text(json.dumps({"describer": "kinematic", "max_chars": 75}))
     check_output_settings(only_temp, {"describer": "kinematic", "max_chars": 20}, ds.SETTINGS_FILE, ".txt")
-    assert ds.image_sample_names(images) == ["a", "b", "c"]
+    assert [p.stem for p in output_files(images, ".jpg")] == ["a", "b", "c"]
 
 
 def test_stale_temp_files_are_removed_and_not_outputs(tmp_path, caplog):
