@@ -203,6 +203,9 @@ class StreamConvert(Op):
 class RandomRotate(Op):
     """With prob ``p``: one random main axis by ``U(0, main_max_deg)``, the other two by ``U(0, other_max_deg)``.
 
+    Turned about x, then y, then z in SCD-Net's direction: its feeder's ``Rotate`` right-multiplies the
+    ``(T, V, M, C)`` rows by ``R.T`` with ``R = [[1,0,0],[0,c,s],[0,-s,c]]`` (x, likewise y and z), which for
+    column vectors is the right-handed rotation by ``-angle``; so ``matrix = rotation_matrix(-angles)``.
     Draws: fire flag, main axis, three small angles, one main angle (always all of them).
     """
 
@@ -218,7 +221,7 @@ class RandomRotate(Op):
         main = int(rng.integers(3))
         angles = rng.uniform(0.0, self.other_max_deg, size=3)
         angles[main] = rng.uniform(0.0, self.main_max_deg)
-        matrix = rotation_matrix(np.deg2rad(angles)) if fire else np.eye(3)
+        matrix = rotation_matrix(-np.deg2rad(angles)) if fire else np.eye(3)   # SCD-Net's direction (above)
         return {"apply": np.bool_(fire), "matrix": matrix.astype(np.float32)}
 
     def apply(self, x, params):

@@ -63,6 +63,34 @@ def test_rotate_preserves_bone_lengths_and_draw_ranges():
     assert max(angles) > 15.0                          # main angle drawn from U(0, 30)
 
 
+def _scdnet_rotate(x, main, angles_deg):
+    """SCD-Net feeder's Rotate restated: per axis x, y, z in turn, ``seq(T, V, M, C) @ R.T`` with R written
+    as [[1,0,0],[0,c,s],[0,-s,c]] (x), [[c,0,-s],[0,1,0],[s,0,c]] (y), [[c,s,0],[-s,c,0],[0,0,1]] (z)."""
+    out = x.astype(np.float64)
+    for axis in range(3):
+        c, s = np.cos(np.deg2rad(angles_deg[axis])), np.sin(np.deg2rad(angles_deg[axis]))
+        r = {0: [[1, 0, 0], [0, c, s], [0, -s, c]],
+             1: [[c, 0, -s], [0, 1, 0], [s, 0, c]],
+             2: [[c, s, 0], [-s, c, 0], [0, 0, 1]]}[axis]
+        out = np.dot(out.transpose(1, 2, 3, 0), np.array(r).T).transpose(3, 0, 1, 2)
+    return out
+
+
+def test_rotate_turns_the_way_scdnet_does():
+    """facts §5 / SCD-Net Rotate: the main axis by U(0, 30) deg, the others by U(0, 1) deg, x then y then z, in
+    SCD-Net's direction (its matrices are R(-angle) for column vectors): the same draws give the same view."""
+    op = RandomRotate(p=1.0)
+    x = _view()
+    for seed in range(10):
+        rng = np.random.default_rng(seed)             # RandomRotate.sample: fire flag, main axis, 3 small, 1 main
+        rng.random()
+        main = int(rng.integers(3))
+        angles = rng.uniform(0.0, 1.0, size=3)
+        angles[main] = rng.uniform(0.0, 30.0)
+        y = op.apply(x, op.sample(np.random.default_rng(seed), {}))
+        np.testing.assert_allclose(y, _scdnet_rotate(x, main, angles), atol=1e-5)
+
+
 def test_rotate_off_is_identity():
     op = RandomRotate(p=0.0)
     params = op.sample(np.random.default_rng(0), {})
