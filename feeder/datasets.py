@@ -94,6 +94,11 @@ class _SplitArrays(Dataset):
         if (num_frame < 1).any():
             bad = int(np.flatnonzero(num_frame < 1)[0])
             raise ValueError(f"{self.num_frame_path}: sample {bad} has num_frame={num_frame[bad]} (< 1)")
+        if (num_frame > shape[2]).any():                  # data_gen caps num_frame at T: another conversion's file
+            bad = int(np.flatnonzero(num_frame > shape[2])[0])
+            raise ValueError(f"{self.num_frame_path}: sample {bad} has num_frame={num_frame[bad]} but "
+                             f"{self.data_path} stores {shape[2]} frames per sample: the two files are of "
+                             f"different data_gen/ runs; rerun the script that made them")
         self.num_frame = num_frame.astype(np.int64)
 
         if self.label_path is not None:

@@ -217,3 +217,21 @@ def test_an_empty_split_is_named_when_read(tmp_path):
     save_npy_atomic(tmp_path / "n.npy", np.zeros(0, np.int64))
     with pytest.raises(ValueError, match=r"d\.npy: the split holds no samples"):
         PretrainDataset(tmp_path / "d.npy", tmp_path / "n.npy")
+
+
+def test_num_frame_beyond_the_stored_frames_is_an_error_naming_both_files(split, tmp_path):
+    """data_gen caps num_frame at the stored T: a larger count is of another conversion (e.g. another
+    --max-frames), not something to clip silently to T."""
+    paths, _, num_frame, _ = split
+    bad = tmp_path / "nf_long.npy"
+    long = num_frame.copy()
+    long[4] = T + 20
+    save_npy_atomic(bad, long)
+    for make in (lambda: PretrainDataset(paths["data_path"], bad),
+                 lambda: DownstreamDataset(paths["data_path"], bad, paths["label_path"])):
+        with pytest.raises(ValueError, match=rf"nf_long\.npy: sample 4 has num_frame={T + 20} but "
+                                             rf".*train_data_joint\.npy stores {T} frames"):
+            make()
+    long[4] = T                                           # exactly the stored length is fine
+    save_npy_atomic(bad, long)
+    assert len(PretrainDataset(paths["data_path"], bad)) == N
