@@ -162,6 +162,10 @@ class PretrainDataset(_SplitArrays):
         self.raw_params = bool(raw_params)
         self.transform_cfg = dict(transform or {})
         self.pipeline = build_pretrain_transform(self.transform_cfg, self.layout, self.window, stream)
+        spatial = [op.name for op in self.pipeline.ops if op.name in ("rotate", "shear", "scale")]
+        if spatial and self.data_shape[1] != 3:           # else the first view that fires one fails in a worker
+            raise ValueError(f"{self.data_path}: C={self.data_shape[1]} coordinate channels, but the augmentations "
+                             f"{spatial} need 3 (x, y, z); remove them from augment.order for such data")
         self.text_path = Path(text_path) if text_path is not None else None
         self.text_shape = None
         if self.text_path is not None:

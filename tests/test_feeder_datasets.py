@@ -235,3 +235,16 @@ def test_num_frame_beyond_the_stored_frames_is_an_error_naming_both_files(split,
     long[4] = T                                           # exactly the stored length is fine
     save_npy_atomic(bad, long)
     assert len(PretrainDataset(paths["data_path"], bad)) == N
+
+
+def test_pretraining_on_data_without_three_coordinates_fails_at_construction(split, tmp_path):
+    """rotate / shear / scale need (x, y, z): 2-D data used to pass the first items (p = 0.5) and fail in a
+    worker later with an error naming no file."""
+    paths, data, _, _ = split
+    flat = tmp_path / "train_data_2d.npy"
+    save_npy_atomic(flat, data[:, :2])
+    with pytest.raises(ValueError, match=r"train_data_2d\.npy: C=2 coordinate channels, but the augmentations "
+                                         r"\['rotate', 'shear'\] need 3"):
+        PretrainDataset(flat, paths["num_frame_path"], transform={"order": ["rotate", "flip", "shear"]})
+    ds = PretrainDataset(flat, paths["num_frame_path"], transform={"order": ["flip", "temporal_mask"]})
+    assert ds[0][0].shape == (2, 64, V, M)
