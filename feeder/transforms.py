@@ -137,8 +137,8 @@ class RandomCropResize(Op):
     name = "temporal_crop"
 
     def __init__(self, window: int, ratio: Sequence[float] = (0.1, 1.0), min_length: int | None = None) -> None:
-        if len(ratio) != 2 or not 0.0 < float(ratio[0]) <= float(ratio[1]):
-            raise ValueError(f"temporal_crop.ratio must be [low, high] with 0 < low <= high, got {ratio}")
+        if len(ratio) != 2 or not 0.0 < float(ratio[0]) <= float(ratio[1]) <= 1.0:   # a fraction of the valid frames
+            raise ValueError(f"temporal_crop.ratio must be [low, high] with 0 < low <= high <= 1, got {ratio}")
         self.window = int(window)
         self.ratio = (float(ratio[0]), float(ratio[1]))
         if min_length is not None and (isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer))

@@ -359,3 +359,11 @@ def test_temporal_crop_min_length_is_checked_at_construction(bad):
     assert pipe.ops[0].min_length == 1
     lengths = {int(pipe.sample(view_rng(s, 0, 0, 0), 5, 300)[0]["length"]) for s in range(50)}
     assert min(lengths) >= 1 and lengths <= set(range(1, 6))
+
+
+@pytest.mark.parametrize("bad", [[0.1, 10.0], [0.5, 1.5], [1.2, 1.2], [0.0, 1.0], [0.6, 0.5], [0.5]])
+def test_temporal_crop_ratio_is_a_fraction_of_the_valid_frames(bad):
+    """A ratio above 1 used to be clipped to the whole clip silently ([0.1, 10] ~ always the full length)."""
+    with pytest.raises(ValueError, match=r"temporal_crop\.ratio must be \[low, high\] with 0 < low <= high <= 1"):
+        build_pretrain_transform({"temporal_crop": {"ratio": bad}}, LAYOUT, 64)
+    assert build_pretrain_transform({"temporal_crop": {"ratio": [1.0, 1.0]}}, LAYOUT, 64).ops[0].ratio == (1.0, 1.0)
