@@ -31,19 +31,20 @@ Config schema (``build_pretrain_transform``; every key optional, defaults = pape
     rotate:        {p: 0.5, main_max_deg: 30.0, other_max_deg: 1.0}
     flip:          {p: 0.5}
     shear:         {p: 0.5, s: 1.0}
-    spatial_mask:  {p: 0.5, centres: 5, hops: 2, k: 8}
+    spatial_mask:  {p: 0.5, centres: 5, hops: 2, k: 8, rule: walks}   # or rule: coverage
     temporal_mask: {p: 0.5, cubes: 16, n: 6}
 
 ``build_eval_transform`` reads ``center_crop_ratio`` (default 0.95).
 
-Spatial mask, precise reading **[ours]**: draw ``centres`` distinct joints; the
-neighbourhood of a centre is every joint within ``hops`` edges of it
-(``layout.hop_distance() <= hops``).  Rank all joints by (1) how many centres'
-neighbourhoods contain them, descending, (2) hop distance to the nearest centre,
-ascending, (3) a uniform random tie-break; zero the first ``k``.  So the masked
-joints come from the union of the neighbourhoods, the most-covered first; if the
-union has fewer than ``k`` joints, the next-nearest joints fill up, and exactly
-``k`` joints are always masked (all channels, frames and persons).
+Spatial mask, ``rule: walks`` (the default; SCD-Net feeder's ``spatial_masking``, facts §5):
+draw ``centres`` joints with replacement; score every joint by the number of walks of length
+``hops`` from the centres along the skeleton with self-loops, ``((I + A)^hops)[centres].sum(0)``
+(A the undirected 0/1 bone adjacency; with hops = 2 SCD-Net's ``A @ A``); zero the ``k`` best-scored
+joints, ties broken uniformly at random **[ours]** (SCD-Net takes numpy ``argsort``'s order).
+``rule: coverage`` **[ours]**, an earlier reading kept as an option: ``centres`` distinct joints;
+rank by (1) how many centres' ``hops``-neighbourhoods contain the joint, descending, (2) hop
+distance to the nearest centre, ascending, (3) a uniform random tie-break.  Either way exactly
+``k`` joints are masked (all channels, frames and persons).
 
 Temporal mask: the ``T`` frames of the view are split into ``cubes`` contiguous
 cubes (edges ``floor(c * T / cubes)``; 64 / 16 = 4 frames each) and ``n`` distinct
@@ -313,33 +314,45 @@ class RandomScale(Op):
 class SpatialMask(Op):
     """With prob ``p``: zero ``k`` joints ranked from the ``hops``-hop neighbourhoods of ``centres`` random joints.
 
-    See the module docstring for the ranking.  Params: ``keep`` ``(V,)`` float32 (0 = masked).
+    ``rule`` ``walks`` (SCD-Net) or ``coverage``: see the module docstring.  Draws: fire flag, centres,
+    one tie-break number per joint (always all of them).  Params: ``keep`` ``(V,)`` float32 (0 = masked).
     """
 
     name = "spatial_mask"
+    RULES = ("walks", "coverage")
 
-    def __init__(self, layout: Layout, p: float = 0.5, centres: int = 5, hops: int = 2, k: int = 8) -> None:
+    def __init__(self, layout: Layout, p: float = 0.5, centres: int = 5, hops: int = 2, k: int = 8,
+                 rule: str = "walks") -> None:
         self.p = _check_p(self.name, p)
         v = layout.num_joints
+        if rule not in self.RULES:
+            raise ValueError(f"spatial_mask.rule must be one of {list(self.RULES)}, got {rule!r}")
         if not 1 <= int(centres) <= v:
             raise ValueError(f"spatial_mask.centres must be in [1, {v}], got {centres}")
         if not 0 <= int(k) <= v:
             raise ValueError(f"spatial_mask.k must be in [0, {v}], got {k}")
-        self.centres, self.hops, self.k = int(centres), int(hops), int(k)
+        if int(hops) < 0:
+            raise ValueError(f"spatial_mask.hops must be >= 0, got {hops}")
+        self.centres, self.hops, self.k, self.rule = int(centres), int(hops), int(k), rule
         self._hop = layout.hop_distance()
+        self._walks = np.linalg.matrix_power((self._hop <= 1).astype(np.int64), self.hops)   # (I + A)^hops
         self._num_joints = v
 
     def sample(self, rng, ctx):
         v = self._num_joints
         fire = rng.random() < self.p
-        centres = rng.choice(v, size=self.centres, replace=False)
+        if self.rule == "walks":
+            centres = rng.integers(v, size=self.centres)                # with replacement, as SCD-Net
+        else:
+            centres = rng.choice(v, size=self.centres, replace=False)
         tie = rng.random(v)
         keep = np.ones(v, dtype=np.float32)
         if fire:
-            hop = self._hop[centres]                                  # (centres, V)
-            count = (hop <= self.hops).sum(0)
-            nearest = hop.min(0)
-            order = np.lexsort((tie, nearest, -count))                # last key is primary
+            if self.rule == "walks":
+                order = np.lexsort((tie, -self._walks[centres].sum(0)))   # last key is primary
+            else:
+                hop = self._hop[centres]                                  # (centres, V)
+                order = np.lexsort((tie, hop.min(0), -(hop <= self.hops).sum(0)))
             keep[order[: self.k]] = 0.0
         return {"apply": np.bool_(fire), "keep": keep}
 
@@ -445,7 +458,7 @@ DEFAULT_PRETRAIN_CFG: Dict[str, Any] = {
     "rotate": {"p": 0.5, "main_max_deg": 30.0, "other_max_deg": 1.0},
     "flip": {"p": 0.5},
     "shear": {"p": 0.5, "s": 1.0},
-    "spatial_mask": {"p": 0.5, "centres": 5, "hops": 2, "k": 8},
+    "spatial_mask": {"p": 0.5, "centres": 5, "hops": 2, "k": 8, "rule": "walks"},
     "temporal_mask": {"p": 0.5, "cubes": 16, "n": 6},
     "scale": {"p": 0.5, "range": [0.8, 1.2]},   # [ours]; applied only when listed in "order"
 }

@@ -169,7 +169,7 @@ def test_spatial_mask_zeros_exactly_k_joints(layout_name):
 
 
 def test_spatial_mask_ranking_prefers_most_covered_joints():
-    op = SpatialMask(LAYOUT, p=1.0, centres=5, hops=2, k=8)
+    op = SpatialMask(LAYOUT, p=1.0, centres=5, hops=2, k=8, rule="coverage")
     hop = LAYOUT.hop_distance()
     for i in range(30):
         rng = np.random.default_rng(i)
@@ -185,6 +185,57 @@ def test_spatial_mask_ranking_prefers_most_covered_joints():
         assert (hop[centres][:, masked].min(0) <= 2).sum() == min(8, (count > 0).sum())
 
 
+# SCD-Net's NTU bone list (1-based), written out again here so the walk counts are checked against
+# an adjacency that does not come from net.graph.
+_SCDNET_NTU_INWARD = [(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9),
+                      (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18),
+                      (20, 19), (22, 23), (23, 8), (24, 25), (25, 12)]
+
+
+def test_spatial_mask_walks_rule_is_scdnets_two_step_walk_count():
+    """The default rule: centres drawn with replacement, joints scored by the rows of (I + A)^2 summed
+    over the centres (SCD-Net's ``A @ A``), the 8 best zeroed; a joint scored strictly above a masked one
+    is never kept."""
+    a = np.eye(25)
+    for i, j in _SCDNET_NTU_INWARD:
+        a[i - 1, j - 1] = a[j - 1, i - 1] = 1.0
+    walks = a @ a
+    op = SpatialMask(LAYOUT, p=1.0, centres=5, hops=2, k=8)
+    assert op.rule == "walks"
+    repeated = 0
+    for seed in range(60):
+        masked = op.sample(np.random.default_rng(seed), {})["keep"] == 0
+        rng = np.random.default_rng(seed)
+        rng.random()
+        centres = rng.integers(25, size=5)
+        repeated += len(set(centres.tolist())) < 5
+        score = walks[centres].sum(0)
+        assert masked.sum() == 8
+        assert score[masked].min() >= score[~masked].max(), seed
+    assert repeated > 0                                     # some draws repeat a centre (with replacement)
+
+
+def test_spatial_mask_walks_ties_are_broken_by_the_draw():
+    """One centre at a hand (joint 8, 0-based 7): its 2-step walk scores have ties at the boundary of the
+    top 4, so which tied joint is masked depends on the tie-break draw, not on the joint index."""
+    op = SpatialMask(LAYOUT, p=1.0, centres=1, hops=2, k=4)
+    chosen = set()
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        rng.random()
+        if rng.integers(25, size=1)[0] != 7:
+            continue
+        chosen.add(tuple(np.flatnonzero(op.sample(np.random.default_rng(seed), {})["keep"] == 0)))
+    assert len(chosen) > 1
+
+
+def test_spatial_mask_rule_is_checked():
+    with pytest.raises(ValueError, match="rule"):
+        SpatialMask(LAYOUT, rule="union")
+    with pytest.raises(ValueError, match="hops"):
+        SpatialMask(LAYOUT, hops=-1)
+
+
 def _replay_centres(seed, centres, v=25):
     rng = np.random.default_rng(seed)                           # SpatialMask.sample: fire flag, then centres
     rng.random()
@@ -195,7 +246,7 @@ def _replay_centres(seed, centres, v=25):
 def test_spatial_mask_fills_a_small_union_with_the_nearest_joints(centres, hops, k):
     """Union of the neighbourhoods smaller than k: the rest of the k joints are the next-nearest ones
     (hop distance to the nearest centre, ascending), not random joints."""
-    op = SpatialMask(LAYOUT, p=1.0, centres=centres, hops=hops, k=k)
+    op = SpatialMask(LAYOUT, p=1.0, centres=centres, hops=hops, k=k, rule="coverage")
     hop = LAYOUT.hop_distance()
     small_unions = 0
     for i in range(40):
@@ -218,7 +269,7 @@ def test_spatial_mask_single_centre_by_hand():
     then one 2-hop joint."""
     hop = LAYOUT.hop_distance()
     assert sorted(np.flatnonzero(hop[1] == 1).tolist()) == [0, 20]
-    op = SpatialMask(LAYOUT, p=1.0, centres=1, hops=0, k=4)
+    op = SpatialMask(LAYOUT, p=1.0, centres=1, hops=0, k=4, rule="coverage")
     for i in range(200):
         if _replay_centres(i, 1)[0] != 1:
             continue
