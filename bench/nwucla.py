@@ -232,12 +232,13 @@ def run(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data" / "nw_ucla",
-                   help="NW-UCLA folder with all_sqe/ and val_label.pkl")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "nwucla", help="prepared data folder")
-    p.add_argument("--work-dir", type=Path, default=ROOT / "work_dir", help="root of the run dirs")
-    p.add_argument("--vlm", type=Path, default=None, help="local VLM folder: describe the action images with it")
+                   help="NW-UCLA folder with all_sqe/ and val_label.pkl (default: ../shared/data/nw_ucla, next to "
+                        "the checkout: the developers' copy)")
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "nwucla", help="prepared data folder (default: data/nwucla)")
+    p.add_argument("--work-dir", type=Path, default=ROOT / "work_dir", help="root of the run dirs (default: work_dir)")
+    p.add_argument("--vlm", type=Path, default=None, help="local VLM folder: describe the action images with it (default: the kinematic describer)")
     p.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP ViT-B/32 checkpoint (else MiniLM)")
-    p.add_argument("--device", default="cpu", help="device of the VLM")
+    p.add_argument("--device", default="cpu", help="device of the VLM (default: cpu)")
     p.add_argument("--no-images", action="store_true", help="skip the action images (not needed by kinematic)")
     p.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the configs')")
     p.add_argument("--run-seed", type=int, default=None,
@@ -245,8 +246,8 @@ def main(argv=None) -> int:
                         "the configs' seed); the 10 %% labelled subset keeps its own subset_seed")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 pretraining epoch, 2 evaluation epochs (use a separate --work-dir)")
-    p.add_argument("--jobs", type=int, default=2, help="steps run side by side")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per step")
+    p.add_argument("--jobs", type=int, default=2, help="steps run side by side (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per step (default: 1)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     for attr in ("source", "data", "work_dir"):
