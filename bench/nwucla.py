@@ -189,12 +189,40 @@ def check_finished_runs(steps: List[Step], work: Path) -> None:
                              "give a fresh --work-dir")
 
 
+def source_problem(source: Path) -> Optional[str]:
+    """Why ``ucla_gendata.py --data-path source`` cannot read NW-UCLA there, or None when it can."""
+    if not source.is_dir():
+        return f"{source} does not exist" if not source.exists() else f"{source} is not a folder"
+    if (source / "all_sqe").is_dir() or next(source.glob("*.json"), None) is not None:
+        return None
+    return f"{source} holds neither an all_sqe/ folder nor .json sequences"
+
+
+def check_source(steps: List[Step], source: Path, dry_run: bool) -> bool:
+    """False (after an error message) when the data still has to be prepared and ``source`` cannot give it."""
+    gendata = next(s for s in steps if s.name == "gendata")
+    problem = None if gendata.done() else source_problem(source)
+    if problem is None:
+        return True
+    message = (f"NW-UCLA source: {problem}; the gendata step reads it. Get the preprocessed all_sqe/ release "
+               f"(README, Data preparation) and pass --source PATH (default: ../shared/data/nw_ucla next to "
+               f"the checkout)")
+    if dry_run:
+        print(f"warning: {message}. A real run would stop here.", file=sys.stderr, flush=True)
+        return True
+    print(f"error: {message}.", file=sys.stderr, flush=True)
+    return False
+
+
 def run(args) -> int:
     steps = build_steps(args)
+    if not check_source(steps, Path(args.source), args.dry_run):
+        return 2
     work = Path(args.work_dir)
     check_finished_runs(steps, work)
     logs = work / "nwucla_logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    if not args.dry_run:
+        logs.mkdir(parents=True, exist_ok=True)
     times_path = work / "nwucla_step_times.json"
     times: Dict[str, float] = json.loads(times_path.read_text()) if times_path.is_file() else {}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
