@@ -13,8 +13,8 @@
 Both are small :class:`torch.autograd.Function` s over the public ``dist.all_gather`` /
 ``dist.all_reduce``, as ``torch.distributed.nn.functional`` was: that module is deprecated (a
 ``FutureWarning`` at every call) in favour of ``torch.distributed._functional_collectives``,
-a private module whose autograd support depends on the torch version (2.1, which
-requirements.txt allows, has none for all_reduce).
+a private module whose API and autograd support change between the torch versions
+requirements.txt allows.
 
 All ranks must pass the same B (use ``drop_last=True`` in the training sampler).
 """
