@@ -189,12 +189,40 @@ def check_finished_runs(steps: List[Step], work: Path) -> None:
                              "give a fresh --work-dir")
 
 
+def source_problem(source: Path) -> Optional[str]:
+    """Why ``ucla_gendata.py --data-path source`` cannot read NW-UCLA there, or None when it can."""
+    if not source.is_dir():
+        return f"{source} does not exist" if not source.exists() else f"{source} is not a folder"
+    if (source / "all_sqe").is_dir() or next(source.glob("*.json"), None) is not None:
+        return None
+    return f"{source} holds neither an all_sqe/ folder nor .json sequences"
+
+
+def check_source(steps: List[Step], source: Path, dry_run: bool) -> bool:
+    """False (after an error message) when the data still has to be prepared and ``source`` cannot give it."""
+    gendata = next(s for s in steps if s.name == "gendata")
+    problem = None if gendata.done() else source_problem(source)
+    if problem is None:
+        return True
+    message = (f"NW-UCLA source: {problem}; the gendata step reads it. Get the preprocessed all_sqe/ release "
+               f"(README, Data preparation) and pass --source PATH (default: ../shared/data/nw_ucla next to "
+               f"the checkout)")
+    if dry_run:
+        print(f"warning: {message}. A real run would stop here.", file=sys.stderr, flush=True)
+        return True
+    print(f"error: {message}.", file=sys.stderr, flush=True)
+    return False
+
+
 def run(args) -> int:
     steps = build_steps(args)
+    if not check_source(steps, Path(args.source), args.dry_run):
+        return 2
     work = Path(args.work_dir)
     check_finished_runs(steps, work)
     logs = work / "nwucla_logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    if not args.dry_run:
+        logs.mkdir(parents=True, exist_ok=True)
     times_path = work / "nwucla_step_times.json"
     times: Dict[str, float] = json.loads(times_path.read_text()) if times_path.is_file() else {}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -232,12 +260,13 @@ def run(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data" / "nw_ucla",
-                   help="NW-UCLA folder with all_sqe/ and val_label.pkl")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "nwucla", help="prepared data folder")
-    p.add_argument("--work-dir", type=Path, default=ROOT / "work_dir", help="root of the run dirs")
-    p.add_argument("--vlm", type=Path, default=None, help="local VLM folder: describe the action images with it")
+                   help="NW-UCLA folder with all_sqe/ and val_label.pkl (default: ../shared/data/nw_ucla, next to "
+                        "the checkout: the developers' copy)")
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "nwucla", help="prepared data folder (default: data/nwucla)")
+    p.add_argument("--work-dir", type=Path, default=ROOT / "work_dir", help="root of the run dirs (default: work_dir)")
+    p.add_argument("--vlm", type=Path, default=None, help="local VLM folder: describe the action images with it (default: the kinematic describer)")
     p.add_argument("--clip-checkpoint", type=Path, default=None, help="local CLIP ViT-B/32 checkpoint (else MiniLM)")
-    p.add_argument("--device", default="cpu", help="device of the VLM")
+    p.add_argument("--device", default="cpu", help="device of the VLM (default: cpu)")
     p.add_argument("--no-images", action="store_true", help="skip the action images (not needed by kinematic)")
     p.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the configs')")
     p.add_argument("--run-seed", type=int, default=None,
@@ -245,8 +274,8 @@ def main(argv=None) -> int:
                         "the configs' seed); the 10 %% labelled subset keeps its own subset_seed")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 pretraining epoch, 2 evaluation epochs (use a separate --work-dir)")
-    p.add_argument("--jobs", type=int, default=2, help="steps run side by side")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per step")
+    p.add_argument("--jobs", type=int, default=2, help="steps run side by side (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per step (default: 1)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     for attr in ("source", "data", "work_dir"):

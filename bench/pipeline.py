@@ -119,7 +119,8 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
     unknown = {d for s in steps for d in s.deps} - set(names)
     if unknown or len(set(names)) != len(names):
         raise ValueError(f"pipeline: unknown dependencies {sorted(unknown)} or repeated step names in {names}")
-    logs.mkdir(parents=True, exist_ok=True)
+    if not dry_run:                                       # a dry run writes nothing
+        logs.mkdir(parents=True, exist_ok=True)
     results: Dict[str, StepResult] = {}
     for s in steps:
         if s.done():

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
 from data_gen.split_writer import release_pages  # noqa: E402
 from feeder.io import open_memmap_atomic  # noqa: E402
 from feeder.skeleton_ops import to_bone  # noqa: E402
@@ -69,7 +70,7 @@ def stream_parser(stream: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=f"Write {{split}}_data_{stream}.npy next to {{split}}_data_joint.npy "
                     "(N,C,T,V,M float32, chunked memmaps).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--folder", type=Path, nargs="+", required=True,
                         help="benchmark folder(s) holding {split}_data_joint.npy")
     parser.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to convert")

@@ -41,6 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
 from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
 from data_gen.split_writer import SplitGroup, add_conversion_options, write_skipped_report  # noqa: E402
@@ -225,7 +226,7 @@ def build_parser(description: Optional[str] = None, defaults: Optional[dict] = N
         description=description or "Convert a folder of {file_name, skeletons[T][V][3], label (1-based)} JSON "
                                    "files into <out-folder>/<benchmark>/{train,val}_data_joint.npy "
                                    "(N,3,T,V,M) float32, {train,val}_num_frame.npy, {train,val}_label.pkl.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data-path", type=Path, required="data_path" not in defaults,
                         default=defaults.get("data_path"), help="folder of .json sequences")
     parser.add_argument("--out-folder", type=Path, required=True, help="output folder")

@@ -38,6 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
 from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, body_order, read_skeleton  # noqa: E402
 from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise_inplace  # noqa: E402
 from data_gen.split_writer import SplitGroup, add_conversion_options, pwrite_all, write_skipped_report  # noqa: E402
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert NTU RGB+D 60/120 .skeleton files into SCD-Net style arrays "
                     "(<out-folder>/<benchmark>/{train,val}_data_joint.npy (N,3,T,25,2) float32, "
                     "{train,val}_num_frame.npy, {train,val}_label.pkl).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data-path", required=True, type=Path,
                         help="folder holding the raw .skeleton files (CRLF or LF)")
     parser.add_argument("--out-folder", required=True, type=Path,
@@ -305,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: all of the dataset's")
     parser.add_argument("--max-frames", type=int, default=300,
                         help="T of the output arrays; longer files are truncated")
-    parser.add_argument("--workers", type=int, default=max(1, min(4, multiprocessing.cpu_count())),
-                        help="worker processes reading files (1 = in-process)")
+    workers = max(1, min(4, multiprocessing.cpu_count()))
+    parser.add_argument("--workers", type=int, default=workers,
+                        help=f"worker processes reading files (1 = in-process; default: min(4, CPU cores) = {workers})")
     parser.add_argument("--chunksize", type=int, default=8, help="files per task sent to a worker")
     missing = parser.add_mutually_exclusive_group()
     missing.add_argument("--missing-list", type=Path, default=None,

@@ -45,6 +45,7 @@ from typing import Dict, List, Optional, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
 from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
 from data_gen.split_writer import SplitGroup, add_conversion_options, write_skipped_report  # noqa: E402
@@ -247,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cut PKU-MMD II untrimmed skeleton sequences into labelled clips and write "
                     "<out-folder>/<benchmark>/{train,val}_data_joint.npy (N,3,T,25,2) float32, "
                     "{train,val}_num_frame.npy, {train,val}_label.pkl (0-based) and label_map.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--skeleton-dir", type=Path, required=True,
                         help="folder of <seq>.txt skeleton files (150 numbers per line)")
     parser.add_argument("--label-dir", type=Path, required=True,

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from net.distributed import all_reduce_with_grad
+
 __all__ = ["AllReduceBatchNorm", "convert_sync_batchnorm"]
 
 
@@ -28,18 +30,16 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         channels = x.size(1)
         dims = [0] + list(range(2, x.dim()))
         stats = x.float()  # statistics in float32 whatever the activations' dtype (bf16 autocast), as native BN
         count = torch.full((1,), x.numel() / channels, dtype=stats.dtype, device=x.device)
-        totals = all_reduce(torch.cat([stats.sum(dims), count]))
+        totals = all_reduce_with_grad(torch.cat([stats.sum(dims), count]))
         n = totals[-1]
         mean = totals[:channels] / n
         shape = [1, channels] + [1] * (x.dim() - 2)
         centred = stats - mean.view(shape)
-        var = all_reduce((centred * centred).sum(dims)) / n
+        var = all_reduce_with_grad((centred * centred).sum(dims)) / n
         if self.track_running_stats:
             with torch.no_grad():
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)

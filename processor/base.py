@@ -40,6 +40,18 @@ REPO_ROOT = runtime.REPO_ROOT
 CONFIG_ROOT = REPO_ROOT / "config"
 
 
+def is_accuracy_key(key: str) -> bool:
+    """A logged accuracy (``train/acc``, ``train/acc_domain``, ``eval/holdout_top1``, ...): every one is in %."""
+    name = key.rsplit("/", 1)[-1]
+    return name == "acc" or name.startswith("acc_") or name.endswith(("_top1", "_top5")) or name in ("top1", "top5")
+
+
+def format_epoch_record(record: Dict[str, Any]) -> str:
+    """The epoch log line's fields: ``lr 0.01  train/loss 1.234  train/acc_domain 3.91 %`` (accuracies in %)."""
+    return "  ".join(f"{k} {v:.2f} %" if is_accuracy_key(k) else f"{k} {v:.4g}"
+                     for k, v in record.items() if k != "epoch")
+
+
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
@@ -447,8 +459,7 @@ class TrainProcessor(Processor):
                       **{f"eval/{k}": v for k, v in eval_metrics.items()}}
             self.append_metrics(record)
             self.log_scalars({k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
-            logger.info("epoch %d/%d  %s", epoch + 1, self.cfg.epochs,
-                        "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
+            logger.info("epoch %d/%d  %s", epoch + 1, self.cfg.epochs, format_epoch_record(record))
             interval = int(self.cfg.get("save_interval", 0) or 0)
             self.stopped_early = stop
             self.save(epoch + 1, 0, periodic=bool(interval) and (epoch + 1) % interval == 0)

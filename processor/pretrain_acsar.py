@@ -6,7 +6,9 @@ samples' text token features), runs :class:`net.acsar.ACSAR` and minimises
 step and epoch: ``loss``, ``loss_domain``, ``loss_cross`` and the accuracy of
 the positive among the logits (``acc_domain``, ``acc_cross``), and ``acc_cross_rolled``, the
 cross-modal accuracy with each skeleton given another sample's text: level with ``acc_cross``
-when the text branch ignores the text (:class:`net.acsar.ACSAR`).
+when the text branch ignores the text (:class:`net.acsar.ACSAR`).  The accuracies are logged
+(log line, ``metrics.jsonl``, TensorBoard) in percent, as the evaluations' ``train/acc`` and
+``eval/*_top1`` are; the model returns them as fractions.
 
 ``compile: true`` compiles the query and key encoders in place with
 :meth:`torch.nn.Module.compile` (see :func:`compile_encoders`): the module tree,
@@ -28,6 +30,8 @@ from processor.base import TrainProcessor
 from processor.registry import register
 
 logger = logging.getLogger(__name__)
+
+PERCENT_KEYS = ("acc_domain", "acc_cross", "acc_cross_rolled")    # logged in %, the model gives fractions
 
 
 def acsar_kwargs(cfg) -> Dict[str, Any]:
@@ -108,8 +112,9 @@ class PretrainACSAR(TrainProcessor):
             x1, x2, text, index = batch
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16"):
             out = self.model(x1, x2, text if self.use_text else None)
-        return {k: v for k, v in out.items()
-                if k in ("loss", "loss_domain", "loss_cross", "acc_domain", "acc_cross", "acc_cross_rolled")}
+        logged = {k: out[k] for k in ("loss", "loss_domain", "loss_cross")}
+        logged.update({k: out[k] * 100.0 for k in PERCENT_KEYS})   # fractions -> % (as the evaluations log)
+        return logged
 
     def summary(self) -> str:
         model = self.build_acsar()

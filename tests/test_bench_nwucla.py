@@ -51,3 +51,33 @@ def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path, caps
         assert str(run) in str(err.value) and named in str(err.value) and "fresh --work-dir" in str(err.value)
     assert sorted(p.name for p in run.iterdir()) == sorted([FINISHED_MARKER, "config.yaml"])
     assert not (tmp_path / "data").exists()
+
+
+def test_missing_source_warns_on_a_dry_run_and_stops_a_real_run(tmp_path, capsys):
+    nwucla = _nwucla_module()
+    assert _dry_run(nwucla, tmp_path) == 0                      # tmp_path / "src" does not exist
+    captured = capsys.readouterr()
+    assert f"warning: NW-UCLA source: {tmp_path / 'src'} does not exist" in captured.err
+    assert "A real run would stop here" in captured.err and "[run ] gendata" in captured.out
+    assert not (tmp_path / "work").exists()                    # a dry run writes nothing
+    (tmp_path / "src").mkdir()
+    code = nwucla.main(["--source", str(tmp_path / "src"), "--data", str(tmp_path / "data"),
+                        "--work-dir", str(tmp_path / "work")])
+    captured = capsys.readouterr()
+    assert code == 2 and "error: NW-UCLA source:" in captured.err and "neither an all_sqe/" in captured.err
+    assert "[run ]" not in captured.out and not (tmp_path / "work").exists()   # stopped before any step
+
+
+def test_a_usable_or_unneeded_source_gives_no_warning(tmp_path, capsys):
+    nwucla = _nwucla_module()
+    (tmp_path / "src" / "all_sqe").mkdir(parents=True)
+    assert _dry_run(nwucla, tmp_path) == 0
+    assert "NW-UCLA source" not in capsys.readouterr().err
+    (tmp_path / "src" / "all_sqe").rmdir()
+    bench = tmp_path / "data" / "xview"                          # data already prepared: the source is not read
+    bench.mkdir(parents=True)
+    for split in ("train", "val"):
+        for kind in ("data_joint.npy", "num_frame.npy", "label.pkl"):
+            (bench / f"{split}_{kind}").write_bytes(b"")
+    assert _dry_run(nwucla, tmp_path) == 0
+    assert "NW-UCLA source" not in capsys.readouterr().err

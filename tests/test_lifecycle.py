@@ -451,3 +451,15 @@ def test_a_fractional_epoch_count_is_an_error(toy):
     with pytest.raises(ConfigError, match=r"'epochs' \(set in command line\) must be an integer like the default 1, "
                                           r"got 1.9"):
         make(toy, "name=frac", "epochs=1.9")
+
+
+def test_epoch_log_line_says_the_unit_of_every_accuracy():
+    from processor.base import format_epoch_record, is_accuracy_key
+
+    record = {"epoch": 3, "lr": 0.01, "train/loss": 1.23456, "train/acc": 87.5, "train/acc_domain": 3.90625,
+              "train/acc_cross_rolled": 100.0, "eval/holdout_top1": 75.0, "eval/holdout_top5": 100.0,
+              "eval/holdout_loss": 0.5697}
+    assert format_epoch_record(record) == (
+        "lr 0.01  train/loss 1.235  train/acc 87.50 %  train/acc_domain 3.91 %  train/acc_cross_rolled 100.00 %  "
+        "eval/holdout_top1 75.00 %  eval/holdout_top5 100.00 %  eval/holdout_loss 0.5697")
+    assert not is_accuracy_key("train/loss_cross") and not is_accuracy_key("lr")

@@ -128,3 +128,57 @@ def test_all_reduce_batch_norm_variance_keeps_its_digits_when_the_mean_is_large(
         torch.testing.assert_close(xr.grad.double(), xd.grad, rtol=0, atol=5e-2 * xd.grad.abs().max().item())
     finally:
         dist.destroy_process_group()
+
+
+def _bn_data():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(WORLD * B, 4, 5, 3, generator=g) * 0.7 + 1.5, torch.randn(WORLD * B, 4, 5, 3, generator=g)
+
+
+def _bn_worker(local_rank, init_file, out_dir, root):
+    sys.path.insert(0, root)
+    torch.set_num_threads(1)
+    import warnings
+
+    from net.sync_bn import AllReduceBatchNorm
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=WORLD)
+    try:
+        rows = slice(local_rank * B, (local_rank + 1) * B)
+        x_all, w_all = _bn_data()
+        x = x_all[rows].clone().requires_grad_(True)
+        bn = AllReduceBatchNorm(4).train()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            y = bn(x)
+            (y * w_all[rows]).sum().backward()
+        torch.save({"y": y.detach(), "g_x": x.grad, "g_weight": bn.weight.grad, "g_bias": bn.bias.grad,
+                    "running_var": bn.running_var, "warnings": [str(w.message) for w in caught]},
+                   Path(out_dir) / f"bn{local_rank}.pt")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+def test_two_rank_sync_batch_norm_matches_global_batch_without_deprecation_warnings(tmp_path):
+    """AllReduceBatchNorm on two gloo ranks (half the batch each) = BatchNorm2d on the whole batch: outputs,
+    running variance and gradients of the input, weight and bias (the latter summed over ranks); and no
+    deprecated torch.distributed.nn call (FutureWarning) on the way."""
+    root = str(Path(__file__).resolve().parents[1])
+    mp.spawn(_bn_worker, args=(str(tmp_path / "init"), str(tmp_path), root), nprocs=WORLD, join=True)
+    results = [torch.load(tmp_path / f"bn{r}.pt") for r in range(WORLD)]
+    x_all, w_all = _bn_data()
+    x_ref = x_all.clone().requires_grad_(True)
+    ref = torch.nn.BatchNorm2d(4).train()
+    y_ref = ref(x_ref)
+    (y_ref * w_all).sum().backward()
+    torch.testing.assert_close(torch.cat([r["y"] for r in results]), y_ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([r["g_x"] for r in results]), x_ref.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sum(r["g_weight"] for r in results), ref.weight.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sum(r["g_bias"] for r in results), ref.bias.grad, rtol=1e-4, atol=1e-5)
+    assert all(torch.allclose(r["running_var"], ref.running_var, atol=1e-5) for r in results)
+    assert [r["warnings"] for r in results] == [[], []]

@@ -39,6 +39,13 @@ def test_pretrain_runs_and_logs(tmp_path, data_root):
         assert all(torch.isfinite(torch.tensor(r[key])) for r in records), key
     assert records[0]["train/loss_cross"] > 0
     assert results["kind"] == "pretrain"
+    # accuracies in %, as the evaluations log them: with batch 8 each is a multiple of 100/8 / 4 terms
+    accs = [r[f"train/{k}"] for r in records for k in ("acc_domain", "acc_cross", "acc_cross_rolled")]
+    assert all(0.0 <= a <= 100.0 for a in accs) and max(accs) > 1.0
+    epoch_lines = [l for l in (run_dir / "log.txt").read_text().splitlines() if " epoch 3/3 " in l]
+    assert len(epoch_lines) == 1
+    assert f"train/acc_cross {records[-1]['train/acc_cross']:.2f} %" in epoch_lines[0]
+    assert f"train/loss {records[-1]['train/loss']:.4g} " in epoch_lines[0]
     state = load_checkpoint(run_dir / LATEST)
     assert state["epoch"] == 3 and state["global_step"] == 9
     assert {"model", "optimizer", "scheduler", "rng", "config"} <= set(state)
