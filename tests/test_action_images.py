@@ -83,10 +83,19 @@ def test_box_selection_tracks_and_falls_back():
 
 
 def test_crop_frames_common_height():
-    frames = [np.zeros((100, 200, 3), np.uint8)] * 2
-    crops = crop_frames(frames, np.array([[10, 10, 60, 90], [0, 0, 200, 100]], np.float32), height=64)
-    assert [c.shape[0] for c in crops] == [64, 64]
-    assert crops[1].shape[1] == 128
+    rows, cols = np.mgrid[0:100, 0:200]
+    frame = np.stack([cols, rows, np.zeros_like(rows)], axis=-1).astype(np.uint8)   # pixel = (x, y, 0)
+    boxes = np.array([[10, 10, 60, 90], [0, 0, 200, 100], [50, 50, 50, 80]], np.float32)
+    crops = crop_frames([frame] * 3, boxes, height=64)
+    assert [c.shape[0] for c in crops] == [64, 64, 64]
+    # box grown by 5 % of its size (2.5 x 4 px), floored / ceiled: x 7..63, y 6..94, then 88 rows -> 64 (width 41)
+    expected = cv2.resize(frame[6:94, 7:63], (41, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(crops[0], expected)
+    assert crops[0][0, 0, :2].tolist() == [7, 6] and crops[0][-1, -1, :2].tolist() == [62, 93]
+    # the whole frame (the margin is clipped at the borders) and an empty box (under 2 px wide: falls back to it)
+    full = cv2.resize(frame, (128, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(crops[1], full)
+    np.testing.assert_array_equal(crops[2], full)
 
 
 def test_video_to_action_image_with_yolo(tmp_path, detector):

@@ -212,6 +212,10 @@ def test_kinematic_uses_layout_names_and_limit():
     sample[2, :, hand, 0] += np.linspace(0, 1.0, 30)
     text = describer.describe(sample, 30)
     assert 0 < len(text) <= 20
+    full = KinematicDescriber(layout).describe(sample, 30)            # the paper's 75 characters
+    assert "right hand" in full and len(full) > 20, full                # the moving joint, by the layout's name
+    # the limit cuts the same sentence on a word boundary: no half word, no trailing space or comma
+    assert full.startswith(text) and text == text.strip(" ,") and full[len(text)] in " ,", (text, full)
     with pytest.raises(ValueError, match="no joint named"):
         KinematicDescriber(get_layout("coco17"))  # no spine / hip-centre joint names
 

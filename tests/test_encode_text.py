@@ -16,6 +16,11 @@ TEXTS = ["a person raises the right hand to the head quickly",
 
 @pytest.fixture(scope="module")
 def clip_full():
+    """Random-weight CLIP, seeded here: a module-scoped fixture is built before the autouse seed of the test
+    that first asks for it, so its weights would otherwise depend on which tests ran before."""
+    import torch
+
+    torch.manual_seed(0)
     return et.ClipTextEncoder(allow_random_weights=True, pad_mode="full")
 
 

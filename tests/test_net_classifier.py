@@ -42,7 +42,12 @@ def test_unfrozen_encoder_trains():
     clf = SkeletonClassifier.from_config(MODEL, num_classes=5, freeze_encoder=False).train()
     assert clf.encoder.training
     clf(_x()).sum().backward()
-    assert clf.encoder.stem_t.l1.gcn1.PA.grad is not None
+    grads = dict((n, p.grad) for n, p in clf.encoder.named_parameters())
+    assert [n for n, g in grads.items() if g is None] == []            # both branches, every layer, in the graph
+    # only CTR-GC's relation convs get a zero gradient: they enter through alpha * relation, alpha = 0 at init
+    zero = {n for n, g in grads.items() if g.abs().sum() == 0}
+    assert zero and all(n.split(".")[-2] in ("conv1", "conv2", "conv4") and ".convs." in n for n in zero), zero
+    assert grads["stem_t.l1.gcn1.alpha"].abs().sum() > 0 and grads["stem_s.l1.gcn1.PA"].abs().sum() > 0
 
 
 @pytest.mark.parametrize("kind", ["ours", "scdnet"])

@@ -22,7 +22,8 @@ def test_modes_shapes_and_gradients(mode):
     out = branch(text, q_g)
     assert out.shape == (3, C3) and out.dtype == torch.float32
     out.sum().backward()
-    assert branch.token_proj.weight.grad is not None
+    assert branch.token_proj.weight.grad.abs().sum() > 0          # the text reaches the output, not just the graph
+    assert branch.mlp[0].weight.grad.abs().sum() > 0
     if mode != "plain":
         assert q_g.grad is not None and q_g.grad.abs().sum() > 0
 
@@ -95,6 +96,27 @@ def test_linear_is_one_linear_layer_on_text_then_skeleton():
     expected = q_text @ w[:, :C3].T + q_g @ w[:, C3:].T + b           # [q', q_g]: text columns first
     torch.testing.assert_close(branch(text, q_g), expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(branch(text, q_g), q_g @ w[:, :C3].T + q_text @ w[:, C3:].T + b, atol=1e-3)
+
+
+def test_cross_attention_is_q_text_plus_skeleton_attending_over_the_tokens():
+    """q* = q' + out_proj(softmax(q k^T / sqrt(C3 / heads)) v), query = q_g, keys = values = the raw tokens."""
+    branch = _branch("cross_attention", attention_heads=2)
+    text, q_g = torch.randn(3, 7, 12), torch.randn(3, C3)
+    att = branch.attention
+    bq, bk, bv = att.in_proj_bias.chunk(3)
+    q = q_g @ att.q_proj_weight.T + bq                                  # (N, C3)
+    k = text @ att.k_proj_weight.T + bk                                 # (N, L, C3)
+    v = text @ att.v_proj_weight.T + bv
+    heads, d = 2, C3 // 2
+    q, k, v = q.view(3, heads, d), k.view(3, 7, heads, d), v.view(3, 7, heads, d)
+    weights = torch.softmax(torch.einsum("nhd,nlhd->nhl", q, k) / d ** 0.5, dim=-1)
+    attended = torch.einsum("nhl,nlhd->nhd", weights, v).reshape(3, C3) @ att.out_proj.weight.T + att.out_proj.bias
+    expected = branch.encode(text) + attended
+    torch.testing.assert_close(branch(text, q_g), expected, rtol=1e-5, atol=1e-6)
+    # row-wise: sample 0's output depends on sample 0's text and skeleton only
+    other = text.clone()
+    other[1:] = torch.randn(2, 7, 12)
+    torch.testing.assert_close(branch(other, q_g)[0], expected[0], rtol=1e-5, atol=1e-6)
 
 
 def test_bad_mode_and_level():

@@ -74,8 +74,13 @@ def test_files_are_valid_ntu_text(small_set):
 
 
 def test_checker_accepts_real_ntu_files(ntu_samples_dir):
-    for path in sorted(ntu_samples_dir.glob("*.skeleton")):
-        check_ntu_text(path.read_bytes(), path.name)
+    paths = sorted(ntu_samples_dir.glob("*.skeleton"))
+    assert len(paths) == 8                                  # an empty folder must not pass silently
+    for path in paths:
+        summary = check_ntu_text(path.read_bytes(), path.name)
+        assert summary["frames"] == len(summary["bodies"]) > 0, path.name
+        expected = 2 if int(path.stem[17:20]) >= 50 else 1  # A050-A060: two-person actions
+        assert max(summary["bodies"]) == expected, path.name
 
 
 def test_deterministic_for_seed(tmp_path, small_set):
