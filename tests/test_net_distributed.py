@@ -31,12 +31,33 @@ def _data():
     return tuple(torch.randn(WORLD * B, C, generator=g) for _ in range(4))
 
 
-def _worker(local_rank, init_file, out_dir, root):
+def _join_group(local_rank, init_file, root):
+    """In a spawned rank: import path, one thread, the gloo group; returns this rank's rows of the batch."""
     sys.path.insert(0, root)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=WORLD)
+    return slice(local_rank * B, (local_rank + 1) * B)
+
+
+def _exit_rank():
+    """Leave without the interpreter's teardown: at exit, gloo / autograd worker threads of torch's C++
+    runtime can still be alive and std::terminate the process (SIGABRT after a finished, correct run).
+    The results are on disk; an exception before this still propagates to mp.spawn as a failure."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _spawn(worker, tmp_path, prefix):
+    """Run ``worker`` on WORLD ranks; returns the dicts they saved as ``<prefix><rank>.pt``."""
+    root = str(Path(__file__).resolve().parents[1])
+    mp.spawn(worker, args=(str(tmp_path / "init"), str(tmp_path), root), nprocs=WORLD, join=True)
+    return [torch.load(tmp_path / f"{prefix}{r}.pt") for r in range(WORLD)]
+
+
+def _worker(local_rank, init_file, out_dir, root):
+    rows = _join_group(local_rank, init_file, root)
     try:
-        rows = slice(local_rank * B, (local_rank + 1) * B)
         text, skel, gamma, beta = (x[rows].clone().requires_grad_(True) for x in _data())
         loss, _ = cross_modal_loss(text, skel, TAU)
         loss.backward()
@@ -53,19 +74,12 @@ def _worker(local_rank, init_file, out_dir, root):
         dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
-    # Leave without the interpreter's teardown: at exit, gloo / autograd worker threads of torch's C++
-    # runtime can still be alive and std::terminate the process (SIGABRT after a finished, correct run).
-    # The results are on disk; an exception above still propagates to mp.spawn as a failure.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    _exit_rank()
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_two_rank_cross_modal_loss_matches_global_batch(tmp_path):
-    root = str(Path(__file__).resolve().parents[1])
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), root), nprocs=WORLD, join=True)
-    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    results = _spawn(_worker, tmp_path, "rank")
     text_all, skel_all, gamma_all, beta_all = _data()
     text_ref, skel_ref = text_all.clone().requires_grad_(True), skel_all.clone().requires_grad_(True)
     loss_ref, _ = cross_modal_loss(text_ref, skel_ref, TAU)
@@ -136,15 +150,12 @@ def _bn_data():
 
 
 def _bn_worker(local_rank, init_file, out_dir, root):
-    sys.path.insert(0, root)
-    torch.set_num_threads(1)
+    rows = _join_group(local_rank, init_file, root)
     import warnings
 
     from net.sync_bn import AllReduceBatchNorm
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=WORLD)
     try:
-        rows = slice(local_rank * B, (local_rank + 1) * B)
         x_all, w_all = _bn_data()
         x = x_all[rows].clone().requires_grad_(True)
         bn = AllReduceBatchNorm(4).train()
@@ -158,9 +169,7 @@ def _bn_worker(local_rank, init_file, out_dir, root):
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    _exit_rank()
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
@@ -168,9 +177,7 @@ def test_two_rank_sync_batch_norm_matches_global_batch_without_deprecation_warni
     """AllReduceBatchNorm on two gloo ranks (half the batch each) = BatchNorm2d on the whole batch: outputs,
     running variance and gradients of the input, weight and bias (the latter summed over ranks); and no
     deprecated torch.distributed.nn call (FutureWarning) on the way."""
-    root = str(Path(__file__).resolve().parents[1])
-    mp.spawn(_bn_worker, args=(str(tmp_path / "init"), str(tmp_path), root), nprocs=WORLD, join=True)
-    results = [torch.load(tmp_path / f"bn{r}.pt") for r in range(WORLD)]
+    results = _spawn(_bn_worker, tmp_path, "bn")
     x_all, w_all = _bn_data()
     x_ref = x_all.clone().requires_grad_(True)
     ref = torch.nn.BatchNorm2d(4).train()
