@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["DefaultsHelpFormatter", "RawDescriptionDefaultsHelpFormatter"]
+__all__ = ["DefaultsHelpFormatter"]
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -23,6 +23,3 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return text
         return super()._get_help_string(action)
 
-
-class RawDescriptionDefaultsHelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """:class:`DefaultsHelpFormatter` that keeps the description's own line breaks (a module docstring)."""

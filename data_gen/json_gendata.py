@@ -220,8 +220,11 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
     return counts
 
 
-def build_parser(description: Optional[str] = None, defaults: Optional[dict] = None) -> argparse.ArgumentParser:
-    defaults = defaults or {}
+def build_parser(description: Optional[str] = None, defaults: Optional[dict] = None,
+                 notes: Optional[Dict[str, str]] = None) -> argparse.ArgumentParser:
+    """The importer's parser; a dataset wrapper gives its own ``defaults`` (by dest) and ``notes``
+    (by dest: text appended to that option's help, e.g. what its default means there)."""
+    defaults, notes = defaults or {}, notes or {}
     parser = argparse.ArgumentParser(
         description=description or "Convert a folder of {file_name, skeletons[T][V][3], label (1-based)} JSON "
                                    "files into <out-folder>/<benchmark>/{train,val}_data_joint.npy "
@@ -236,13 +239,15 @@ def build_parser(description: Optional[str] = None, defaults: Optional[dict] = N
                         help="skeleton layout of the joints (net.graph: ntu25, kinect_v1, coco17)")
     split = parser.add_mutually_exclusive_group(required="split" not in defaults)
     split.add_argument("--test-list", type=Path, default=defaults.get("test_list"),
-                       help="pickle/JSON list of test file names (or of dicts with 'file_name')")
+                       help="pickle/JSON list of test file names (or of dicts with 'file_name')" + notes.get("test_list", ""))
     split.add_argument("--test-regex", default=defaults.get("test_regex"),
-                       help="regular expression (re.search on the file name) selecting the test files")
+                       help="regular expression (re.search on the file name) selecting the test files"
+                            + notes.get("test_regex", ""))
     parser.add_argument("--max-frames", type=int, default=defaults.get("max_frames", 300),
                         help="T of the output arrays; longer sequences are truncated")
     parser.add_argument("--num-persons", type=int, default=2,
-                        help="M of the output arrays; person 0 = the sequence, the others are zero")
+                        help="M of the output arrays; person 0 = the sequence, the others are zero"
+                             + notes.get("num_persons", ""))
     add_conversion_options(parser, "only the first N files (sorted), for quick looks")
     return parser
 

@@ -28,11 +28,10 @@ def build_parser():
         description="Convert NW-UCLA JSON sequences (all_sqe/) into <out-folder>/xview/{train,val}_data_joint.npy "
                     "(N,3,T,20,2) float32, {train,val}_num_frame.npy, {train,val}_label.pkl. Test = view 3 "
                     "(val_label.pkl if present, else file names matching _v03$).",
-        defaults={"benchmark": "xview", "layout": "kinect_v1", "max_frames": 300, "split": True})
-    actions = parser._option_string_actions
-    actions["--test-list"].help += " (default: <data-path>/val_label.pkl when it exists, else --test-regex)"
-    actions["--test-regex"].help += f" (default: {TEST_VIEW_REGEX}, view 3, when there is no val_label.pkl)"
-    actions["--num-persons"].help += "; config/nwucla/ expects 1 (bench/nwucla.py passes --num-persons 1)"
+        defaults={"benchmark": "xview", "layout": "kinect_v1", "max_frames": 300, "split": True},
+        notes={"test_list": " (default: <data-path>/val_label.pkl when it exists, else --test-regex)",
+               "test_regex": f" (default: {TEST_VIEW_REGEX}, view 3, when there is no val_label.pkl)",
+               "num_persons": "; config/nwucla/ expects 1 (bench/nwucla.py passes --num-persons 1)"})
     return parser
 
 
