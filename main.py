@@ -55,6 +55,8 @@ def _processor_parser(cls) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from processor.config import ConfigError
+    from processor.evaluation.encoder_loading import PretrainedMismatch
+    from processor.fusion import ScoreMismatch
     from processor.registry import discover
     from processor.runtime import RunDirError
 
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
         overrides.append("resume=true")
     if args.overwrite:
         overrides.append("overwrite=true")
+    processor = None
     try:
         processor = cls.from_config(args.config, overrides, argv=[str(ROOT / "main.py"), *argv])
         if args.summary:
@@ -87,6 +90,12 @@ def main(argv=None) -> int:
     except (ConfigError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, PretrainedMismatch, ScoreMismatch) as err:   # missing or mismatched inputs
+        work_dir = getattr(processor, "work_dir", None)
+        log = Path(work_dir) / "log.txt" if work_dir else None
+        where = f" (traceback in {log})" if log is not None and log.is_file() else ""
+        print(f"error: {err}{where}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -38,16 +38,20 @@ def split_files(root: str | Path, split: str, text: Optional[str] = None, check:
     if check:
         missing = [str(p) for p in (files.data, files.num_frame, files.label, files.text) if p and not p.is_file()]
         if missing:
-            if str(files.label) in missing and files.data.is_file():
-                hint = ("; the label file is written last, so its arrays are of an interrupted conversion: rerun "
-                        "the data_gen/ script that made them")
-            elif files.text and str(files.text) in missing:
-                hint = "; text features come from data_gen/encode_text.py"
+            arrays_missing = any(str(p) in missing for p in (files.data, files.num_frame))
+            hints = []
+            if str(files.label) in missing and not arrays_missing:
+                hints.append("the label file is written last, so its arrays are of an interrupted conversion: "
+                             "rerun the data_gen/ script that made them")
+            elif arrays_missing or str(files.label) in missing:
+                hints.append("prepare the data with the data_gen/ scripts (see README)")
+            if files.text and str(files.text) in missing:
+                text_hint = "text features come from data_gen/encode_text.py"
                 others = sorted(p.stem[len(split) + 1:] for p in files.text.parent.glob(f"{split}_*.npy"))
                 if others:
-                    hint += f" (this folder has data.text={' / '.join(others)})"
-            else:
-                hint = "; prepare the data with the data_gen/ scripts (see README)"
+                    text_hint += f" (this folder has data.text={' / '.join(others)})"
+                hints.append(text_hint)
+            hint = "".join(f"; {h}" for h in hints)
             raise FileNotFoundError(f"split {split!r} of {root}: missing {', '.join(missing)}{hint}")
     return files
 

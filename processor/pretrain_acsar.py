@@ -6,7 +6,8 @@ samples' text token features), runs :class:`net.acsar.ACSAR` and minimises
 step and epoch: ``loss``, ``loss_domain``, ``loss_cross`` and the accuracy of
 the positive among the logits (``acc_domain``, ``acc_cross``), and ``acc_cross_rolled``, the
 cross-modal accuracy with each skeleton given another sample's text: level with ``acc_cross``
-when the text branch ignores the text (:class:`net.acsar.ACSAR`).  The accuracies are logged
+when the text branch ignores the text (:class:`net.acsar.ACSAR`).  A run without the text branch
+(``text.mode: none``) logs ``loss``, ``loss_domain`` and ``acc_domain`` only.  The accuracies are logged
 (log line, ``metrics.jsonl``, TensorBoard) in percent, as the evaluations' ``train/acc`` and
 ``eval/*_top1`` are; the model returns them as fractions.
 
@@ -32,6 +33,8 @@ from processor.registry import register
 logger = logging.getLogger(__name__)
 
 PERCENT_KEYS = ("acc_domain", "acc_cross", "acc_cross_rolled")    # logged in %, the model gives fractions
+LOSS_KEYS = ("loss", "loss_domain", "acc_domain")                 # logged by every run
+TEXT_KEYS = ("loss_cross", "acc_cross", "acc_cross_rolled")       # logged when the text branch is on
 
 
 def acsar_kwargs(cfg) -> Dict[str, Any]:
@@ -112,9 +115,8 @@ class PretrainACSAR(TrainProcessor):
             x1, x2, text, index = batch
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16"):
             out = self.model(x1, x2, text if self.use_text else None)
-        logged = {k: out[k] for k in ("loss", "loss_domain", "loss_cross")}
-        logged.update({k: out[k] * 100.0 for k in PERCENT_KEYS})   # fractions -> % (as the evaluations log)
-        return logged
+        keys = LOSS_KEYS + (TEXT_KEYS if self.use_text else ())      # without the text branch none of its keys
+        return {k: out[k] * 100.0 if k in PERCENT_KEYS else out[k] for k in keys}   # fractions -> %
 
     def summary(self) -> str:
         model = self.build_acsar()

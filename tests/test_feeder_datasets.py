@@ -212,6 +212,17 @@ def test_missing_text_features_name_the_ones_that_exist(split, tmp_path):
         split_files(tmp_path, "train", text="minilm")
 
 
+def test_an_unprepared_folder_points_at_data_gen_and_at_encode_text(tmp_path):
+    from feeder.splits import split_files
+
+    with pytest.raises(FileNotFoundError) as info:
+        split_files(tmp_path / "nothing", "train", text="minilm")
+    message = str(info.value)
+    assert message.count("missing") == 1 and "train_data_joint.npy" in message and "train_minilm.npy" in message
+    assert "prepare the data with the data_gen/ scripts" in message and "encode_text.py" in message
+    assert "interrupted" not in message and "this folder has" not in message
+
+
 def test_an_empty_split_is_named_when_read(tmp_path):
     save_npy_atomic(tmp_path / "d.npy", np.zeros((0, 3, T, V, M), np.float32))
     save_npy_atomic(tmp_path / "n.npy", np.zeros(0, np.int64))

@@ -463,3 +463,18 @@ def test_epoch_log_line_says_the_unit_of_every_accuracy():
         "lr 0.01  train/loss 1.235  train/acc 87.50 %  train/acc_domain 3.91 %  train/acc_cross_rolled 100.00 %  "
         "eval/holdout_top1 75.00 %  eval/holdout_top5 100.00 %  eval/holdout_loss 0.5697")
     assert not is_accuracy_key("train/loss_cross") and not is_accuracy_key("lr")
+
+
+def test_main_reports_missing_data_in_one_line_and_keeps_the_traceback_in_the_log(tmp_path, repo_root, capsys):
+    import main as main_module
+
+    code = main_module.main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", f"data.root={tmp_path / 'absent'}", "name=nodata",
+                             "progress_bar=false", "tensorboard=false"])
+    err = capsys.readouterr().err                    # the console log goes to stderr too
+    log = tmp_path / "runs/nodata/log.txt"
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("error: split 'train' of ") and "prepare the data with the data_gen/ scripts" in err
+    assert f"(traceback in {log})" in err and "Traceback (most recent call last)" not in err
+    assert "Traceback (most recent call last)" in log.read_text() and "FileNotFoundError" in log.read_text()
+    assert not (tmp_path / "runs/nodata" / FINISHED_MARKER).exists()
