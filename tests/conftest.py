@@ -1,6 +1,9 @@
 """Test-wide settings: offline switches for every hub-aware library, paths and seeds."""
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -10,7 +13,9 @@ if str(ROOT) not in sys.path:
 # No test may reach the network: every hub-aware library's offline switch, before any import of them.
 from data_gen.offline import set_offline_env  # noqa: E402  (a tiny module: os and tempfile only)
 
-set_offline_env(Path(os.environ.get("TMPDIR", "/tmp")) / "acsar-yolo-config")
+_YOLO_CONFIG = tempfile.mkdtemp(prefix="acsar-yolo-config-")   # this session's own: test runs side by side
+atexit.register(shutil.rmtree, _YOLO_CONFIG, ignore_errors=True)  # do not share ultralytics' settings file
+set_offline_env(Path(_YOLO_CONFIG))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402

@@ -63,7 +63,8 @@ def test_unknown_dependency_is_an_error(tmp_path):
 
 def test_logs_have_no_spaces_and_a_heartbeat_reports_the_latest_epoch(tmp_path, capsys):
     code = ("import time; print('epoch 1/3  lr 0.1', flush=True); time.sleep(0.6); "
-            "print('epoch 2/3  lr 0.1', flush=True); time.sleep(0.6)")
+            "print('epoch 2/3  lr 0.1', flush=True); time.sleep(1.6)")   # 4 heartbeats' time after epoch 2: a busy
+                                                                             # machine still gets one in
     steps = [Step("pretrain joint", [sys.executable, "-c", code], lambda: False)]
     results = run_steps(steps, jobs=1, cwd=tmp_path, env=os.environ, logs=tmp_path / "logs", heartbeat_s=0.4)
     assert results[0].status == "done"
