@@ -72,9 +72,11 @@ __all__ = ["DEFAULT_PROMPT", "SETTINGS_FILE", "clean_description", "check_image_
            "VLMDescriber", "load_image", "images_settings", "describe_samples",
            "output_settings", "main"]
 
-#: The paper's prompt (§3.3), translated from Chinese.
-DEFAULT_PROMPT = ("This is an action image concatenated along the time axis; "
-                  "please describe the action change in it.")
+#: The paper's prompt, verbatim from its Fig. 3 (English; §5.2 renders it in Chinese, "这是一个沿时间结构拼接的
+#: 动作图像,请描述其中的动作变化", and adds that the generated text is limited to 75 characters: the limit is
+#: part of the prompt, which the Fig. 3 prompt shows).
+DEFAULT_PROMPT = ("This is an image of action behavior spliced along a temporal structure. "
+                  "Please briefly describe the action changes, no more than 75 characters.")
 
 #: Sidecar in the output folder with the settings its descriptions were made with.
 SETTINGS_FILE = "describe_settings.json"
@@ -272,7 +274,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vlm.add_argument("--label-pkl", type=Path, action="append", default=[],
                      help="describe these samples (default: every image in --images)")
     vlm.add_argument("--prompt", default=DEFAULT_PROMPT,
-                     help="instruction given with each image (default: the paper's, §5.2, in English)")
+                     help="instruction given with each image (default: the paper's, Fig. 3, which states the "
+                          "75-character limit)")
     vlm.add_argument("--max-new-tokens", type=int, default=48,
                      help="generation budget before the --max-chars cut (default: %(default)s)")
     vlm.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: %(default)s)")

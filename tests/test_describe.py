@@ -72,7 +72,14 @@ def test_clean_description():
     text = ds.clean_description("word " * 40, max_chars=75)
     assert len(text) <= 75 and text.endswith("word") and "\n" not in text
     assert ds.clean_description("x" * 100, max_chars=10) == "x" * 10
-    assert "concatenated along the time axis" in ds.DEFAULT_PROMPT
+
+
+def test_default_prompt_is_the_papers_figure_3_prompt():
+    """The paper's prompt, verbatim from its Fig. 3 (English; §5.2 gives a Chinese rendering and says the
+    generated text is limited to 75 characters: the limit is stated in the prompt itself)."""
+    assert ds.DEFAULT_PROMPT == ("This is an image of action behavior spliced along a temporal structure. "
+                                 "Please briefly describe the action changes, no more than 75 characters.")
+    assert f"no more than {ds.PAPER_MAX_CHARS} characters" in ds.DEFAULT_PROMPT
 
 
 def test_vlm_describer_loads_and_generates(vlm):
