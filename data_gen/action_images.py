@@ -1,7 +1,11 @@
 """Action images: K frames of one sample concatenated left to right in time order.
 
 One RGB image per sample, ``<out>/<sample>.jpg`` (acsar_facts.md §2: K = 5 frames
-sampled uniformly over the valid frames; the paper also tried 3 and 8).
+sampled uniformly over the valid frames; the paper also tried 3 and 8).  The paper says
+"in time order" (§3.3) and gives neither the direction nor the exact sampling: left to right,
+first and last frame included, is our reading [ours].  It crops every frame and then samples;
+we sample the K frames first and detect the person in those only [ours]: the same images
+unless a frame without a person would have been dropped.
 
 Sources:
 - ``video``: a video file per sample (NTU ``<sample>_rgb.avi``) or a clip

@@ -23,7 +23,8 @@ Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
   Without weights it refuses to run unless ``allow_random_weights`` (tests only).
 
   **Architecture / activation** (``--clip-model``, default ``ViT-B-32-quickgelu``):
-  the paper uses OpenAI's CLIP ViT-B/32, which was trained with QuickGELU
+  the paper writes "ViT-L/32", which OpenAI never released; its D = 512 is the width of
+  ViT-B/32's text tower, so we take OpenAI's CLIP ViT-B/32 [ours], which was trained with QuickGELU
   (``x * sigmoid(1.702 x)``).  open_clip's plain ``ViT-B-32`` uses ``nn.GELU``: the
   OpenAI weights load into it without any error but every feature is wrong, so the
   default is ``ViT-B-32-quickgelu``.  Weights trained with ``nn.GELU`` (e.g. open_clip's
@@ -115,7 +116,7 @@ __all__ = [
 #: CLIP's context length; every token-level feature file has this many positions.
 NUM_TOKENS = 77
 PAD_MODES = ("truncate", "full", "raw")
-#: The paper's text encoder: OpenAI CLIP ViT-B/32, trained with QuickGELU (module docstring).
+#: The text encoder we read the paper's as (its D = 512; module docstring): OpenAI CLIP ViT-B/32, trained with QuickGELU.
 DEFAULT_CLIP_MODEL = "ViT-B-32-quickgelu"
 #: Keys of OpenAI's TorchScript archive that are not weights (open_clip drops them too).
 _OPENAI_JIT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
