@@ -17,7 +17,11 @@ Two describers (acsar_facts.md §2):
   gendata skeletons; no model at all.
 
 Every output is cleaned to one line and cut to ``--max-chars`` (paper: 75) on a
-word boundary.  Samples whose ``.txt`` exists are skipped (resume); each file is
+word boundary.  The paper's limit can be read two ways: §5.2 limits the generated text to 75
+characters, while its Fig. 3 puts the limit in the prompt and shows Ovis outputs of 83-99
+characters kept whole (and §5.4.3 / Table 8 compare a maximum length of 512 with 75, no unit).
+The hard cut is our reading [ours]; ``--max-chars 100000`` keeps whole outputs, and
+``--max-new-tokens`` sets the generation budget.  Samples whose ``.txt`` exists are skipped (resume); each file is
 written atomically as soon as its batch is done, so an interrupted run loses at
 most one batch.  The settings that determine the texts (describer, model, prompt,
 token budget, dtype, batch size, character limit / layout, and for ``vlm`` the
