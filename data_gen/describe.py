@@ -21,10 +21,12 @@ word boundary.  The paper's limit can be read two ways: §5.2 limits the generat
 characters, while its Fig. 3 puts the limit in the prompt and shows Ovis outputs of 83-99
 characters kept whole (and §5.4.3 / Table 8 compare a maximum length of 512 with 75, no unit).
 The hard cut is our reading [ours]; ``--max-chars 100000`` keeps whole outputs, and
-``--max-new-tokens`` sets the generation budget.  Samples whose ``.txt`` exists are skipped (resume); each file is
-written atomically as soon as its batch is done, so an interrupted run loses at
-most one batch.  The settings that determine the texts (describer, model, prompt,
-token budget, dtype, batch size, character limit / layout, and for ``vlm`` the
+``--max-new-tokens`` sets the generation budget.
+
+Samples whose ``.txt`` exists are skipped (resume); each file is written atomically as
+soon as its batch is done, so an interrupted run loses at most one batch.  The settings
+that determine the texts (describer, model, prompt, token budget, dtype, batch size,
+character limit / layout, and for ``vlm`` the
 settings the action images were made with, i.e. the content of
 ``<images>/images_settings.json``) are recorded in ``<out>/describe_settings.json``;
 a rerun with other settings into the same folder -- including one on an images

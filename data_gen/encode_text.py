@@ -116,7 +116,7 @@ __all__ = [
 #: CLIP's context length; every token-level feature file has this many positions.
 NUM_TOKENS = 77
 PAD_MODES = ("truncate", "full", "raw")
-#: The text encoder we read the paper's as (its D = 512; module docstring): OpenAI CLIP ViT-B/32, trained with QuickGELU.
+#: Our reading of the paper's text encoder (its D = 512; module docstring): OpenAI CLIP ViT-B/32, QuickGELU.
 DEFAULT_CLIP_MODEL = "ViT-B-32-quickgelu"
 #: Keys of OpenAI's TorchScript archive that are not weights (open_clip drops them too).
 _OPENAI_JIT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")

@@ -239,7 +239,8 @@ def build_parser(description: Optional[str] = None, defaults: Optional[dict] = N
                         help="skeleton layout of the joints (net.graph: ntu25, kinect_v1, coco17)")
     split = parser.add_mutually_exclusive_group(required="split" not in defaults)
     split.add_argument("--test-list", type=Path, default=defaults.get("test_list"),
-                       help="pickle/JSON list of test file names (or of dicts with 'file_name')" + notes.get("test_list", ""))
+                       help="pickle/JSON list of test file names (or of dicts with 'file_name')"
+                            + notes.get("test_list", ""))
     split.add_argument("--test-regex", default=defaults.get("test_regex"),
                        help="regular expression (re.search on the file name) selecting the test files"
                             + notes.get("test_regex", ""))

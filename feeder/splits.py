@@ -43,7 +43,7 @@ def split_files(root: str | Path, split: str, text: Optional[str] = None, check:
             if str(files.label) in missing and not arrays_missing:
                 hints.append("the label file is written last, so its arrays are of an interrupted conversion: "
                              "rerun the data_gen/ script that made them")
-            elif arrays_missing or str(files.label) in missing:
+            elif arrays_missing:
                 hints.append("prepare the data with the data_gen/ scripts (see README)")
             if files.text and str(files.text) in missing:
                 text_hint = "text features come from data_gen/encode_text.py"

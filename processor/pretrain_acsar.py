@@ -33,7 +33,7 @@ from processor.registry import register
 logger = logging.getLogger(__name__)
 
 PERCENT_KEYS = ("acc_domain", "acc_cross", "acc_cross_rolled")    # logged in %, the model gives fractions
-LOSS_KEYS = ("loss", "loss_domain", "acc_domain")                 # logged by every run
+DOMAIN_KEYS = ("loss", "loss_domain", "acc_domain")               # logged by every run
 TEXT_KEYS = ("loss_cross", "acc_cross", "acc_cross_rolled")       # logged when the text branch is on
 
 
@@ -115,7 +115,7 @@ class PretrainACSAR(TrainProcessor):
             x1, x2, text, index = batch
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16"):
             out = self.model(x1, x2, text if self.use_text else None)
-        keys = LOSS_KEYS + (TEXT_KEYS if self.use_text else ())      # without the text branch none of its keys
+        keys = DOMAIN_KEYS + (TEXT_KEYS if self.use_text else ())      # without the text branch none of its keys
         return {k: out[k] * 100.0 if k in PERCENT_KEYS else out[k] for k in keys}   # fractions -> %
 
     def summary(self) -> str:

@@ -474,7 +474,8 @@ def test_main_reports_missing_data_in_one_line_and_keeps_the_traceback_in_the_lo
     err = capsys.readouterr().err                    # the console log goes to stderr too
     log = tmp_path / "runs/nodata/log.txt"
     assert code == 1
-    assert err.strip().splitlines()[-1].startswith("error: split 'train' of ") and "prepare the data with the data_gen/ scripts" in err
+    assert err.strip().splitlines()[-1].startswith("error: split 'train' of ")
+    assert "prepare the data with the data_gen/ scripts" in err
     assert f"(traceback in {log})" in err and "Traceback (most recent call last)" not in err
     assert "Traceback (most recent call last)" in log.read_text() and "FileNotFoundError" in log.read_text()
     assert not (tmp_path / "runs/nodata" / FINISHED_MARKER).exists()
