@@ -6,13 +6,17 @@ Two describers (acsar_facts.md §2):
   (``AutoProcessor`` / ``AutoModelForImageTextToText``, ``local_files_only=True``)
   reads the action image ``<images>/<sample>.jpg`` (made by
   ``data_gen/action_images.py``) with the paper's prompt; batched greedy decoding.
-  Supported: the image-text-to-text models built into transformers, e.g. Ovis2 in
-  transformers format (``model_type: ovis2``, e.g. ``thisisiron/Ovis2-2B-hf``),
-  and remote-code models whose ``config.json`` ``auto_map`` names
-  ``AutoModelForImageTextToText`` (with ``--trust-remote-code``).  **Not
-  supported**: Ovis 1.x / 2.5 remote code (their ``auto_map`` has only
-  ``AutoConfig`` / ``AutoModelForCausalLM`` and they need their own preprocessing);
-  such a folder is refused before anything is loaded, with an error saying so.
+  Supported: the image-text-to-text models built into the installed transformers, e.g.
+  Ovis2 and Ovis2.5 in transformers format (``model_type: ovis2`` / ``ovis2_5``, e.g.
+  ``thisisiron/Ovis2-2B-hf``, ``ovis-community/Ovis2.5-2B``; Ovis2.5 is built in from
+  transformers 5.25, which this repository was tested with), and remote-code models whose
+  ``config.json`` ``auto_map`` names ``AutoModelForImageTextToText`` (with
+  ``--trust-remote-code``).  **Not supported**: the original Ovis 1.x / 2 / 2.5 remote-code
+  releases (``AIDC-AI/Ovis*``: their ``auto_map`` has only ``AutoConfig`` /
+  ``AutoModelForCausalLM``, their config nests ``llm_config`` / ``vit_config``, and they need
+  their own preprocessing), even where their ``model_type`` is one transformers now builds;
+  such a folder is refused before anything is loaded, with an error naming the
+  transformers-format conversion to use instead.
 - ``kinematic``: :class:`data_gen.kinematic_describer.KinematicDescriber` on the
   gendata skeletons; no model at all.
 
@@ -103,9 +107,12 @@ def clean_description(text: str, max_chars: int = PAPER_MAX_CHARS) -> str:
 def check_image_text_to_text_folder(model_dir: Path) -> None:
     """Refuse a model folder ``AutoModelForImageTextToText`` cannot load, with the reason.
 
-    Accepted: a ``model_type`` built into transformers as image-text-to-text (e.g. ``ovis2``), or an
-    ``auto_map`` entry ``AutoModelForImageTextToText`` (remote code).  A folder without
-    ``config.json`` is left to transformers (which names the missing file).
+    Accepted: a ``model_type`` built into the installed transformers as image-text-to-text (e.g.
+    ``ovis2``, ``ovis2_5``), or an ``auto_map`` entry ``AutoModelForImageTextToText`` (remote code).
+    Refused first: a remote-code layout whose ``auto_map`` names ``AutoModelForCausalLM`` but not
+    ``AutoModelForImageTextToText`` (the original Ovis releases), whatever its ``model_type``: the
+    built-in class would read the remote code's config keys as unknown and build another model.
+    A folder without ``config.json`` is left to transformers (which names the missing file).
     """
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
@@ -120,16 +127,18 @@ def check_image_text_to_text_folder(model_dir: Path) -> None:
         raise ValueError(f"{cfg_path}: expected a JSON object (a transformers model config), got {type(cfg).__name__}")
     model_type = cfg.get("model_type")
     auto_map = cfg.get("auto_map") or {}
-    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or "AutoModelForImageTextToText" in auto_map:
-        return
-    supported = ("only image-text-to-text models are supported: those built into transformers (e.g. Ovis2 in "
-                 "transformers format, model_type 'ovis2', such as thisisiron/Ovis2-2B-hf) or remote code whose "
-                 "auto_map names AutoModelForImageTextToText")
-    if "AutoModelForCausalLM" in auto_map:
+    native_ovis = sorted(t for t in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if str(t).startswith("ovis"))
+    supported = ("only image-text-to-text models are supported: those built into the installed transformers "
+                 f"(its Ovis model types: {native_ovis}; e.g. thisisiron/Ovis2-2B-hf, ovis-community/Ovis2.5-2B) "
+                 "or remote code whose auto_map names AutoModelForImageTextToText")
+    if "AutoModelForCausalLM" in auto_map and "AutoModelForImageTextToText" not in auto_map:
         raise ValueError(
             f"{cfg_path}: this folder's config maps only {sorted(auto_map)} (model_type {model_type!r}; "
-            f"remote code loaded through AutoModelForCausalLM with its own preprocessing, like Ovis 1.x / 2.5), "
-            f"which data_gen/describe.py does not implement, with or without --trust-remote-code; {supported}")
+            f"remote code loaded through AutoModelForCausalLM with its own preprocessing, like the original "
+            f"Ovis 1.x / 2 / 2.5 releases), which data_gen/describe.py does not implement, with or without "
+            f"--trust-remote-code; use the model's transformers-format conversion instead; {supported}")
+    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or "AutoModelForImageTextToText" in auto_map:
+        return
     raise ValueError(f"{cfg_path}: model_type {model_type!r} is not an image-text-to-text model "
                      f"(AutoModelForImageTextToText cannot load it); {supported}")
 
@@ -144,7 +153,8 @@ class VLMDescriber:
         device: torch device string.
         dtype: ``"auto"`` (checkpoint dtype), ``"float32"``, ``"bfloat16"``, ``"float16"``.
         trust_remote_code: allow the checkpoint's own code (only for an ``auto_map`` entry
-            ``AutoModelForImageTextToText``; Ovis 1.x / 2.5 are refused, see the module docstring).
+            ``AutoModelForImageTextToText``; the original Ovis remote-code releases are refused, see the
+            module docstring).
     """
 
     def __init__(self, model_dir: str | Path, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 48,
@@ -289,8 +299,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      help="model weights dtype; auto = the folder's config (default: %(default)s)")
     vlm.add_argument("--trust-remote-code", action="store_true",
                      help="run the checkpoint's own code (remote-code models whose config.json auto_map names "
-                          "AutoModelForImageTextToText; Ovis 1.x / 2.5 map only AutoModelForCausalLM and are "
-                          "not supported)")
+                          "AutoModelForImageTextToText; the original Ovis 1.x / 2 / 2.5 releases map only "
+                          "AutoModelForCausalLM and are not supported: use their transformers-format conversions)")
     kin.add_argument("--data", type=Path, required=True, help="folder with {split}_data_joint.npy etc.")
     kin.add_argument("--split", action="append", required=True, help="split to describe (repeatable: train, val)")
     kin.add_argument("--layout", default="ntu25", help="skeleton layout (net/graph.py; default: %(default)s)")

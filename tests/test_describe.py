@@ -1,6 +1,7 @@
-"""Describers: the VLM path on a tiny random Ovis2 (built, saved and reloaded offline),
+"""Describers: the VLM path on tiny random Ovis2 / Ovis2.5 models (built, saved and reloaded offline),
 the kinematic describer on synthetic and real skeletons, resume after an interruption,
 and the end-to-end chain video -> crops -> strip -> VLM text -> text features."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,30 +14,55 @@ from net.graph import get_layout
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<image>", "<IMG_ATOM>", "<IMG_START>", "<IMG_GRID>", "<IMG_COL>",
                   "<IMG_ROW>", "<IMG_END>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
-    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}"
-    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+#: Ovis2.5's processor reads these six tokens off the tokenizer (image_token, video_token, ...)
+OVIS25_TOKENS = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                 "image_start_token": "<ovis_image_start>", "image_end_token": "<ovis_image_end>",
+                 "video_start_token": "<ovis_video_start>", "video_end_token": "<ovis_video_end>"}
 
 
-def build_tiny_ovis2(out_dir: Path) -> Path:
-    """A ~145k-parameter random Ovis2 + processor with an in-process ByteLevel BPE, saved to ``out_dir``."""
+def chat_template(image_token: str) -> str:
+    """A Qwen-style chat template that puts ``image_token`` where the image goes."""
+    return ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+            "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}" + image_token + "\n{% else %}"
+            "{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def tiny_tokenizer(special_tokens, **kwargs):
+    """A ByteLevel BPE of ~300 tokens trained in-process, as a ``PreTrainedTokenizerFast``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (Ovis2Config, Ovis2ForConditionalGeneration, Ovis2ImageProcessor, Ovis2Processor,
-                              PreTrainedTokenizerFast)
+    from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL_TOKENS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=list(special_tokens), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(["a person raises the right hand", "two people shake hands",
                              "someone walks forward slowly and sits down"] * 10, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   **kwargs)
+
+
+def save_quiet(model, processor, tok, special_ids, out_dir: Path) -> Path:
+    """Damp whitespace / special-token embeddings (random weights would emit them), then save both."""
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        quiet = [i for i in range(len(tok)) if i in special_ids or not tok.decode([i]).strip()]
+        emb[quiet] *= 0.01
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_ovis2(out_dir: Path) -> Path:
+    """A ~145k-parameter random Ovis2 + processor with an in-process ByteLevel BPE, saved to ``out_dir``."""
+    from transformers import Ovis2Config, Ovis2ForConditionalGeneration, Ovis2ImageProcessor, Ovis2Processor
+
+    tok = tiny_tokenizer(SPECIAL_TOKENS)
     ids = {s: tok.convert_tokens_to_ids(s) for s in SPECIAL_TOKENS}
     proc = Ovis2Processor(image_processor=Ovis2ImageProcessor(size={"height": 32, "width": 32}),
-                          tokenizer=tok, chat_template=CHAT_TEMPLATE, image_seq_length=4)
+                          tokenizer=tok, chat_template=chat_template("<image>"), image_seq_length=4)
     config = Ovis2Config(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=32, patch_size=16, vocab_size=64, num_visual_indicator_tokens=5),
@@ -47,14 +73,34 @@ def build_tiny_ovis2(out_dir: Path) -> Path:
         visual_indicator_token_ids=[ids[s] for s in ("<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>",
                                                      "<IMG_END>")])
     torch.manual_seed(0)
-    model = Ovis2ForConditionalGeneration(config)
-    with torch.no_grad():  # random weights: damp whitespace / special tokens so the LM emits visible text
-        emb = model.get_input_embeddings().weight
-        quiet = [i for i in range(len(tok)) if i in ids.values() or not tok.decode([i]).strip()]
-        emb[quiet] *= 0.01
-    model.save_pretrained(out_dir)
-    proc.save_pretrained(out_dir)
-    return out_dir
+    return save_quiet(Ovis2ForConditionalGeneration(config), proc, tok, set(ids.values()), out_dir)
+
+
+def build_tiny_ovis25(out_dir: Path) -> Path:
+    """A ~170k-parameter random Ovis2.5 in transformers format (2-layer NaViT vision tower, 2-layer Qwen3),
+    its processor (images resized to 32² - 128² pixels) and an in-process BPE, saved to ``out_dir``.
+    Skips where the installed transformers has no built-in Ovis2.5."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "Ovis2_5ForConditionalGeneration"):
+        pytest.skip(f"transformers {transformers.__version__} has no built-in Ovis2.5")
+    from transformers import (Ovis2_5Config, Ovis2_5ForConditionalGeneration, Ovis2_5ImageProcessor,
+                              Ovis2_5Processor, Ovis2_5VideoProcessor)
+
+    special = ["<|endoftext|>", *OVIS25_TOKENS.values(), "<|im_start|>", "<|im_end|>"]
+    tok = tiny_tokenizer(special, extra_special_tokens=OVIS25_TOKENS)
+    ids = {name: tok.convert_tokens_to_ids(token) for name, token in OVIS25_TOKENS.items()}
+    pixels = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}          # the area budget per image
+    proc = Ovis2_5Processor(image_processor=Ovis2_5ImageProcessor(size=pixels), tokenizer=tok,
+                            video_processor=Ovis2_5VideoProcessor(), chat_template=chat_template(OVIS25_TOKENS["image_token"]))
+    config = Ovis2_5Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=64, patch_size=16, vocab_size=64, window_size=32, max_position_embeddings=64),
+        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=512,
+                         tie_word_embeddings=True),
+        **{f"{name}_id": value for name, value in ids.items()})
+    torch.manual_seed(0)
+    return save_quiet(Ovis2_5ForConditionalGeneration(config), proc, tok, set(ids.values()), out_dir)
 
 
 @pytest.fixture(scope="module")
@@ -339,20 +385,23 @@ def test_end_to_end_video_to_features(tmp_path, tiny_vlm_dir):
 
 
 def test_remote_code_causal_lm_folder_is_refused_clearly(tmp_path):
-    """Ovis 1.x / 2.5 config layout (auto_map: AutoConfig + AutoModelForCausalLM only): refused before
-    loading, naming the file and what is supported, with or without trust_remote_code."""
+    """The original Ovis 1.x / 2 / 2.5 config layout (auto_map: AutoConfig + AutoModelForCausalLM only): refused
+    before loading, naming the file and what is supported, with or without trust_remote_code, and whether or
+    not the installed transformers builds its model_type (Ovis2.5 is built in from transformers 5.25: the
+    remote code's config keys would be ignored there and another model built)."""
     import json
 
-    ovis25 = tmp_path / "Ovis2.5-9B"
-    ovis25.mkdir()
-    (ovis25 / "config.json").write_text(json.dumps({
-        "architectures": ["Ovis2_5"], "model_type": "ovis2_5",
-        "auto_map": {"AutoConfig": "configuration_ovis2_5.Ovis2_5_Config",
-                     "AutoModelForCausalLM": "modeling_ovis2_5.Ovis2_5"}}))
-    for trust in (False, True):
-        with pytest.raises(ValueError, match=r"(?s)Ovis2\.5-9B.config\.json.*maps only \['AutoConfig', "
-                                             r"'AutoModelForCausalLM'\].*Ovis 1\.x / 2\.5.*Ovis2 in transformers"):
-            ds.VLMDescriber(ovis25, trust_remote_code=trust)
+    for model_type, name in (("ovis2_5", "Ovis2.5-9B"), ("ovis", "Ovis1.6-Gemma2-9B")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({
+            "architectures": ["Ovis"], "model_type": model_type, "llm_config": {"model_type": "qwen3"},
+            "auto_map": {"AutoConfig": "configuration_ovis.OvisConfig", "AutoModelForCausalLM": "modeling_ovis.Ovis"}}))
+        for trust in (False, True):
+            with pytest.raises(ValueError, match=rf"(?s){re.escape(name)}.config\.json.*maps only \['AutoConfig', "
+                                                 r"'AutoModelForCausalLM'\].*original Ovis 1\.x / 2 / 2\.5.*"
+                                                 r"transformers-format conversion.*Ovis model types: \[.*'ovis2'"):
+                ds.VLMDescriber(folder, trust_remote_code=trust)
     bert = tmp_path / "bert"
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
@@ -361,6 +410,41 @@ def test_remote_code_causal_lm_folder_is_refused_clearly(tmp_path):
     (bert / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"bert.config\.json: not a readable JSON"):
         ds.VLMDescriber(bert)
+
+
+def test_transformers_format_ovis25_follows_the_installed_transformers(tmp_path):
+    """A transformers-format Ovis2.5 config (no auto_map) passes the check exactly where the installed
+    transformers builds model_type 'ovis2_5' as image-text-to-text, and is refused by name elsewhere."""
+    import json
+
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    folder = tmp_path / "Ovis2.5-2B"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "ovis2_5", "architectures":
+                                                    ["Ovis2_5ForConditionalGeneration"]}))
+    if "ovis2_5" in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        assert ds.check_image_text_to_text_folder(folder) is None
+    else:
+        with pytest.raises(ValueError, match=r"model_type 'ovis2_5' is not an image-text-to-text model"):
+            ds.check_image_text_to_text_folder(folder)
+
+
+def test_vlm_describer_on_a_tiny_ovis25(tmp_path):
+    """The describer end to end on a random transformers-format Ovis2.5 (its NaViT processor: native
+    resolution, image start / end tokens): loads offline, batched greedy generation equals one by one."""
+    from data_gen.action_images import concat_strip
+
+    folder = build_tiny_ovis25(tmp_path / "tiny_ovis25")
+    assert ds.check_image_text_to_text_folder(folder) is None
+    vlm = ds.VLMDescriber(folder, max_new_tokens=24, max_chars=30)
+    assert type(vlm.model).__name__ == "Ovis2_5ForConditionalGeneration"
+    rng = np.random.default_rng(0)
+    strips = [concat_strip([rng.integers(0, 255, (40, 30 + 4 * i, 3), dtype=np.uint8) for _ in range(5)])
+              for i in range(3)]                                        # three widths: three token counts
+    texts = vlm(strips)
+    assert len(texts) == 3 and all(isinstance(t, str) and len(t) <= 30 and "\n" not in t for t in texts)
+    assert [vlm([strip])[0] for strip in strips] == texts            # left padding: batch-independent
 
 
 def test_check_accepts_builtin_ovis2(tiny_vlm_dir, tmp_path):
