@@ -15,12 +15,18 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-__all__ = ["conditions", "peak_rss_mb", "children_peak_rss_mb", "matmul_flops", "print_table", "emit_json"]
+__all__ = ["conditions", "peak_rss_mb", "children_peak_rss_mb", "minor_faults", "matmul_flops", "print_table",
+           "emit_json"]
 
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (MiB; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (pages the kernel mapped on first touch)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def children_peak_rss_mb() -> float:

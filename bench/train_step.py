@@ -16,6 +16,15 @@ its fraction of a dense 2048 x 2048 fp32 matmul loop measured in the same proces
 right before and after the timed steps (mean of the two), with the same thread
 count.  Peak RSS (and CUDA max allocated on GPU).
 
+Warm-up: the first steps of a process run slower than the rest of a training run because the
+heap is still growing (every new block of the peak footprint is first-touched: ~0.9 million minor
+page faults and ~5-9 s of system time in the first paper-config step on the 2-core VM, 2026-12-07).
+After the FLOP-count step, untimed steps run until one takes fewer minor page faults than
+``--warmup-fault-fraction`` of the first step's (at most ``--warmup-steps``), so the timed steps
+measure the steady state a long run spends its time in; ``warmup_steps`` and the timed steps' mean
+``faults_per_step`` are reported beside the figures (``--warmup-steps 0`` times from the second step,
+as before 2026-12-07).
+
 ``--amp bf16`` runs every case with ``amp=bf16`` (the forward autocast in bfloat16; for GPUs)
 and measures the reference matmul in bfloat16 too, so the fraction compares like with like.
 
@@ -49,13 +58,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from common import conditions, device_sync, emit_json, matmul_flops, peak_rss_mb, print_table  # noqa: E402
+from common import (conditions, device_sync, emit_json, matmul_flops, minor_faults, peak_rss_mb,  # noqa: E402
+                    print_table)
 from net.graph import get_layout  # noqa: E402
 
 PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
 DEMO_CONFIG = ROOT / "config" / "demo" / "pretrain.yaml"
-COLUMNS = ["config", "text", "compile", "amp", "malloc", "batch", "threads", "compile_s", "s_per_step", "samples_per_s",
-           "gflop_per_step", "achieved_gflops", "matmul_gflops", "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
+COLUMNS = ["config", "text", "compile", "amp", "malloc", "batch", "threads", "compile_s", "warmup_steps",
+           "faults_per_step", "s_per_step", "samples_per_s", "gflop_per_step", "achieved_gflops", "matmul_gflops",
+           "matmul_fraction", "peak_rss_mb", "cuda_max_alloc_mb"]
 
 
 def switch_labels(case: dict) -> dict:
@@ -112,11 +123,11 @@ def run_case(case: dict) -> dict:
         return out
 
     counter = FlopCounterMode(display=False)
-    start = time.perf_counter()
+    start, faults = time.perf_counter(), minor_faults()
     with counter, torch.compiler.set_stance("force_eager"):
         step()                                            # eager warm-up + FLOP count
     sync()
-    warmup_s = time.perf_counter() - start
+    warmup_s, first_faults = time.perf_counter() - start, minor_faults() - faults
     compile_s = None
     if case["compile"]:
         start = time.perf_counter()
@@ -124,16 +135,25 @@ def run_case(case: dict) -> dict:
             step()
         sync()
         compile_s = time.perf_counter() - start
+    warmup_faults = []                                    # untimed steps until the heap stops growing
+    while len(warmup_faults) < case["warmup_steps"]:
+        faults = minor_faults()
+        step()
+        sync()
+        warmup_faults.append(minor_faults() - faults)
+        if warmup_faults[-1] < case["warmup_fault_fraction"] * first_faults:
+            break
     flops = counter.get_total_flops()
     by_op = {str(k): v / 1e9 for k, v in counter.get_flop_counts().get("Global", {}).items()}
     mm_before = matmul_flops(device, dtype=mm_dtype)
-    times = []
+    times, faults = [], minor_faults()
     for _ in range(case["steps"]):
         sync()
         t0 = time.perf_counter()
         step()
         sync()
         times.append(time.perf_counter() - t0)
+    faults_per_step = (minor_faults() - faults) / case["steps"]
     mm_after = matmul_flops(device, dtype=mm_dtype)
     s_step = statistics.median(times)
     mm = 0.5 * (mm_before + mm_after)
@@ -141,6 +161,8 @@ def run_case(case: dict) -> dict:
         "config": case["config"], **switch_labels(case), "amp": amp, "malloc": case["malloc"], "batch": b,
         "threads": case["threads"], "device": str(device), "steps": case["steps"],
         "s_per_step": s_step, "s_per_step_all": times, "warmup_s": warmup_s, "compile_s": compile_s,
+        "warmup_steps": len(warmup_faults), "faults_first_step": first_faults, "faults_warmup": warmup_faults,
+        "faults_per_step": faults_per_step,
         "samples_per_s": b / s_step, "gflop_per_step": flops / 1e9, "gflop_by_op": by_op,
         "achieved_gflops": flops / s_step / 1e9, "matmul_gflops": mm / 1e9,
         "matmul_gflops_before_after": [mm_before / 1e9, mm_after / 1e9],
@@ -165,6 +187,7 @@ def cases(args) -> list:
                     out.append({"config": config, "text": text, "batch": b, "threads": threads,
                                 "device": args.device, "steps": steps, "compile": args.compile, "amp": args.amp,
                                 "compile_warmup_steps": args.compile_warmup_steps,
+                                "warmup_steps": args.warmup_steps, "warmup_fault_fraction": args.warmup_fault_fraction,
                                 "malloc": "system" if args.system_malloc else "reuse"})
     return out
 
@@ -188,12 +211,20 @@ def main(argv=None) -> int:
                         help="glibc's malloc defaults instead of the config's reuse_freed_memory (for an A/B)")
     parser.add_argument("--compile-warmup-steps", type=int, default=2,
                         help="untimed compiled steps after the eager FLOP-count step (they pay the compilation) [2]")
+    parser.add_argument("--warmup-steps", type=int, default=5,
+                        help="at most this many untimed steps after the FLOP-count (and compile) steps, until the "
+                             "heap stops growing [5]")
+    parser.add_argument("--warmup-fault-fraction", type=float, default=0.01,
+                        help="a warm-up step with fewer minor page faults than this fraction of the first step's "
+                             "ends the warm-up [0.01]")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is abandoned")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.compile_warmup_steps < 1:
         parser.error("--compile-warmup-steps must be at least 1 (the first compiled step compiles)")
+    if args.warmup_steps < 0 or not 0 <= args.warmup_fault_fraction <= 1:
+        parser.error("--warmup-steps must be >= 0 and --warmup-fault-fraction in [0, 1]")
     if args.case:
         print("RESULT " + json.dumps(run_case(json.loads(args.case))))
         return 0
