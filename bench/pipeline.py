@@ -73,11 +73,11 @@ def changed_settings(run_dir: Path, wanted: Mapping[str, Any], keys: Iterable[st
             if key in wanted and done.get(key) != wanted[key]]
 
 
-def reported_epoch(results: Mapping[str, object]) -> str:
+def reported_epoch(results: Mapping[str, object], schedule: str = "a fixed schedule") -> str:
     """Which epoch's test result a classification run's ``results.json`` reports (its ``report_epoch``),
-    in words for a results table."""
+    in words for a results table (``schedule``: what ended the run, for ``last``)."""
     if results.get("report_epoch", "best") == "last":
-        return "last epoch of a fixed schedule"
+        return f"last epoch of {schedule}"
     return f"best {results.get('monitor', 'monitored')} epoch"
 
 

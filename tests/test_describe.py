@@ -387,7 +387,7 @@ def test_end_to_end_video_to_features(tmp_path, tiny_vlm_dir):
 def test_remote_code_causal_lm_folder_is_refused_clearly(tmp_path):
     """The original Ovis 1.x / 2 / 2.5 config layout (auto_map: AutoConfig + AutoModelForCausalLM only): refused
     before loading, naming the file and what is supported, with or without trust_remote_code, and whether or
-    not the installed transformers builds its model_type (Ovis2.5 is built in from transformers 5.25: the
+    not the installed transformers builds its model_type (transformers 5.25 builds Ovis2.5: the
     remote code's config keys would be ignored there and another model built)."""
     import json
 
