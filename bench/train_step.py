@@ -19,7 +19,7 @@ count.  Peak RSS (and CUDA max allocated on GPU).
 Warm-up: the first steps of a process run slower than the rest of a training run because the
 heap is still growing (every new block of the peak footprint is first-touched: ~0.9 million minor
 page faults and ~5-9 s of system time in the first paper-config step on the 2-core VM, 2026-12-07).
-After the FLOP-count step, untimed steps run until one takes fewer minor page faults than
+After the FLOP-count step, untimed steps run until two in a row take fewer minor page faults than
 ``--warmup-fault-fraction`` of the first step's (at most ``--warmup-steps``), so the timed steps
 measure the steady state a long run spends its time in; ``warmup_steps`` and the timed steps' mean
 ``faults_per_step`` are reported beside the figures (``--warmup-steps 0`` times from the second step,
@@ -135,13 +135,14 @@ def run_case(case: dict) -> dict:
             step()
         sync()
         compile_s = time.perf_counter() - start
-    warmup_faults = []                                    # untimed steps until the heap stops growing
+    warmup_faults = []                                    # untimed steps until the heap stops growing:
+    quiet = case["warmup_fault_fraction"] * first_faults  # two quiet steps in a row (it grows now and then)
     while len(warmup_faults) < case["warmup_steps"]:
         faults = minor_faults()
         step()
         sync()
         warmup_faults.append(minor_faults() - faults)
-        if warmup_faults[-1] < case["warmup_fault_fraction"] * first_faults:
+        if len(warmup_faults) >= 2 and max(warmup_faults[-2:]) < quiet:
             break
     flops = counter.get_total_flops()
     by_op = {str(k): v / 1e9 for k, v in counter.get_flop_counts().get("Global", {}).items()}
@@ -215,8 +216,8 @@ def main(argv=None) -> int:
                         help="at most this many untimed steps after the FLOP-count (and compile) steps, until the "
                              "heap stops growing [5]")
     parser.add_argument("--warmup-fault-fraction", type=float, default=0.01,
-                        help="a warm-up step with fewer minor page faults than this fraction of the first step's "
-                             "ends the warm-up [0.01]")
+                        help="two warm-up steps in a row with fewer minor page faults than this fraction of the "
+                             "first step's end the warm-up [0.01]")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is abandoned")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
