@@ -232,7 +232,7 @@ def write_report(work: Path, res: Dict[str, object], steps: List[dict], quick: b
     timing = "\n".join(f"| {s['name']} | {wall(s)} | `{s['command']}` |" for s in steps)
     text = (f"# AC-SAR demo{' (quick)' if quick else ''}\n\n"
             f"{dt.datetime.now().isoformat(timespec='seconds')} on {socket.gethostname()}; test set: "
-            f"{res['num_test_samples']} clips; linear probes: {reported_epoch(res)}.\n\n"
+            f"{res['num_test_samples']} clips; linear probes: {reported_epoch(runs / 'linear')}.\n\n"
             f"{settings}{results_markdown(res)}\n\n## Steps\n\n| step | wall time | command |\n| --- | --- | --- |\n{timing}\n\n"
             "## Figures\n\n" + "".join(f"![{p}]({p})\n\n" for p in figures)
             + "\nEvery evaluation: [report/report.md](report/report.md)\n")

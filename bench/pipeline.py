@@ -73,12 +73,20 @@ def changed_settings(run_dir: Path, wanted: Mapping[str, Any], keys: Iterable[st
             if key in wanted and done.get(key) != wanted[key]]
 
 
-def reported_epoch(results: Mapping[str, object], schedule: str = "a fixed schedule") -> str:
-    """Which epoch's test result a classification run's ``results.json`` reports (its ``report_epoch``),
-    in words for a results table (``schedule``: what ended the run, for ``last``)."""
-    if results.get("report_epoch", "best") == "last":
-        return f"last epoch of {schedule}"
-    return f"best {results.get('monitor', 'monitored')} epoch"
+def reported_epoch(run_dir: Path) -> str:
+    """Which epoch's test result the classification run in ``run_dir`` reports, in words for a results table,
+    from its saved ``config.yaml`` (``report_epoch``, and for ``last`` the schedule that ended the run)."""
+    from processor.config import load_yaml
+
+    path = run_dir / "config.yaml"
+    cfg = load_yaml(path) if path.is_file() else {}
+    if cfg.get("report_epoch", "best") != "last":
+        return f"best {cfg.get('monitor', 'monitored')} epoch"
+    sched = cfg.get("scheduler") or {}
+    if sched.get("name") == "plateau":
+        return (f"last epoch of the plateau rule on the {cfg.get('monitor')} split (lr x{sched.get('gamma')} after "
+                f"{sched.get('patience')} epochs without a gain, stop after {sched.get('stop_patience')})")
+    return "last epoch of a fixed schedule"
 
 
 def printable(cmd: List[str]) -> str:

@@ -84,7 +84,7 @@ def summarise(results: dict) -> tuple:
                      "figure": r["samples_per_s"], "unit": "samples/s",
                      "note": f"{r['s_per_step']:.3g} s/step, {r['gflop_per_step']:.3g} GFLOP, "
                              f"{100 * r['matmul_fraction']:.2g}% of matmul {r['matmul_gflops']:.0f} GFLOP/s; "
-                             f"{r.get('warmup_steps', 0)} warm-up steps, {r.get('faults_per_step', 0):.0f} "
+                             f"{r['warmup_steps']} warm-up steps, {r['faults_per_step']:.0f} "
                              f"faults/step",
                      "peak_rss_mb": r["peak_rss_mb"]})
     paper = [r for r in steps if r.get("config") == "paper" and "error" not in r]

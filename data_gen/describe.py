@@ -8,8 +8,8 @@ Two describers (acsar_facts.md §2):
   ``data_gen/action_images.py``) with the paper's prompt; batched greedy decoding.
   Supported: the image-text-to-text models built into the installed transformers, e.g.
   Ovis2 and Ovis2.5 in transformers format (``model_type: ovis2`` / ``ovis2_5``, e.g.
-  ``thisisiron/Ovis2-2B-hf``, ``ovis-community/Ovis2.5-2B``; Ovis2.5 is built into recent releases, e.g. 5.25, which
-  this repository was tested with), and remote-code models whose
+  ``thisisiron/Ovis2-2B-hf``, ``ovis-community/Ovis2.5-2B``; Ovis2.5 is built into recent
+  releases such as 5.25, which this repository was tested with), and remote-code models whose
   ``config.json`` ``auto_map`` names ``AutoModelForImageTextToText`` (with
   ``--trust-remote-code``).  **Not supported**: the original Ovis 1.x / 2 / 2.5 remote-code
   releases (``AIDC-AI/Ovis*``: their ``auto_map`` has only ``AutoConfig`` /

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from pipeline import Step, run_steps  # noqa: E402
+from pipeline import Step, reported_epoch, run_steps  # noqa: E402
 
 
 def _append(path: Path, text: str, fail: bool = False) -> list:
@@ -71,3 +71,21 @@ def test_logs_have_no_spaces_and_a_heartbeat_reports_the_latest_epoch(tmp_path, 
     assert (tmp_path / "logs" / "pretrain_joint.log").read_text().splitlines()[-1].startswith("epoch 2/3")
     beats = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[... ] pretrain joint")]
     assert beats and "min, epoch 2/3" in beats[-1]
+
+
+def test_reported_epoch_reads_the_run_config(tmp_path):
+    """The words for a results table come from the run's saved config: best monitored epoch, or the last
+    epoch of a fixed schedule, or of the plateau rule with its own patience figures."""
+    def run(name, text):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(text)
+        return tmp_path / name
+
+    assert reported_epoch(run("best", "report_epoch: best\nmonitor: holdout\n")) == "best holdout epoch"
+    assert reported_epoch(run("fixed", "report_epoch: last\nscheduler: {name: multistep, milestones: [40]}\n")) \
+        == "last epoch of a fixed schedule"
+    plateau = run("plateau", "report_epoch: last\nmonitor: holdout\n"
+                             "scheduler: {name: plateau, gamma: 0.1, patience: 10, stop_patience: 20}\n")
+    assert reported_epoch(plateau) == ("last epoch of the plateau rule on the holdout split (lr x0.1 after 10 epochs "
+                                       "without a gain, stop after 20)")
+    assert reported_epoch(tmp_path / "missing") == "best monitored epoch"

@@ -91,7 +91,8 @@ def build_tiny_ovis25(out_dir: Path) -> Path:
     ids = {name: tok.convert_tokens_to_ids(token) for name, token in OVIS25_TOKENS.items()}
     pixels = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}          # the area budget per image
     proc = Ovis2_5Processor(image_processor=Ovis2_5ImageProcessor(size=pixels), tokenizer=tok,
-                            video_processor=Ovis2_5VideoProcessor(), chat_template=chat_template(OVIS25_TOKENS["image_token"]))
+                            video_processor=Ovis2_5VideoProcessor(),
+                            chat_template=chat_template(OVIS25_TOKENS["image_token"]))
     config = Ovis2_5Config(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=64, patch_size=16, vocab_size=64, window_size=32, max_position_embeddings=64),
