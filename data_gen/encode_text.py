@@ -10,9 +10,10 @@ but logged: one warning each, with their number and the first file.
 Output: ``<bench>/text/{split}_{encoder}.npy`` float16 ``(N, 77, D)`` token features
 (``--level sentence``: ``{split}_{encoder}_sentence.npy``, ``(N, 1, D)``), written
 through a memmap that appears only when complete, plus ``.json`` metadata
-(encoder, D, token count, level, sha256 of the descriptions in order, encoder
-settings; for CLIP the checkpoint's path, size and mtime, so other weights at the same
-path are not taken as up to date).  The ``.json`` is removed before the ``.npy`` is
+(encoder, D, token count, level, sha256 of the descriptions and of the sample names in
+order, which pretraining checks against the split's ``*_label.pkl``, encoder settings;
+for CLIP the checkpoint's path, size and mtime, so other weights at the same path are
+not taken as up to date).  The ``.json`` is removed before the ``.npy`` is
 replaced and written last: features without metadata are never taken as up to date.
 
 Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
@@ -103,7 +104,8 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.describe import PAPER_MAX_CHARS, SETTINGS_FILE as DESCRIBE_SETTINGS_FILE  # noqa: E402
 from data_gen.output_settings import read_settings_file  # noqa: E402
-from feeder.io import load_label_pkl, open_memmap_atomic, save_json_atomic, save_npy_atomic  # noqa: E402
+from feeder.io import (load_label_pkl, open_memmap_atomic, sample_names_sha256, save_json_atomic,  # noqa: E402
+                       save_npy_atomic)
 
 logger = logging.getLogger(__name__)
 
@@ -635,7 +637,8 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
     tokens = encoder.num_tokens if level == "token" else 1
     dim = encoder.output_dim(level)
     meta = {"encoder": encoder.name, "dim": dim, "tokens": tokens, "level": level, "num_samples": len(names),
-            "sha256": digest, "split": split, "encoder_config": encoder.config()}
+            "sha256": digest, "names_sha256": sample_names_sha256(names), "split": split,
+            "encoder_config": encoder.config()}
     meta = json.loads(json.dumps(meta, default=str))   # as it reads back from the .json
     if _up_to_date(npy_path, json_path, meta, (len(names), tokens, dim)):
         logger.info("%s is up to date (same descriptions and encoder): skipped", npy_path)

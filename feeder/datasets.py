@@ -31,6 +31,7 @@ dropped when pickled.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -39,13 +40,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from torch.utils.data import Dataset
 
-from feeder.io import load_label_pkl, load_npy
+from feeder.io import load_label_pkl, load_npy, sample_names_sha256
 from feeder.transforms import build_eval_transform, build_pretrain_transform, view_rng
 from net.graph import Layout, get_layout
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PretrainDataset", "DownstreamDataset"]
+__all__ = ["PretrainDataset", "DownstreamDataset", "check_text_features"]
 
 PathLike = Union[str, os.PathLike]
 EMPTY_TEXT = np.zeros((0,), dtype=np.float32)
@@ -57,6 +58,36 @@ def _npy_shape(path: Path) -> Tuple[Tuple[int, ...], np.dtype]:
     shape, dtype = tuple(arr.shape), arr.dtype
     del arr
     return shape, dtype
+
+
+def check_text_features(text_path: Path, data_path: Path, num_samples: int,
+                        names: Optional[Sequence[str]] = None,
+                        label_path: Optional[Path] = None) -> Tuple[int, ...]:
+    """The (N, L, D) shape of a split's text features, refused unless they belong to its samples.
+
+    Row ``i`` must hold sample ``i``'s description: N must equal the split's ``num_samples``, and when
+    ``names`` (the split's ``*_label.pkl`` names) are given and ``data_gen/encode_text.py`` recorded the
+    names it encoded (``names_sha256`` in the ``.json`` beside the ``.npy``; files written before it
+    did are checked by N alone), they must be the same names in the same order.
+    """
+    text_path = Path(text_path)
+    shape, _ = _npy_shape(text_path)
+    if len(shape) != 3:
+        raise ValueError(f"{text_path}: expected (N, L, D) text features, got shape {shape}")
+    if shape[0] != num_samples:
+        raise ValueError(f"text features {text_path} have N={shape[0]} samples but skeleton data {data_path} "
+                         f"has N={num_samples}: they must be aligned with the split's sample order")
+    meta_path = text_path.with_suffix(".json")
+    if names is not None and meta_path.is_file():
+        try:
+            recorded = json.loads(meta_path.read_text(encoding="utf-8")).get("names_sha256")
+        except (OSError, ValueError, AttributeError) as err:
+            raise ValueError(f"{meta_path}: unreadable text-feature metadata ({err}); rerun "
+                             f"data_gen/encode_text.py for this split") from None
+        if recorded is not None and recorded != sample_names_sha256(names):
+            raise ValueError(f"text features {text_path} were encoded for other samples (or another order) than "
+                             f"{label_path or data_path} lists: rerun data_gen/encode_text.py for this split")
+    return tuple(shape)
 
 
 class _SplitArrays(Dataset):
@@ -169,14 +200,8 @@ class PretrainDataset(_SplitArrays):
         self.text_path = Path(text_path) if text_path is not None else None
         self.text_shape = None
         if self.text_path is not None:
-            shape, _ = _npy_shape(self.text_path)
-            if len(shape) != 3:
-                raise ValueError(f"{self.text_path}: expected (N, L, D) text features, got shape {shape}")
-            if shape[0] != self.data_shape[0]:
-                raise ValueError(f"text features {self.text_path} have N={shape[0]} samples but skeleton data "
-                                 f"{self.data_path} has N={self.data_shape[0]}: they must be aligned with the "
-                                 f"split's sample order")
-            self.text_shape = shape
+            self.text_shape = check_text_features(self.text_path, self.data_path, self.data_shape[0],
+                                                  self.all_sample_names, self.label_path)
         self._text = None
         logger.info("PretrainDataset %s: %d samples, stream=%s, window=%d, text=%s", self.data_path,
                     len(self), stream, self.window, self.text_shape)

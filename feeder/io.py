@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import pickle
@@ -19,7 +20,8 @@ import numpy as np
 __all__ = [
     "temp_path_for", "atomic_path", "atomic_open", "open_memmap_atomic",
     "save_npy_atomic", "save_pickle_atomic", "save_json_atomic", "save_text_atomic",
-    "load_label_pkl", "load_npy", "load_sample_names", "move_to_overwritten", "OVERWRITTEN_DIR",
+    "load_label_pkl", "load_npy", "load_sample_names", "sample_names_sha256", "move_to_overwritten",
+    "OVERWRITTEN_DIR",
 ]
 
 
@@ -166,6 +168,15 @@ def load_label_pkl(path: os.PathLike) -> Tuple[list, list]:
                              f"every sample needs a name of its own")
         seen.add(name)
     return names, labels
+
+
+def sample_names_sha256(names: Sequence[str]) -> str:
+    """sha256 of a split's sample names in order: what row ``i`` of a per-sample file (text features) belongs to."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(str(name).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 def load_sample_names(label_pkls) -> list:

@@ -23,7 +23,7 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from feeder.datasets import DownstreamDataset
+from feeder.datasets import DownstreamDataset, check_text_features
 from feeder.io import atomic_path, load_npy, save_text_atomic
 from feeder.splits import split_files
 from net.acsar import ACSAR
@@ -74,6 +74,8 @@ class TSNEFigure(Processor):
         n = len(dataset)
         rng = np.random.default_rng(int(cfg.seed))
         chosen = np.sort(rng.permutation(n)[:min(int(cfg.max_samples), n)])
+        check_text_features(files.text, files.data, len(dataset.all_sample_names), dataset.all_sample_names,
+                            files.label)
         text_all = load_npy(files.text, mmap_mode="r")
         skel, raw, mod = [], [], []
         with torch.no_grad():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_gen import encode_text as et
-from feeder.io import save_pickle_atomic
+from feeder.io import sample_names_sha256, save_pickle_atomic
 
 TEXTS = ["a person raises the right hand to the head quickly",
          "two people approach each other, their hands touch",
@@ -131,6 +131,7 @@ def test_encode_split_alignment_metadata_and_skip(tmp_path, minilm):
     meta = json.loads((bench / "text" / "train_minilm.json").read_text())
     assert meta["encoder"] == "minilm" and meta["dim"] == 384 and meta["tokens"] == 77
     assert meta["level"] == "token" and meta["sha256"] == et.descriptions_sha256(texts)
+    assert meta["names_sha256"] == sample_names_sha256(names)          # what pretraining checks the split against
     assert enc.texts == 3
     et.encode_split(bench, "train", desc, enc)              # same hash: nothing recomputed
     assert enc.texts == 3

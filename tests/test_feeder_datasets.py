@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from feeder.batch_augment import BatchAugmenter
 from feeder.datasets import DownstreamDataset, PretrainDataset
-from feeder.io import save_npy_atomic, save_pickle_atomic
+from feeder.io import sample_names_sha256, save_json_atomic, save_npy_atomic, save_pickle_atomic
 
 N, T, V, M = 12, 80, 25, 2
 ALL_ON = {name: {"p": 1.0} for name in ("rotate", "flip", "shear", "spatial_mask", "temporal_mask")}
@@ -94,6 +94,29 @@ def test_text_mismatch_error_names_both_files(split, tmp_path):
     with pytest.raises(ValueError) as err:
         PretrainDataset(paths["data_path"], paths["num_frame_path"], text_path=bad)
     assert str(bad) in str(err.value) and str(paths["data_path"]) in str(err.value)
+
+
+def test_text_features_encoded_for_other_samples_are_refused(split):
+    """Same count, other names (or order): the names recorded by encode_text.py must be the split's."""
+    paths, _, _, _ = split
+    names = [f"S{i:03d}" for i in range(N)]
+    meta = paths["text_path"].with_suffix(".json")
+
+    def dataset():
+        return PretrainDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"],
+                               text_path=paths["text_path"])
+
+    save_json_atomic(meta, {"encoder": "clip"})                     # written before the names were recorded
+    assert dataset().text_shape == (N, 77, 16)
+    save_json_atomic(meta, {"encoder": "clip", "names_sha256": sample_names_sha256(names)})
+    assert dataset().text_shape == (N, 77, 16)
+    save_json_atomic(meta, {"encoder": "clip", "names_sha256": sample_names_sha256(names[::-1])})
+    with pytest.raises(ValueError, match=r"train_clip\.npy were encoded for other samples .*train_label\.pkl.*"
+                                         r"encode_text\.py"):
+        dataset()
+    meta.write_text("{cut")
+    with pytest.raises(ValueError, match=r"train_clip\.json: unreadable text-feature metadata"):
+        dataset()
 
 
 def test_length_mismatch_errors_name_files(split, tmp_path):
