@@ -2,6 +2,7 @@
 kNN, fusion, report, t-SNE; the frozen-weights assertion; the checkpoint-config check; the plateau rule."""
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -387,6 +388,26 @@ def test_tsne_figure(env):
     assert w > 3 * h / 2
     saved = np.load(tmp / "runs/tsne/tsne_features.npz")
     assert saved["modulated_tsne"].shape == (20, 2) and saved["skeleton_colour"].max() == 3
+
+
+def test_head_norm_with_batches_of_one_sample_is_a_config_error(env):
+    """The head's batch standardisation cannot train on one sample: refused before any feature is computed."""
+    with pytest.raises(ConfigError, match=r"head_norm .* at least 2 samples per batch; batch_size=1 .* gives 1"):
+        run("head_norm_b1", env, "epochs=1", "batch_size=1", "head_norm=true")
+
+
+def test_tsne_refuses_text_features_of_another_split(env, tmp_path):
+    """A data.root whose text file has another row count than the split: refused, naming the file."""
+    tmp, root, ckpt = env
+    other = tmp_path / "data"
+    shutil.copytree(root, other)
+    text = next((other / "text").glob("val_*.npy"))
+    feats = np.load(text)
+    np.save(text, np.concatenate([feats[::-1], feats[:7]]))
+    with pytest.raises(ValueError, match=rf"{text.name} have N={len(feats) + 7} samples"):
+        get_processor("tsne").from_config(None, [f"work_dir={tmp / 'runs'}", "name=tsne_other_text",
+                                                 f"checkpoint={ckpt}", "device=cpu", f"data.root={other}"]).run()
+    assert not (tmp / "runs/tsne_other_text/tsne.png").exists()
 
 
 @pytest.mark.parametrize("extra, match", [

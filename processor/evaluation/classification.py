@@ -171,6 +171,14 @@ class ClassificationEvaluation(TrainProcessor):
         if self.cfg.cache_features and runtime.world_size() > 1:
             raise ValueError("cache_features runs in one process; launch without torchrun or set cache_features=false")
         super().setup()
+        if self.cfg.head_norm:
+            world, n = runtime.world_size(), len(self.train_set)
+            per_process = min(int(self.cfg.batch_size), n // world)
+            if per_process < 2:
+                raise ConfigError(f"head_norm standardises each training batch by its own statistics and needs at "
+                                  f"least 2 samples per batch; batch_size={self.cfg.batch_size} with {n} training "
+                                  f"samples on {world} process(es) gives {per_process}: raise batch_size or set "
+                                  f"head_norm=false")
         path = expand_path(self.cfg.pretrained, self.cfg.work_dir)
         if path is not None:
             self.pretrained_info = load_pretrained(self.net, path, self.cfg.pretrained_format, self.cfg,
