@@ -350,10 +350,18 @@ class TrainProcessor(Processor):
         }
 
     def save(self, epoch: int, step_in_epoch: int, periodic: bool = False) -> None:
+        """Write the checkpoint (rank 0); every process calls it at the same step.  Under DDP it also holds
+        each process's generator states and running epoch means (``per_process``, in rank order), so that
+        every process resumes with its own, not rank 0's."""
+        meters = self._epoch_meters.state_dict() if step_in_epoch and self._epoch_meters else None
+        per_process = runtime.gather_objects({"rng": runtime.rng_state(), "epoch_meters": meters})
         if not runtime.is_main_process():
             return
+        state = self.checkpoint_state(epoch, step_in_epoch)
+        if len(per_process) > 1:
+            state["per_process"] = per_process
         copy = f"epoch_{epoch:04d}.pt" if periodic else None
-        save_checkpoint(self.checkpoint_state(epoch, step_in_epoch), self.work_dir, copy)
+        save_checkpoint(state, self.work_dir, copy)
 
     def resume_checkpoint(self) -> Optional[Dict[str, Any]]:
         """The checkpoint a resume continues from, or None for a new run; read once (the first call checks
@@ -389,7 +397,14 @@ class TrainProcessor(Processor):
             logger.warning("resuming %s, saved by %d process(es), with %d: the global batch changes from %d to %d",
                            path, saved_world, world, saved_world * int(self.cfg.batch_size),
                            world * int(self.cfg.batch_size))
-        self._resumed_meters = state.get("epoch_meters")
+        own = state
+        per_process = state.get("per_process")
+        if per_process and len(per_process) == world:
+            own = per_process[runtime.rank()]
+        elif world > 1 and runtime.rank() > 0:
+            logger.warning("%s holds no generator state of process %d (saved by %d process(es)): it continues "
+                           "from rank 0's, reseeded by its rank", path, runtime.rank(), saved_world)
+        self._resumed_meters = own.get("epoch_meters")
         changed = changed_settings(state.get("config") or {}, self.cfg.to_dict())
         if changed:
             logger.warning("resuming %s with settings that differ from its checkpoint's: %s (the optimiser and "
@@ -403,7 +418,9 @@ class TrainProcessor(Processor):
         self.global_step = state["global_step"]
         self.stopped_early = bool(state.get("stopped_early", False))
         self._trim_metrics(int(state["epoch"]))
-        runtime.set_rng_state(state["rng"])
+        runtime.set_rng_state(own["rng"])
+        if own is state and world > 1:
+            runtime.seed_per_process(int(self.cfg.seed) + int(self.global_step))
         self.load_extra_state(state.get("extra") or {})
         logger.info("resumed from %s: epoch %d, step %d in epoch, global step %d",
                     path, state["epoch"], state["step_in_epoch"], self.global_step)
@@ -421,6 +438,7 @@ class TrainProcessor(Processor):
                 self.model = convert_sync_batchnorm(self.model, self.device)
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        runtime.seed_per_process(int(self.cfg.seed))       # DDP: dropout masks of their own on each process
         self.optimizer = self.build_optimizer()
         scheduler_cfg = self.cfg.get("scheduler", {"name": "none"})
         self.scheduler = build_scheduler(self.optimizer, scheduler_cfg)

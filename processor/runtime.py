@@ -37,8 +37,8 @@ __all__ = [
     "prepare_work_dir", "sigterm_raises",
     "setup_logging", "teardown_logging",
     "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
-    "set_rng_state", "is_main_process", "init_distributed", "world_size", "rank",
-    "mean_over_processes",
+    "set_rng_state", "seed_per_process", "is_main_process", "init_distributed", "world_size", "rank",
+    "mean_over_processes", "gather_objects",
 ]
 
 logger = logging.getLogger(__name__)
@@ -265,6 +265,17 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def seed_per_process(seed: int) -> None:
+    """Give each DDP process a torch generator of its own (``seed`` and the rank); nothing in one process.
+
+    Called once the model is built (its initialisation and every choice of samples stay those of
+    ``seed`` on every process), so dropout draws independent masks on each process, as one process
+    with the same total batch does, instead of repeating rank 0's masks for the same batch positions.
+    """
+    if world_size() > 1:
+        torch.manual_seed(int(np.random.SeedSequence([int(seed), rank()]).generate_state(1)[0]))
+
+
 def worker_seed(seed: int, epoch: int, worker_id: int) -> int:
     """A 32-bit seed derived from (seed, epoch, worker id)."""
     return int(np.random.SeedSequence([seed, epoch, worker_id]).generate_state(1)[0])
@@ -322,6 +333,15 @@ def rank() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def gather_objects(obj: Any) -> list:
+    """Every DDP process's ``obj`` in rank order (``[obj]`` in one process); all processes must call it."""
+    if world_size() <= 1 or not torch.distributed.is_initialized():
+        return [obj]
+    out: list = [None] * world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
 
 
 def mean_over_processes(values: Dict[str, float]) -> Dict[str, float]:

@@ -98,3 +98,73 @@ def test_cpu_sync_batchnorm_keeps_the_parameters_and_their_requires_grad():
     assert sorted(n for n, p in out.named_parameters() if p.requires_grad) == trainable
     assert all(p is params[n] for n, p in out.named_parameters())     # the same Parameters, values included
     assert torch.equal(out["live"][1].running_mean, torch.full((3,), 0.5))
+
+
+KILL_AT_STEP = 3   # the second step of epoch 2 (2 steps per epoch): a checkpoint in the middle of an epoch
+
+
+@pytest.fixture(scope="module")
+def resumed_runs(tmp_path_factory, repo_root):
+    """Two gloo processes with dropout on, 2 epochs of 2 steps, a checkpoint after every step: one run straight
+    through, one killed (both processes) before global step 4 and resumed from its step-3 checkpoint."""
+    tmp_path = tmp_path_factory.mktemp("ddp_resume")
+    make_split(tmp_path / "data", "train", n=16, text="tiny", text_shape=(77, 12))
+    common = [f"work_dir={tmp_path / 'runs'}", f"data.root={tmp_path / 'data'}", "data.window=16",
+              "data.text=tiny", "text.feature_dim=12", "moco.queue_size=16", "epochs=2", "num_workers=0",
+              "tensorboard=false", "progress_bar=false", "device=cpu", "batch_size=4", "save_every_steps=1",
+              *TINY_MODEL, "model.dropout=0.3"]
+    main = str(repo_root / "main.py")
+    run([TORCHRUN, "--nproc_per_node=2", "--standalone", main, "pretrain_acsar", "name=straight", *common], tmp_path)
+    killer = tmp_path / "killed_main.py"
+    killer.write_text(
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(repo_root)!r})\n"
+        "from processor.pretrain_acsar import PretrainACSAR\n"
+        "step = PretrainACSAR.train_step\n"
+        "def train_step(self, batch):\n"
+        f"    if self.global_step == {KILL_AT_STEP}:\n"
+        "        raise RuntimeError('simulated kill')\n"
+        "    return step(self, batch)\n"
+        "PretrainACSAR.train_step = train_step\n"
+        f"sys.argv[0] = {main!r}\n"
+        f"runpy.run_path({main!r}, run_name='__main__')\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    killed = subprocess.run([TORCHRUN, "--nproc_per_node=2", "--standalone", str(killer), "pretrain_acsar",
+                             "name=killed", *common], cwd=tmp_path, capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert killed.returncode != 0 and "simulated kill" in killed.stdout + killed.stderr, killed.stderr[-3000:]
+    partial = torch.load(tmp_path / "runs/killed/latest.pt", map_location="cpu", weights_only=True)
+    assert (partial["global_step"], partial["epoch"], partial["step_in_epoch"]) == (KILL_AT_STEP, 1, 1)
+    run([TORCHRUN, "--nproc_per_node=2", "--standalone", main, "pretrain_acsar", "name=killed", "resume=true",
+         *common], tmp_path)
+    return tmp_path / "runs"
+
+
+@needs_torchrun
+def test_two_process_run_killed_mid_epoch_resumes_exactly(resumed_runs):
+    """Each process resumes with its own generator states and running means: the epoch the kill cut logs what
+    the uninterrupted run logged, and the weights end equal (with one saved state for all processes, the
+    resumed processes would draw rank 0's dropout masks and log rank 0's means twice)."""
+    rows = {name: [json.loads(line) for line in (resumed_runs / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("straight", "killed")}
+    assert [r["epoch"] for r in rows["killed"]] == [r["epoch"] for r in rows["straight"]] == [1, 2]
+    for straight, killed in zip(rows["straight"], rows["killed"]):
+        assert set(killed) == set(straight)
+        for key, value in straight.items():
+            assert killed[key] == pytest.approx(value, rel=1e-6, abs=1e-7), (straight["epoch"], key)
+    weights = {name: torch.load(resumed_runs / name / "latest.pt", map_location="cpu", weights_only=True)["model"]
+               for name in ("straight", "killed")}
+    differ = [k for k, v in weights["straight"].items() if v.is_floating_point()
+              and not torch.allclose(weights["killed"][k], v, rtol=0, atol=1e-6)]
+    assert not differ, differ[:5]
+
+
+@needs_torchrun
+def test_each_process_draws_its_own_random_numbers(resumed_runs):
+    """Dropout masks differ between processes (seeded by rank once the model is built), and the checkpoint holds
+    each process's generator state."""
+    state = torch.load(resumed_runs / "straight" / "latest.pt", map_location="cpu", weights_only=True)
+    per_process = state["per_process"]
+    assert len(per_process) == 2
+    assert torch.equal(per_process[0]["rng"]["torch"], state["rng"]["torch"])
+    assert not torch.equal(per_process[0]["rng"]["torch"], per_process[1]["rng"]["torch"])
