@@ -189,6 +189,10 @@ def skeleton_action_image(sample: np.ndarray, num_valid: int, layout: Layout, nu
 def read_clip_csv(path: Path) -> List[Clip]:
     """Clips from a CSV with header ``name,video,start,end`` (``end`` may be empty; paths relative to the CSV).
 
+    ``start`` and ``end`` are 0-based frame indices and ``end`` is **inclusive** (:class:`Clip`); a
+    PKU-MMD label's ``start,end`` cuts the skeleton clip ``frames[start:end]`` (``pku_gendata.py``),
+    so write ``end - 1`` to take the image from the same frames.
+
     Every bad row is a ``ValueError`` naming ``path:line`` and what was expected: fewer or more fields
     than the header, an empty ``name`` / ``video``, a ``start`` / ``end`` that is not a whole number
     ``>= 0`` or an ``end`` before ``start``, and a name given twice (both lines named; clips are
