@@ -26,6 +26,7 @@ import numpy as np
 
 from feeder.io import save_text_atomic
 from processor.base import Processor
+from processor.config import ConfigError
 from processor.evaluation.classification import resolve_repo_path
 from processor.evaluation.encoder_loading import expand_path
 from processor.evaluation.figures import plot_per_class_comparison
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 
 class ScoreMismatch(ValueError):
-    """The streams' score files do not cover the same test samples."""
+    """The streams' scores cannot be fused: a run that did not finish, kNN votes, or score files that do
+    not cover the same test samples."""
 
 
 def align_scores(scores: Dict[str, dict], sources: Optional[Dict[str, str]] = None
@@ -112,12 +114,12 @@ class Fusion(Processor):
             for item in self.cfg.combinations:
                 if isinstance(item, str):
                     if item not in by_label:
-                        raise ValueError(f"fusion: unknown combination {item!r}; known: {', '.join(by_label)}")
+                        raise ConfigError(f"fusion: unknown combination {item!r}; known: {', '.join(by_label)}")
                     out.append(by_label[item])
                 else:
                     unknown = [s for s in item if s not in streams]
                     if unknown:
-                        raise ValueError(f"fusion: combination {item} names unknown streams {unknown}")
+                        raise ConfigError(f"fusion: combination {item} names unknown streams {unknown}")
                     out.append(tuple(item))
             return out
         return [c for r in range(1, len(streams) + 1) for c in itertools.combinations(streams, r)]
@@ -126,30 +128,31 @@ class Fusion(Processor):
         cfg = self.cfg
         streams = list((cfg.streams or {}).keys())
         if not streams:
-            raise ValueError("fusion: streams is empty; give {name: run dir} for each stream")
+            raise ConfigError("fusion: streams is empty; give {name: run dir} for each stream")
         for key in ("weights", "abbreviations"):
             unknown = sorted(set(cfg.get(key) or {}) - set(streams))
             if unknown:
-                raise ValueError(f"fusion: {key} names {unknown}, which are not streams ({', '.join(streams)})")
+                raise ConfigError(f"fusion: {key} names {unknown}, which are not streams ({', '.join(streams)})")
         labels_of = {}
         for s in streams:
             labels_of.setdefault(self._abbrev(s), []).append(s)
         clashes = {a: names for a, names in labels_of.items() if len(names) > 1}
         if clashes:
-            raise ValueError(f"fusion: streams share an abbreviation, so their combinations would share labels: "
+            raise ConfigError(f"fusion: streams share an abbreviation, so their combinations would share labels: "
                              f"{clashes}; give each its own, e.g. abbreviations={{{clashes[next(iter(clashes))][1]}: X}}")
         weights = {s: float((cfg.weights or {}).get(s, cfg.default_weight)) for s in streams}
         scores, sources = {}, {}
         for s in streams:
             if not isinstance(cfg.streams[s], str) or not cfg.streams[s]:
-                raise ValueError(f"fusion: stream {s!r} must name a run dir or a score file, got {cfg.streams[s]!r}")
+                raise ConfigError(f"fusion: stream {s!r} must name a run dir or a score file, got {cfg.streams[s]!r}")
             run_dir = expand_path(cfg.streams[s], cfg.work_dir)
             if run_dir.is_dir() and not (run_dir / FINISHED_MARKER).is_file():
-                raise ValueError(f"fusion: stream {s!r}: {run_dir} holds no finished evaluation (no "
-                                 f"{FINISHED_MARKER} marker: still running, interrupted or being overwritten)")
+                raise ScoreMismatch(f"fusion: stream {s!r}: {run_dir} holds no finished evaluation (no "
+                                    f"{FINISHED_MARKER} marker: it failed, was interrupted, is still running or is "
+                                    f"being overwritten; its log.txt says which)")
             if run_dir.is_dir() and _run_kind(run_dir) == "knn":
-                raise ValueError(f"fusion: stream {s!r}: {run_dir} is a kNN evaluation, whose scores.pkl holds "
-                                 f"one-hot votes, not class scores; fuse linear, semi-supervised or fine-tuning runs")
+                raise ScoreMismatch(f"fusion: stream {s!r}: {run_dir} is a kNN evaluation, whose scores.pkl holds "
+                                    f"one-hot votes, not class scores; fuse linear, semi-supervised or fine-tuning runs")
             path = run_dir / cfg.scores_file if run_dir.is_dir() else run_dir
             scores[s] = load_scores(path)
             sources[s] = str(path)

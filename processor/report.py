@@ -8,7 +8,8 @@ one row per evaluation (run, kind, stream, label fraction, monitored split, whic
 run reports (``report_epoch``) with its test top-1 / top-5, then the test top-1 at the best
 monitored epoch and at the last epoch, each with its epoch) and, per fusion run, one row
 per stream combination.  The Markdown table is also printed.  Runs with a ``results.json``
-but no ``FINISHED`` marker (interrupted) are left out and counted in the log.
+but no ``FINISHED`` marker (interrupted) are left out and counted in the log; a ``results.json``
+with no evaluation ``kind`` (``bench/demo.py``'s summary of a whole demo) is not a run and is passed over.
 """
 from __future__ import annotations
 
@@ -43,15 +44,20 @@ def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict
             continue  # an earlier run that overwrite=true replaced
         if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
             continue
-        if not (run_dir / FINISHED_MARKER).exists():
-            unfinished.append(str(run_dir.relative_to(work_dir)))
-            continue
+        finished = (run_dir / FINISHED_MARKER).exists()
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            logger.warning("%s: unreadable (%s), skipped", path, err)
+        except (OSError, ValueError) as err:
+            if finished:
+                logger.warning("%s: unreadable (%s), skipped", path, err)
+            else:
+                unfinished.append(str(run_dir.relative_to(work_dir)))
             continue
-        if results.get("kind") in kinds:
+        if not isinstance(results, dict) or results.get("kind") not in KNOWN_KINDS:
+            continue  # not an evaluation's results (e.g. bench/demo.py's summary of a whole demo)
+        if not finished:
+            unfinished.append(str(run_dir.relative_to(work_dir)))
+        elif results["kind"] in kinds:
             found.append({"run": str(run_dir.relative_to(work_dir)), "results": results})
     if unfinished:
         logger.warning("report: %d run(s) with results.json but no %s marker (interrupted or running) left out: %s",

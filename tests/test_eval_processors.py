@@ -1,6 +1,7 @@
 """End-to-end runs of the evaluation processors on tiny data (CPU): linear, semi-supervised, fine-tuning,
 kNN, fusion, report, t-SNE; the frozen-weights assertion; the checkpoint-config check; the plateau rule."""
 import json
+import logging
 import pickle
 import shutil
 
@@ -93,7 +94,7 @@ def test_report_epoch_last_reports_the_last_epoch(env):
     assert not (env[0] / "runs" / "lin_bad" / "results.json").exists()
 
 
-def test_report_names_the_reported_epoch_and_both_results(env, tmp_path):
+def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog):
     """report: every evaluation row shows which epoch its top-1 is from and the test top-1 at the best
     monitored and the last epoch with their epochs; unknown kinds are refused; an intermediate pretraining
     checkpoint is named as such in results.json and in the report."""
@@ -107,8 +108,17 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path):
     assert r["pretrained"]["pretrain_complete"] is False
     assert (r["pretrained"]["pretrain_epoch_reached"], r["pretrained"]["pretrain_step_in_epoch"]) == (0, 2)
     assert "intermediate encoder" in (tmp_path / "runs/lin_partial/log.txt").read_text()
-    assert main_module.main(["report", f"work_dir={tmp_path / 'runs'}"]) == 0
+    demo_summary = tmp_path / "runs/demo/results.json"                # bench/demo.py's summary: not a run
+    demo_summary.parent.mkdir(parents=True)
+    demo_summary.write_text(json.dumps({"describer": "kinematic", "linear_top1": {"J": 50.0}}))
+    interrupted = tmp_path / "runs/lin_cut/results.json"              # an evaluation without its FINISHED marker
+    interrupted.parent.mkdir(parents=True)
+    interrupted.write_text(json.dumps({"kind": "linear"}))
+    with caplog.at_level(logging.WARNING, logger="processor.report"):
+        assert main_module.main(["report", f"work_dir={tmp_path / 'runs'}"]) == 0
+    assert "1 run(s) with results.json but no FINISHED marker (interrupted or running) left out: lin_cut" in caplog.text
     lines = (tmp_path / "runs/report/report.md").read_text().splitlines()
+    assert not any(l.startswith(("| demo", "| lin_cut")) for l in lines)
     header = [c.strip() for c in next(l for l in lines if l.startswith("| run")).strip("|").split("|")]
     row = [c.strip() for c in next(l for l in lines if l.startswith("| lin_partial")).strip("|").split("|")]
     cell = dict(zip(header, row))
@@ -377,6 +387,19 @@ def test_fusion_refuses_ambiguous_or_unfinished_streams(env, linear_run, extra, 
     with pytest.raises(ValueError, match=match):
         get_processor("fusion").from_config(None, over).run()
     assert not (tmp / "runs/fusion_bad/results.json").exists()
+
+
+def test_fusion_of_an_unfinished_stream_ends_with_one_error_line(env, linear_run, capsys):
+    """A stream whose evaluation failed (its folder there, no FINISHED marker): main.py prints one error line
+    naming it, not a traceback."""
+    tmp = env[0]
+    (tmp / "runs/failed_probe").mkdir(parents=True, exist_ok=True)
+    code = main_module.main(["fusion", f"work_dir={tmp / 'runs'}", "name=fusion_failed", "compare=[]",
+                             "streams={joint: '{work_dir}/linear', bone: '{work_dir}/failed_probe'}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "failed_probe holds no finished evaluation" in errors[0]
 
 
 def test_tsne_figure(env):
