@@ -1,6 +1,6 @@
 """Action images: K frames of one sample concatenated left to right in time order.
 
-One RGB image per sample, ``<out>/<sample>.jpg`` (acsar_facts.md §2: K = 5 frames
+One RGB image per sample, ``<out>/<sample>.jpg`` (paper §3.3, §5.4.4 Table 9; acsar_facts.md §2: K = 5 frames
 sampled uniformly over the valid frames; the paper also tried 3 and 8).  The paper says
 "in time order" (§3.3) and gives neither the direction nor the exact sampling: left to right,
 first and last frame included, is our reading [ours].  It crops every frame and then samples;
@@ -62,6 +62,7 @@ from tqdm import tqdm  # noqa: E402
 from feeder.io import atomic_open, load_sample_names  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
 from net.graph import Layout, get_layout  # noqa: E402
+from data_gen.cli import exit_code_of  # noqa: E402
 from data_gen.skeleton_render import RenderStyle, render_skeleton_frames  # noqa: E402
 from data_gen.output_settings import check_output_settings, output_files, start_output_dir  # noqa: E402
 
@@ -364,4 +365,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

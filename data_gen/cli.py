@@ -1,4 +1,6 @@
-"""The ``--help`` formatter of the data scripts: ``(default: X)`` only where X tells the reader something.
+"""Shared command-line pieces of the data scripts: the ``--help`` formatter and the input-error exit.
+
+:class:`DefaultsHelpFormatter` prints ``(default: X)`` only where X tells the reader something.
 
 argparse's :class:`~argparse.ArgumentDefaultsHelpFormatter` appends ``(default: %(default)s)`` to every
 option with a help text, which prints ``(default: None)`` for required options (``--data-path``) and
@@ -10,8 +12,10 @@ already says its default in words (``default: ...``).
 from __future__ import annotations
 
 import argparse
+import logging
+from typing import Callable
 
-__all__ = ["DefaultsHelpFormatter"]
+__all__ = ["DefaultsHelpFormatter", "exit_code_of"]
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -23,3 +27,19 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return text
         return super()._get_help_string(action)
 
+
+
+def exit_code_of(main: Callable[[], int]) -> int:
+    """Run a data script's ``main()``; an input error ends it with one ``ERROR`` line and exit code 1.
+
+    Input errors are ``OSError`` (a missing file, weights or video) and ``ValueError`` (a malformed or
+    mismatched input), whose messages name the file, as the gendata scripts report them; with
+    ``--log-level DEBUG`` the traceback is logged too.  Anything else propagates with its traceback.
+    """
+    try:
+        return main()
+    except (OSError, ValueError) as exc:
+        log = logging.getLogger("data_gen")
+        log.debug("traceback of the error below", exc_info=True)
+        log.error("%s", exc)
+        return 1

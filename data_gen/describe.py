@@ -1,6 +1,6 @@
 """Describers: one short description per sample, ``<out>/<sample>.txt`` (one line).
 
-Two describers (acsar_facts.md §2):
+Two describers (paper §3.3, §5.1; acsar_facts.md §2, the developers' notes):
 
 - ``vlm``: a Hugging Face image-text-to-text model loaded from a local folder
   (``AutoProcessor`` / ``AutoModelForImageTextToText``, ``local_files_only=True``)
@@ -73,6 +73,7 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
+from data_gen.cli import exit_code_of  # noqa: E402
 from data_gen.output_settings import (check_output_settings, output_files, read_settings_file,  # noqa: E402
                                       start_output_dir)
 
@@ -347,4 +348,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

@@ -16,7 +16,7 @@ for CLIP the checkpoint's path, size and mtime, so other weights at the same pat
 not taken as up to date).  The ``.json`` is removed before the ``.npy`` is
 replaced and written last: features without metadata are never taken as up to date.
 
-Encoders (acsar_facts.md §2; loaded only here, never during pretraining):
+Encoders (paper §3.3; acsar_facts.md §2; loaded only here, never during pretraining):
 
 - ``clip``: open_clip ViT-B/32 text tower from a local checkpoint, token
   features after ``ln_final`` (77 x 512).  Sentence level: the tower's pooled
@@ -102,6 +102,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from data_gen.cli import exit_code_of  # noqa: E402
 from data_gen.describe import PAPER_MAX_CHARS, SETTINGS_FILE as DESCRIBE_SETTINGS_FILE  # noqa: E402
 from data_gen.output_settings import read_settings_file  # noqa: E402
 from feeder.io import (load_label_pkl, open_memmap_atomic, sample_names_sha256, save_json_atomic,  # noqa: E402
@@ -712,4 +713,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code_of(main))

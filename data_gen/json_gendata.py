@@ -182,6 +182,9 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     data_path, out_folder = Path(data_path), Path(out_folder)
+    if not data_path.is_dir():
+        raise FileNotFoundError(f"data folder not found: {data_path}" if not data_path.exists()
+                                else f"{data_path} is not a folder of .json sequences")
     files = sorted(data_path.glob("*.json"))
     if not files:
         raise FileNotFoundError(f"no .json files in {data_path}")

@@ -73,3 +73,32 @@ def test_other_scripts_print_no_empty_defaults(script):
     assert "(default: None)" not in text and "(default: False)" not in text
     if script == "bench/nwucla.py":
         assert "../shared/data/nw_ucla" in text                # where --source looks when not given
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("encode_text.py", ["--bench", "data/none", "--split", "train", "--descriptions", "d", "--encoder", "clip",
+                        "--clip-checkpoint", "missing/ViT-B-32.pt"], "CLIP checkpoint not found: missing/ViT-B-32.pt"),
+    ("action_images.py", ["video", "--out", "images", "--videos", "videos", "--weights", "missing/yolov5mu.pt"],
+     "YOLO weights not found: missing/yolov5mu.pt"),
+    ("describe.py", ["vlm", "--images", "images", "--out", "desc", "--model", "missing/ovis"],
+     "VLM folder not found: missing/ovis"),
+])
+def test_a_missing_input_ends_a_text_script_with_one_error_line(tmp_path, script, args, message):
+    """The description scripts report a missing input as the gendata scripts do: one ERROR line, exit code 1."""
+    proc = subprocess.run([sys.executable, str(ROOT / "data_gen" / script), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and errors[0].startswith(f"ERROR data_gen: {message}"), proc.stderr[-2000:]
+
+
+def test_exit_code_of_passes_other_errors_on_with_their_traceback():
+    from data_gen.cli import exit_code_of
+
+    def broken():
+        raise RuntimeError("a bug, not an input error")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        exit_code_of(broken)
+    assert exit_code_of(lambda: 0) == 0

@@ -135,6 +135,15 @@ def test_ucla_wrapper_defaults(tmp_path):
         assert option in help_text
 
 
+def test_a_missing_data_folder_is_named_as_missing(tmp_path, caplog):
+    assert ucla_gendata.main(["--data-path", str(tmp_path / "NW-UCLA"), "--out-folder", str(tmp_path / "out"),
+                              "--no-progress"]) == 1
+    assert f"data folder not found: {tmp_path / 'NW-UCLA'}" in caplog.text
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no \.json files in .*empty"):
+        json_gendata.gendata(tmp_path / "empty", tmp_path / "out", "kinect_v1", "xview", test_regex="_v03$")
+
+
 def test_real_nwucla(nwucla_dir, tmp_path):
     out = tmp_path / "ucla"
     assert ucla_gendata.main(["--data-path", str(nwucla_dir), "--out-folder", str(out), "--no-progress"]) == 0
