@@ -18,8 +18,9 @@
 It ends with the results table and writes ``<work-dir>/demo/results.json`` (top-1 per stream and
 fusion, with and without text, random-init baseline, wall time per step) and
 ``<work-dir>/demo/report.md`` (the table and links to the figures).  A step whose output is
-already there is skipped (an interrupted pretraining continues with ``--resume``), so an interrupted
-demo continues where it stopped.  Independent steps run side by side (``--jobs``, default 2, each
+already there is skipped (an interrupted pretraining or probe continues with ``--resume``), so an
+interrupted demo continues where it stopped; a data folder made with another ``--seed``, or a work dir
+whose runs used other settings or another describer's text, is refused rather than reused.  Independent steps run side by side (``--jobs``, default 2, each
 with ``cores // jobs`` torch threads: on 2 cores two one-thread pretrainings beat one two-thread
 pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step_name>.log``.  ``--quick``
 runs a tiny version (for the test suite).  ``--pretrain-set KEY=VALUE`` (repeatable) changes the four
@@ -39,7 +40,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, changed_settings, reported_epoch, resolved_settings, run_finished, run_steps
+from pipeline import (Step, StepResult, changed_settings, pin_settings, reported_epoch, resolved_settings,
+                      run_finished, run_steps)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,6 +57,10 @@ LINEAR_CONFIGS = {"joint": "linear", "bone": "linear_bone", "motion": "linear_mo
                   "joint_notext": "linear_notext", "joint_random": "linear_random"}
 
 # --quick: a tiny data set and model, a few epochs (the test suite runs this end to end)
+#: what made the data in --data-dir (the synthetic generator's seed) and the text the pretrainings in
+#: <work-dir>/demo read (describer, encoder): later invocations must ask for the same (pipeline.pin_settings)
+DATA_SETTINGS = "demo_data_settings.json"
+TEXT_SETTINGS = "text_settings.json"
 QUICK_NOTE = ("Quick mode is a smoke test of the commands (a few clips, a tiny model, 2 epochs): its accuracies "
               "carry no meaning; `make demo` gives the real table.")
 QUICK_SYNTH = ["--num-classes", "4", "--performers", "1-6", "--cameras", "1-2", "--replications", "1",
@@ -137,7 +143,7 @@ def build_steps(args) -> List[Step]:
         needs = [f"pretrain {key}"] if key in PRETRAIN_CONFIGS else [DATA_STEPS[-1]]
         steps.append(Step(f"linear {key}", [py, "main.py", "linear_evaluation", "--config",
                                             f"config/demo/{config}.yaml", *linear_common],
-                          run_finished(demo_runs / config), needs))
+                          run_finished(demo_runs / config), needs, resume=demo_runs / config))
     steps.append(Step("fusion", [py, "main.py", "fusion", "--config", "config/demo/fusion.yaml", f"work_dir={work}"],
                       run_finished(demo_runs / "fusion"), [f"linear {key}" for key in STREAMS]))
     steps.append(Step("report", [py, "main.py", "report", f"work_dir={work}", "name=demo/report", "overwrite=true"],
@@ -153,7 +159,7 @@ def check_pretrain_overrides(args) -> None:
     from processor.config import ConfigError
 
     overrides = run_overrides(args)["pretrain"]
-    earlier = args.work_dir / "demo" / "results.json"
+    earlier = args.work_dir / "demo" / "results.json"            # work dirs from before text_settings.json
     if earlier.is_file() and any(run_finished(args.work_dir / "demo" / c)() for c in PRETRAIN_CONFIGS.values()):
         before = read_json(earlier)
         asked = {"describer": "vlm" if args.vlm_model else "kinematic",
@@ -171,8 +177,20 @@ def check_pretrain_overrides(args) -> None:
         run = args.work_dir / "demo" / config
         differ = changed_settings(run, wanted, checked)
         if differ:
-            raise SystemExit(f"demo: {run} finished with other settings ({'; '.join(differ)}); "
+            raise SystemExit(f"demo: {run} holds a run with other settings ({'; '.join(differ)}); "
                              "give a fresh --work-dir")
+    pin_demo_settings(args, dry_run=True)
+
+
+def pin_demo_settings(args, dry_run: bool = False) -> None:
+    """Refuse a data folder made with another ``--seed`` (or ``--quick``) and a work dir whose pretrainings
+    read another describer's or encoder's text; record both on the first run (``dry_run``: only check)."""
+    pin_settings(args.data_dir / DATA_SETTINGS, {"seed": args.seed, "quick": args.quick},
+                 f"demo: the data in {args.data_dir} (--data-dir)", dry_run)
+    pin_settings(args.work_dir / "demo" / TEXT_SETTINGS,
+                 {"describer": "vlm" if args.vlm_model else "kinematic",
+                  "text_encoder": "clip" if args.clip_checkpoint else "minilm"},
+                 f"demo: the pretrainings in {args.work_dir / 'demo'} (--work-dir)", dry_run)
 
 
 def step_record(result: StepResult) -> Dict[str, object]:
@@ -228,7 +246,7 @@ def write_report(work: Path, res: Dict[str, object], steps: List[dict], quick: b
     if res.get("pretrain_overrides") or res.get("run_seed") is not None:
         seed = "the configs' own" if res["run_seed"] is None else res["run_seed"]
         overrides = " ".join(res["pretrain_overrides"]) or "none"
-        settings = f"Not the default demo: pretraining overrides {overrides}; run seed {seed}.\n\n"
+        settings += f"Not the default demo: pretraining overrides {overrides}; run seed {seed}.\n\n"
     timing = "\n".join(f"| {s['name']} | {wall(s)} | `{s['command']}` |" for s in steps)
     text = (f"# AC-SAR demo{' (quick)' if quick else ''}\n\n"
             f"{dt.datetime.now().isoformat(timespec='seconds')} on {socket.gethostname()}; test set: "
@@ -272,8 +290,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if "=" not in item or item.startswith("="):
             parser.error(f"--pretrain-set expects KEY=VALUE, got {item!r}")
     args.threads = args.threads or max(1, cores // args.jobs)
-    args.work_dir = Path(args.work_dir or ("work_dir/quick" if args.quick else "work_dir")).resolve()
-    args.data_dir = Path(args.data_dir or ("data/demo_quick" if args.quick else "data/demo")).resolve()
+    args.work_dir = Path(args.work_dir or ROOT / ("work_dir/quick" if args.quick else "work_dir")).resolve()
+    args.data_dir = Path(args.data_dir or ROOT / ("data/demo_quick" if args.quick else "data/demo")).resolve()
     return args
 
 
@@ -281,6 +299,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s demo: %(message)s", datefmt="%H:%M:%S")
     check_pretrain_overrides(args)
+    pin_demo_settings(args)
 
     started = time.time()
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(args.threads),

@@ -5,7 +5,10 @@ Every step is an ordinary command (``python data_gen/<x>.py ...`` or ``python ma
 printed before it runs; its output goes to ``<work-dir>/nwucla_logs/<step_name>.log``.  A step
 that is already done is skipped: data files present, one description per sample, or the
 run dir's ``FINISHED`` marker (an unfinished run with a ``latest.pt`` is continued with
-``--resume``).  Independent steps run side by side (``--jobs``, default 2 = one per
+``--resume``); ``encode_text.py`` always runs and skips what is up to date itself.  A run dir whose run
+(finished or not) used another seed, length or text encoder than asked, or a work dir whose pretrainings
+read another describer's text (``<work-dir>/nwucla/xview/text_settings.json``), is refused rather than
+reused.  Independent steps run side by side (``--jobs``, default 2 = one per
 core, each with one thread).  At the end ``<work-dir>/nwucla_results.md`` holds the
 results table (linear J/B/M and their fusions, kNN, 10 % semi-supervised; with and
 without the text branch) and the wall time of every step; it is also printed.
@@ -41,13 +44,17 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from pipeline import Step, StepResult, changed_settings, reported_epoch, resolved_settings, run_finished, run_steps
+from pipeline import (Step, StepResult, changed_settings, pin_settings, reported_epoch, resolved_settings,
+                      run_finished, run_steps)
+
+from feeder.io import save_json_atomic  # noqa: E402  (pipeline put the repository root on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "config/nwucla/xview"
 RUN = "nwucla/xview"          # run dirs: <work-dir>/nwucla/xview/<config name>
 SPLITS = ("train", "val")
-# the settings this script's options change: a finished run with other values is refused, not reused
+TEXT_SETTINGS = "text_settings.json"   # describer and encoder of the text the pretrainings read (pin_settings)
+# the settings this script's options change: a run (finished or not) with other values is refused, not reused
 CHECKED_KEYS = ("seed", "epochs", "scheduler.milestones", "data.text", "report_epoch", "scores_file")
 
 
@@ -104,9 +111,9 @@ def build_steps(args) -> List[Step]:
                 "--encoder", text_name]
     if args.clip_checkpoint:
         enc += ["--clip-checkpoint", str(args.clip_checkpoint)]
-    text_files = [bench / "text" / f"{s}_{text_name}.{e}" for s in SPLITS for e in ("npy", "json")]
-    # encode_text skips by itself when the features match the descriptions: run it unless its files exist
-    steps.append(Step("encode", enc, lambda: all(f.is_file() for f in text_files), ["describe"]))
+    # always run: encode_text skips a split by itself when its features match the descriptions, names and
+    # encoder (the .json beside them), and recomputes it when they do not (another describer, say)
+    steps.append(Step("encode", enc, lambda: False, ["describe"]))
 
     common = [f"work_dir={work}", f"data.root={bench}"]
     if args.run_seed is not None:
@@ -130,10 +137,11 @@ def build_steps(args) -> List[Step]:
     for proc, name, dep in evals:
         extra = quick_eval if proc != "knn_evaluation" else []
         steps.append(Step(name, py + ["main.py", proc, "--config", f"{CONFIG}/{name}.yaml", *common, *extra,
-                                      "progress_bar=false"], _finished(work, name), [dep]))
+                                      "progress_bar=false"], _finished(work, name), [dep], resume=work / RUN / name))
     steps.append(Step("linear_random", py + ["main.py", "linear_evaluation", "--config", f"{CONFIG}/linear.yaml",
                                              *common, *quick_eval, "pretrained=null", f"name={RUN}/linear_random",
-                                             "progress_bar=false"], _finished(work, "linear_random"), ["gendata"]))
+                                             "progress_bar=false"], _finished(work, "linear_random"), ["gendata"],
+                      resume=work / RUN / "linear_random"))
     for t in ("", "_notext"):
         steps.append(Step(f"fusion{t}", py + ["main.py", "fusion", "--config", f"{CONFIG}/fusion{t}.yaml",
                                               f"work_dir={work}"], _finished(work, f"fusion{t}"),
@@ -185,7 +193,7 @@ def check_finished_runs(steps: List[Step], work: Path) -> None:
             raise SystemExit(f"nwucla: {step.name}: {err}") from None
         differ = changed_settings(run_dir, wanted, CHECKED_KEYS)
         if differ:
-            raise SystemExit(f"nwucla: {run_dir} finished with other settings ({'; '.join(differ)}); "
+            raise SystemExit(f"nwucla: {run_dir} holds a run with other settings ({'; '.join(differ)}); "
                              "give a fresh --work-dir")
 
 
@@ -220,24 +228,34 @@ def run(args) -> int:
         return 2
     work = Path(args.work_dir)
     check_finished_runs(steps, work)
+    pin_settings(work / RUN / TEXT_SETTINGS, {"describer": "vlm" if args.vlm else "kinematic",
+                                              "text_encoder": "clip" if args.clip_checkpoint else "minilm"},
+                 f"the pretrainings in {work / RUN} (--work-dir)", dry_run=args.dry_run)
     logs = work / "nwucla_logs"
     if not args.dry_run:
         logs.mkdir(parents=True, exist_ok=True)
     times_path = work / "nwucla_step_times.json"
-    times: Dict[str, float] = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    try:
+        times: Dict[str, float] = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    except ValueError:
+        times = {}                                             # unreadable: the times start again
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
 
     def record(result: StepResult) -> None:
         if result.status == "done":
             times[result.name] = result.wall_s
-            times_path.write_text(json.dumps(times, indent=1))
+            save_json_atomic(times_path, times)
 
     results = run_steps(steps, jobs=args.jobs, cwd=ROOT, env=env, logs=logs, dry_run=args.dry_run, on_finish=record)
     failed = [r.name for r in results if r.status == "failed"]
     if args.dry_run:
         return 0
-    subprocess.run([sys.executable, "main.py", "report", f"work_dir={work}"], cwd=ROOT,
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = subprocess.run([sys.executable, "main.py", "report", f"work_dir={work}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    if report.returncode:
+        failed.append("report")
+        print(f"[FAIL] report (exit {report.returncode}):\n  " + "\n  ".join(
+            (report.stdout + report.stderr).strip().splitlines()[-15:]), file=sys.stderr, flush=True)
     text_label = ("VLM" if args.vlm else "kinematic describer") + " + " + ("CLIP" if args.clip_checkpoint
                                                                           else "MiniLM")
     table = results_table(work, text_label)
@@ -247,7 +265,8 @@ def run(args) -> int:
           f"Test top-1 (%); linear: {reported_epoch(work / RUN / 'linear')}, semi 10 %: "
           f"{reported_epoch(work / RUN / 'semi_10')}; run seed: {seed}. Reference: raw-coordinate 1-NN 60.8, "
           f"logistic regression 47.2; published self-supervised linear 74-90.\n\n{table}\n\n"
-          f"Step wall times (this run; --jobs {args.jobs}, {args.threads} thread(s) each):\n\n"
+          f"Step wall times (the latest run of each step in this work dir; this invocation: --jobs {args.jobs}, "
+          f"{args.threads} thread(s) each):\n\n"
           f"| step | minutes |\n|---|---|\n{step_rows}\n")
     (work / "nwucla_results.md").write_text(md, encoding="utf-8")
     print(md)
@@ -278,6 +297,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per step (default: 1)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
+    if args.jobs < 1 or args.threads < 1:
+        p.error("--jobs and --threads must be at least 1")
     for attr in ("source", "data", "work_dir"):
         setattr(args, attr, getattr(args, attr).resolve())
     return run(args)

@@ -11,6 +11,7 @@ others go on), and its log's last lines are printed.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -23,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from feeder.io import save_json_atomic  # noqa: E402
 from processor.runtime import FINISHED_MARKER  # noqa: E402
 
 __all__ = ["Step", "StepResult", "run_steps", "run_finished", "reported_epoch", "resolved_settings",
-           "changed_settings"]
+           "changed_settings", "pin_settings"]
 
 
 @dataclass
@@ -61,16 +63,39 @@ def resolved_settings(processor: str, config: Path, overrides: Sequence[str]) ->
 
 
 def changed_settings(run_dir: Path, wanted: Mapping[str, Any], keys: Iterable[str]) -> List[str]:
-    """For a finished run in ``run_dir``: ``"key=<saved> there, <wanted> asked"`` for each of ``keys`` whose
-    value in the run's saved ``config.yaml`` differs from ``wanted`` (a flattened config); ``[]`` for a run
-    that is not finished, whose results a pipeline would not reuse."""
+    """For a run in ``run_dir``, finished or not: ``"key=<saved> there, <wanted> asked"`` for each of ``keys``
+    whose value in the run's saved ``config.yaml`` differs from ``wanted`` (a flattened config); ``[]`` where
+    no run has started.  A pipeline skips a finished run and resumes an unfinished one (``Step.resume``),
+    so either would otherwise stand for a run with the settings asked."""
     from processor.config import flatten, load_yaml
 
-    if not (run_dir / FINISHED_MARKER).is_file() or not (run_dir / "config.yaml").is_file():
+    if not (run_dir / "config.yaml").is_file():
         return []
     done = flatten(load_yaml(run_dir / "config.yaml"))
     return [f"{key}={done.get(key)!r} there, {wanted[key]!r} asked" for key in sorted(set(keys))
             if key in wanted and done.get(key) != wanted[key]]
+
+
+def pin_settings(path: Path, asked: Mapping[str, Any], what: str, dry_run: bool = False) -> None:
+    """Record ``asked`` (settings that no run's config holds, e.g. the describer of the text features or the
+    seed of generated data) in ``path`` the first time; refuse with ``SystemExit`` when a later invocation
+    asks for other values, whose outputs the pipeline would otherwise mix with the recorded ones."""
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise SystemExit(f"{path}: unreadable ({err}); remove it only if {what} was made with the settings "
+                             f"asked now") from None
+        differ = [f"{key}={before.get(key)!r} there, {value!r} asked" for key, value in asked.items()
+                  if key in before and before[key] != value]
+        if differ:
+            raise SystemExit(f"{what} was made with other settings ({'; '.join(differ)}; recorded in {path}); "
+                             f"give a fresh folder")
+        if all(key in before for key in asked):
+            return
+        asked = {**before, **asked}
+    if not dry_run:
+        save_json_atomic(path, dict(asked))
 
 
 def reported_epoch(run_dir: Path) -> str:

@@ -51,6 +51,39 @@ def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path, caps
         assert str(run) in str(err.value) and named in str(err.value) and "fresh --work-dir" in str(err.value)
     assert sorted(p.name for p in run.iterdir()) == sorted([FINISHED_MARKER, "config.yaml"])
     assert not (tmp_path / "data").exists()
+    (run / FINISHED_MARKER).unlink()                             # interrupted instead: it would be resumed
+    (run / "latest.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="seed=1 there, 2 asked"):
+        _dry_run(nwucla, tmp_path, "--run-seed", "2")
+    capsys.readouterr()
+    assert _dry_run(nwucla, tmp_path) == 0                       # the same settings: resumed
+    assert next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("[run ] pretrain:")).endswith("--resume")
+
+
+def test_interrupted_evaluations_resume_and_text_features_are_always_checked(tmp_path, capsys):
+    """Every run the script starts continues from its latest.pt; encode_text runs every time (it skips up-to-date
+    splits itself), so features of another describer are never taken as this one's; the describer of a work
+    dir's text is recorded and another one refused."""
+    nwucla = _nwucla_module()
+    runs = tmp_path / "work" / "nwucla" / "xview"
+    for name in ("linear", "semi_10", "linear_random"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "latest.pt").write_bytes(b"")
+    text = tmp_path / "data" / "xview" / "text"
+    text.mkdir(parents=True)
+    for split in ("train", "val"):
+        for ext in ("npy", "json"):
+            (text / f"{split}_minilm.{ext}").write_text("")
+    assert _dry_run(nwucla, tmp_path) == 0
+    out = capsys.readouterr().out
+    for name in ("linear", "semi_10", "linear_random"):
+        assert next(line for line in out.splitlines() if line.startswith(f"[run ] {name}:")).endswith("--resume")
+    assert "[run ] encode:" in out
+    assert not (runs / "text_settings.json").exists()               # a dry run records nothing
+    (runs / "text_settings.json").write_text('{"describer": "kinematic", "text_encoder": "minilm"}')
+    with pytest.raises(SystemExit, match="describer='kinematic' there, 'vlm' asked"):
+        _dry_run(nwucla, tmp_path, "--vlm", str(tmp_path / "vlm"))
 
 
 def test_missing_source_warns_on_a_dry_run_and_stops_a_real_run(tmp_path, capsys):

@@ -110,8 +110,34 @@ def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path):
         with pytest.raises(SystemExit) as err:
             demo.main(base + extra)
         assert str(run) in str(err.value) and named in str(err.value) and "fresh --work-dir" in str(err.value)
-    # the describer is recorded in the demo's results.json only
+    # a work dir from before text_settings.json: the describer is in the demo's results.json only
     (work / "demo" / "results.json").write_text('{"describer": "kinematic", "text_encoder": "minilm"}')
     with pytest.raises(SystemExit, match="describer='kinematic' there, 'vlm' asked.*fresh --work-dir"):
         demo.main(base + ["--vlm-model", str(tmp_path / "vlm")])
     assert not data.exists() and sorted(p.name for p in run.iterdir()) == ["FINISHED", "config.yaml"]
+    (run / "FINISHED").unlink()                   # interrupted instead: it would be resumed under the new settings
+    with pytest.raises(SystemExit, match=r"pretrain holds a run with other settings \(seed=1 there, 2 asked\)"):
+        demo.main(base + ["--run-seed", "2"])
+
+
+def test_interrupted_demo_keeps_its_data_seed_and_text_source(tmp_path):
+    """What the data and the pretrainings were made from is recorded when the demo starts, so an interrupted
+    demo (no results.json yet) refuses another --seed or describer; interrupted probes resume."""
+    demo = _demo_module()
+    work, data = tmp_path / "w", tmp_path / "d"
+    args = demo.parse_args(["--work-dir", str(work), "--data-dir", str(data)])
+    demo.check_pretrain_overrides(args)
+    assert not data.exists() and not work.exists()                   # checking writes nothing
+    demo.pin_demo_settings(args)                                      # what main() does before the first step
+    assert json.loads((data / demo.DATA_SETTINGS).read_text()) == {"seed": 0, "quick": False}
+    for extra, named in ((["--seed", "5"], r"the data in .*d \(--data-dir\) was made with other settings "
+                                           r"\(seed=0 there, 5 asked"),
+                         (["--vlm-model", str(tmp_path / "vlm")], r"pretrainings in .*demo \(--work-dir\) was made "
+                                                                   r"with other settings \(describer='kinematic'")):
+        with pytest.raises(SystemExit, match=named):
+            demo.main(["--work-dir", str(work), "--data-dir", str(data), *extra])
+    probe = work / "demo" / "linear"
+    probe.mkdir(parents=True)
+    (probe / "latest.pt").write_bytes(b"")
+    step = next(s for s in demo.build_steps(args) if s.name == "linear joint")
+    assert step.resume == probe
