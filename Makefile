@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 REQ_HASH := $(shell $(PY) -c "import hashlib; print(hashlib.sha256(open('requirements.txt', 'rb').read()).hexdigest()[:16])")
 STAMP := $(VENV)/.requirements-$(REQ_HASH)
 
-.PHONY: venv test demo demo-quick bench clean-venv
+.PHONY: venv test demo demo-quick bench
 
 $(STAMP):
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)

@@ -67,10 +67,19 @@ def run_script(name: str, args: list, out: Path, timeout: float) -> dict:
     print(stdout, end="")
     if not ok:
         print(f"[{name}] FAILED: {err}", file=sys.stderr)
-    result = json.loads(out.read_text()) if ok else {"error": err}
+    if not ok and out.exists():          # some cases failed (their rows say why): keep the ones that ran
+        result = {**json.loads(out.read_text()), "error": err or "a case failed"}
+    else:
+        result = json.loads(out.read_text()) if ok else {"error": err}
     result["wall_s"] = time.perf_counter() - start
     result["loadavg_1m_before_after"] = [load_before, os.getloadavg()[0]]
     return result
+
+
+def failed_scripts(results: dict) -> list:
+    """Names of the scripts that failed, or of which one case (a row with an ``error``) failed."""
+    return [name for name, r in results.items()
+            if "error" in r or any("error" in row for row in r.get("rows", []))]
 
 
 def summarise(results: dict) -> tuple:
@@ -151,7 +160,10 @@ def main(argv=None) -> int:
     print(f"total {total:.0f} s, load {conditions()['loadavg']}; written to {out_path}")
     emit_json(out_path, {"quick": args.quick, "summary": rows, "ratios": ratios, "results": results,
                          "total_s": total, "conditions": conditions()})
-    return 0 if all("error" not in r for r in results.values()) else 1
+    failed = failed_scripts(results)
+    if failed:
+        print(f"failed: {', '.join(failed)} (their error rows are in {out_path})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

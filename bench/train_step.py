@@ -251,7 +251,7 @@ def main(argv=None) -> int:
         if "error" in r:
             print(f"  {r['config']} batch {r['batch']} text {r['text']} compile {r['compile']}: {r['error']}")
     emit_json(args.json, {"rows": rows, "conditions": conditions()})
-    return 0
+    return 1 if any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":

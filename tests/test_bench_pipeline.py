@@ -1,4 +1,5 @@
-"""bench/pipeline.py: dependency order, side-by-side steps, skips, --resume, failure propagation."""
+"""bench/pipeline.py: dependency order, side-by-side steps, skips, --resume, failure propagation, settings checks."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from pipeline import Step, reported_epoch, run_steps  # noqa: E402
+from pipeline import Step, changed_settings, pin_settings, reported_epoch, run_steps  # noqa: E402
 
 
 def _append(path: Path, text: str, fail: bool = False) -> list:
@@ -89,3 +90,39 @@ def test_reported_epoch_reads_the_run_config(tmp_path):
     assert reported_epoch(plateau) == ("last epoch of the plateau rule on the holdout split (lr x0.1 after 10 epochs "
                                        "without a gain, stop after 20)")
     assert reported_epoch(tmp_path / "missing") == "best monitored epoch"
+
+
+def test_changed_settings_reads_unfinished_runs_too(tmp_path):
+    """An unfinished run is resumed by the pipeline: its settings count as much as a finished run's."""
+    run = tmp_path / "run"
+    assert changed_settings(run, {"seed": 2}, ["seed"]) == []             # no run there
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 1\nepochs: 20\n")
+    (run / "latest.pt").write_bytes(b"")                                  # interrupted: no FINISHED marker
+    assert changed_settings(run, {"seed": 2, "epochs": 20}, ["seed", "epochs"]) == ["seed=1 there, 2 asked"]
+    assert changed_settings(run, {"seed": 1, "epochs": 20}, ["seed", "epochs"]) == []
+
+
+def test_pin_settings_records_once_and_refuses_other_values(tmp_path):
+    pin = tmp_path / "data" / "settings.json"
+    pin_settings(pin, {"seed": 0}, "the data", dry_run=True)
+    assert not pin.exists()                                               # a check writes nothing
+    pin_settings(pin, {"seed": 0}, "the data")
+    assert json.loads(pin.read_text()) == {"seed": 0}
+    pin_settings(pin, {"seed": 0, "quick": False}, "the data")            # a new key is added
+    assert json.loads(pin.read_text()) == {"seed": 0, "quick": False}
+    with pytest.raises(SystemExit, match=r"the data was made with other settings \(seed=0 there, 5 asked; "
+                                         r"recorded in .*settings\.json\); give a fresh folder"):
+        pin_settings(pin, {"seed": 5, "quick": False}, "the data")
+    pin.write_text("{cut")
+    with pytest.raises(SystemExit, match="unreadable"):
+        pin_settings(pin, {"seed": 0}, "the data")
+
+
+def test_run_all_fails_when_one_case_of_a_script_failed():
+    import run_all
+
+    ok = {"rows": [{"config": "paper", "s_per_step": 12.0}]}
+    one_case = {"rows": [{"config": "paper", "s_per_step": 12.0}, {"config": "demo", "error": "timeout 1800 s"}]}
+    assert run_all.failed_scripts({"train_step": ok, "gendata": {"rows": []}}) == []
+    assert run_all.failed_scripts({"train_step": one_case, "gendata": {"error": "exit 1"}}) == ["train_step", "gendata"]
