@@ -377,12 +377,18 @@ def test_end_to_end_video_to_features(tmp_path, tiny_vlm_dir):
                     "--max-new-tokens", "12", "--batch-size", "2"]) == 0
     texts = et.load_descriptions(names, desc)
     assert len(texts) == 2 and all(0 < len(t) <= 75 for t in texts)
+    # the random tiny VLM may say the same of both clips: give the first another sentence, so that the
+    # features' row order (the label pickle's, not sorted) shows
+    (desc / f"{names[0]}.txt").write_text("a person waves the right hand\n")
+    texts = et.load_descriptions(names, desc)
+    assert texts[0] != texts[1]
     assert et.main(["--bench", str(bench), "--split", "val", "--descriptions", str(desc),
                     "--encoder", "minilm", "--pad-mode", "truncate"]) == 0
     feats = np.load(bench / "text" / "val_minilm.npy")
     assert feats.shape == (2, 77, 384) and feats.dtype == np.float16
-    expected = et.MiniLMEncoder(pad_mode="truncate").encode_tokens(texts[1:])[0]
-    np.testing.assert_allclose(feats[1], expected, atol=2e-3)   # row order = label pickle order
+    expected = et.MiniLMEncoder(pad_mode="truncate").encode_tokens(texts)
+    np.testing.assert_allclose(feats, expected, atol=2e-3)     # row i = label pickle row i
+    assert not np.allclose(feats[0], feats[1], atol=1e-2)
 
 
 def test_remote_code_causal_lm_folder_is_refused_clearly(tmp_path):

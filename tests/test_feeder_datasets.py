@@ -9,6 +9,9 @@ from torch.utils.data import DataLoader
 from feeder.batch_augment import BatchAugmenter
 from feeder.datasets import DownstreamDataset, PretrainDataset
 from feeder.io import sample_names_sha256, save_json_atomic, save_npy_atomic, save_pickle_atomic
+from feeder.skeleton_ops import to_bone
+from feeder.temporal import center_crop_bounds, crop_resize
+from net.graph import get_layout
 
 N, T, V, M = 12, 80, 25, 2
 ALL_ON = {name: {"p": 1.0} for name in ("rotate", "flip", "shear", "spatial_mask", "temporal_mask")}
@@ -207,6 +210,8 @@ def test_downstream_items_and_subset(split):
     x, label, idx = ds[3]
     assert x.shape == (3, 64, V, M) and x.dtype == np.float32 and label == 3 and idx == 3
     np.testing.assert_array_equal(x, ds[3][0])                  # deterministic
+    joint = crop_resize(data[3], *center_crop_bounds(int(num_frame[3]), 0.95), 64)
+    np.testing.assert_allclose(x, to_bone(joint, get_layout("ntu25")), atol=1e-6)   # the bones of the centre crop
     sub = DownstreamDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"], stream="bone",
                             window=64, indices=[9, 2])
     assert len(sub) == 2 and sub.sample_names == ["S009", "S002"] and sub.labels.tolist() == [1, 2]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from feeder.skeleton_ops import to_bone
+from feeder.skeleton_ops import to_bone, to_motion
 from feeder.temporal import center_crop_bounds, crop_resize
 from feeder.transforms import (DEFAULT_PRETRAIN_CFG, RandomCropResize, RandomFlip, RandomRotate, RandomScale,
                                RandomShear, SkeletonPipeline, SpatialMask, StreamConvert, TemporalMask,
@@ -311,10 +311,22 @@ def test_pretrain_pipeline_shapes_and_determinism():
 
 @pytest.mark.parametrize("stream", ["joint", "bone", "motion"])
 def test_pipelines_all_streams(stream):
+    """Both pipelines end in the stream asked: the eval pipeline is the centre crop, then bone vectors (joint
+    minus parent) or motion (frame differences, the last frame zero) of the cropped window; in the pretraining
+    pipeline the stream is taken of the random crop, before the augmentations (here none: ``order: []``)."""
     x = _raw(valid=30)
     for pipe in (build_pretrain_transform(None, LAYOUT, 64, stream), build_eval_transform(None, LAYOUT, 64, stream)):
         y = pipe(x, 30, view_rng(0, 0, 0, 0))
         assert y.shape == (3, 64, 25, 2) and y.dtype == np.float32
+    joint = crop_resize(x, *center_crop_bounds(30, 0.95), 64)
+    expected = {"joint": joint, "bone": to_bone(joint, LAYOUT), "motion": to_motion(joint)}
+    out = build_eval_transform(None, LAYOUT, 64, stream)(x, 30)
+    np.testing.assert_allclose(out, expected[stream], atol=1e-6)
+    for other in set(expected) - {stream}:
+        assert not np.allclose(out, expected[other], atol=1e-3), other
+    views = {s: build_pretrain_transform({"order": []}, LAYOUT, 64, s)(x, 30, view_rng(0, 0, 0, 0)) for s in expected}
+    converted = {"joint": views["joint"], "bone": to_bone(views["joint"], LAYOUT), "motion": to_motion(views["joint"])}
+    np.testing.assert_allclose(views[stream], converted[stream], atol=1e-6)
 
 
 def test_eval_pipeline_is_deterministic_without_rng():

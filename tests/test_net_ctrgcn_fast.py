@@ -92,13 +92,21 @@ def test_pointwise_conv_gemm_equals_convolution(bias, dtype, tol):
         torch.testing.assert_close(fast[2][name], ref[2][name], rtol=tol, atol=tol * 10, msg=name)
 
 
-def test_pointwise_conv_takes_the_convolution_path_for_strided_inputs():
+def test_pointwise_conv_takes_the_convolution_path_for_strided_inputs(monkeypatch):
+    """Strided and channels-last inputs go to ``conv_forward`` (the values alone could not tell: the GEMM path
+    computes the same sums), a contiguous CPU input to the GEMM."""
     torch.manual_seed(0)
     conv = PointwiseConv(4, 5)
+    calls = []
+    plain = PointwiseConv.conv_forward
+    monkeypatch.setattr(PointwiseConv, "conv_forward", lambda self, x: calls.append(x.shape) or plain(self, x))
     x = torch.randn(2, 7, 4, 25).transpose(1, 2)            # (2, 4, 7, 25), not contiguous
-    torch.testing.assert_close(conv(x), conv.conv_forward(x.contiguous()), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(conv(x), plain(conv, x.contiguous()), rtol=1e-6, atol=1e-6)
     x_cl = torch.randn(2, 4, 7, 25).to(memory_format=torch.channels_last)
-    torch.testing.assert_close(conv(x_cl), conv.conv_forward(x_cl.contiguous()), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(conv(x_cl), plain(conv, x_cl.contiguous()), rtol=1e-6, atol=1e-6)
+    assert len(calls) == 2
+    conv(torch.randn(2, 4, 7, 25))
+    assert len(calls) == 2                                   # contiguous: the batched GEMM
 
 
 @pytest.mark.parametrize("channels", [4, 16])
