@@ -30,9 +30,10 @@ from net.acsar import ACSAR
 from processor import runtime
 from processor.base import Processor
 from processor.checkpoint import load_checkpoint
+from processor.config import ConfigError
 from processor.evaluation.encoder_loading import expand_path
 from processor.evaluation.figures import plot_embeddings
-from processor.evaluation.tsne import kmeans_labels, tsne_2d
+from processor.evaluation.tsne import MIN_POINTS, kmeans_labels, tsne_2d
 from processor.registry import register
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class TSNEFigure(Processor):
         n = len(dataset)
         rng = np.random.default_rng(int(cfg.seed))
         chosen = np.sort(rng.permutation(n)[:min(int(cfg.max_samples), n)])
+        if len(chosen) < MIN_POINTS:
+            raise ConfigError(f"tsne: {len(chosen)} sample(s) of the {cfg.split} split of {files.data} "
+                              f"(max_samples={cfg.max_samples}): a t-SNE needs at least {MIN_POINTS}")
         check_text_features(files.text, files.data, len(dataset.all_sample_names), dataset.all_sample_names,
                             files.label)
         text_all = load_npy(files.text, mmap_mode="r")

@@ -419,6 +419,15 @@ def test_head_norm_with_batches_of_one_sample_is_a_config_error(env):
         run("head_norm_b1", env, "epochs=1", "batch_size=1", "head_norm=true")
 
 
+def test_tsne_of_fewer_than_four_samples_is_one_error_line(env, capsys):
+    tmp, root, ckpt = env
+    code = main_module.main(["tsne", f"work_dir={tmp / 'runs'}", "name=tsne_tiny", f"checkpoint={ckpt}",
+                             "device=cpu", f"data.root={root}", "max_samples=3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "error: tsne: 3 sample(s) of the val split" in err and "max_samples=3" in err and "at least 4" in err
+
+
 def test_tsne_refuses_text_features_of_another_split(env, tmp_path):
     """A data.root whose text file has another row count than the split: refused, naming the file."""
     tmp, root, ckpt = env

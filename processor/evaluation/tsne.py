@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["tsne_2d", "kmeans_labels", "l2_normalise"]
+__all__ = ["tsne_2d", "kmeans_labels", "l2_normalise", "MIN_POINTS"]
+
+#: the fewest points the embedding is computed for (scikit-learn's perplexity must stay below N)
+MIN_POINTS = 4
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -22,8 +25,8 @@ def tsne_2d(features: np.ndarray, seed: int, perplexity: float = 30.0) -> np.nda
 
     x = l2_normalise(features)
     n = len(x)
-    if n < 4:
-        raise ValueError(f"t-SNE needs at least 4 points, got {n}")
+    if n < MIN_POINTS:
+        raise ValueError(f"t-SNE needs at least {MIN_POINTS} points, got {n}")
     perp = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
     return TSNE(n_components=2, perplexity=perp, init="pca", random_state=int(seed)).fit_transform(x)
 
