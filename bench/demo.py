@@ -184,13 +184,17 @@ def check_pretrain_overrides(args) -> None:
 
 def pin_demo_settings(args, dry_run: bool = False) -> None:
     """Refuse a data folder made with another ``--seed`` (or ``--quick``) and a work dir whose pretrainings
-    read another describer's or encoder's text; record both on the first run (``dry_run``: only check)."""
+    read another describer's or encoder's text; record both when the demo starts (``dry_run``: only check).
+    Until the data, or a pretraining, exists the record follows what is asked (a first attempt that stopped
+    early binds nothing).  Data made before this record existed is taken as made with the seed asked."""
     pin_settings(args.data_dir / DATA_SETTINGS, {"seed": args.seed, "quick": args.quick},
-                 f"demo: the data in {args.data_dir} (--data-dir)", dry_run)
+                 f"demo: the data in {args.data_dir} (--data-dir)", dry_run,
+                 binding=(args.data_dir / "raw" / "class_names.txt").is_file())
+    pretrained = any((args.work_dir / "demo" / c / "config.yaml").is_file() for c in PRETRAIN_CONFIGS.values())
     pin_settings(args.work_dir / "demo" / TEXT_SETTINGS,
                  {"describer": "vlm" if args.vlm_model else "kinematic",
                   "text_encoder": "clip" if args.clip_checkpoint else "minilm"},
-                 f"demo: the pretrainings in {args.work_dir / 'demo'} (--work-dir)", dry_run)
+                 f"demo: the pretrainings in {args.work_dir / 'demo'} (--work-dir)", dry_run, binding=pretrained)
 
 
 def step_record(result: StepResult) -> Dict[str, object]:
@@ -284,8 +288,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per step (default: cores // jobs)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads must be at least 1")
     for item in args.pretrain_set:
         if "=" not in item or item.startswith("="):
             parser.error(f"--pretrain-set expects KEY=VALUE, got {item!r}")

@@ -228,9 +228,10 @@ def run(args) -> int:
         return 2
     work = Path(args.work_dir)
     check_finished_runs(steps, work)
+    pretrained = any((work / RUN / s.name / "config.yaml").is_file() for s in steps if s.name.startswith("pretrain"))
     pin_settings(work / RUN / TEXT_SETTINGS, {"describer": "vlm" if args.vlm else "kinematic",
                                               "text_encoder": "clip" if args.clip_checkpoint else "minilm"},
-                 f"the pretrainings in {work / RUN} (--work-dir)", dry_run=args.dry_run)
+                 f"the pretrainings in {work / RUN} (--work-dir)", dry_run=args.dry_run, binding=pretrained)
     logs = work / "nwucla_logs"
     if not args.dry_run:
         logs.mkdir(parents=True, exist_ok=True)

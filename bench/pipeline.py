@@ -63,24 +63,29 @@ def resolved_settings(processor: str, config: Path, overrides: Sequence[str]) ->
 
 
 def changed_settings(run_dir: Path, wanted: Mapping[str, Any], keys: Iterable[str]) -> List[str]:
-    """For a run in ``run_dir``, finished or not: ``"key=<saved> there, <wanted> asked"`` for each of ``keys``
-    whose value in the run's saved ``config.yaml`` differs from ``wanted`` (a flattened config); ``[]`` where
-    no run has started.  A pipeline skips a finished run and resumes an unfinished one (``Step.resume``),
-    so either would otherwise stand for a run with the settings asked."""
+    """For a run in ``run_dir`` that is finished or has a checkpoint: ``"key=<saved> there, <wanted> asked"``
+    for each of ``keys`` whose value in the run's saved ``config.yaml`` differs from ``wanted`` (a flattened
+    config); ``[]`` otherwise.  A pipeline skips a finished run and resumes one with a ``latest.pt``
+    (``Step.resume``), so either would stand for a run with the settings asked; a run killed before its
+    first checkpoint starts again from scratch."""
     from processor.config import flatten, load_yaml
 
-    if not (run_dir / "config.yaml").is_file():
-        return []
+    reused = (run_dir / FINISHED_MARKER).is_file() or (run_dir / "latest.pt").is_file()
+    if not reused or not (run_dir / "config.yaml").is_file():
+        return []                                      # nothing there a pipeline would skip or resume
     done = flatten(load_yaml(run_dir / "config.yaml"))
     return [f"{key}={done.get(key)!r} there, {wanted[key]!r} asked" for key in sorted(set(keys))
             if key in wanted and done.get(key) != wanted[key]]
 
 
-def pin_settings(path: Path, asked: Mapping[str, Any], what: str, dry_run: bool = False) -> None:
+def pin_settings(path: Path, asked: Mapping[str, Any], what: str, dry_run: bool = False,
+                 binding: bool = True) -> None:
     """Record ``asked`` (settings that no run's config holds, e.g. the describer of the text features or the
-    seed of generated data) in ``path`` the first time; refuse with ``SystemExit`` when a later invocation
-    asks for other values, whose outputs the pipeline would otherwise mix with the recorded ones."""
-    if path.is_file():
+    seed of generated data) in ``path``; refuse with ``SystemExit`` when a later invocation asks for other
+    values, whose outputs the pipeline would otherwise mix with the recorded ones.  ``binding=False`` (no
+    output made with the recorded values exists yet, e.g. a first attempt stopped before its first
+    pretraining) lets other values replace the record.  ``dry_run``: check only, write nothing."""
+    if path.is_file() and binding:
         try:
             before = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:

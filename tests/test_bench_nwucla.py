@@ -82,6 +82,9 @@ def test_interrupted_evaluations_resume_and_text_features_are_always_checked(tmp
     assert "[run ] encode:" in out
     assert not (runs / "text_settings.json").exists()               # a dry run records nothing
     (runs / "text_settings.json").write_text('{"describer": "kinematic", "text_encoder": "minilm"}')
+    assert _dry_run(nwucla, tmp_path, "--vlm", str(tmp_path / "vlm")) == 0   # no pretraining read that text yet
+    (runs / "pretrain").mkdir()
+    (runs / "pretrain" / "config.yaml").write_text("seed: 1\n")             # one has (killed in its 1st epoch)
     with pytest.raises(SystemExit, match="describer='kinematic' there, 'vlm' asked"):
         _dry_run(nwucla, tmp_path, "--vlm", str(tmp_path / "vlm"))
 

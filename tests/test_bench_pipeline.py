@@ -98,7 +98,8 @@ def test_changed_settings_reads_unfinished_runs_too(tmp_path):
     assert changed_settings(run, {"seed": 2}, ["seed"]) == []             # no run there
     run.mkdir()
     (run / "config.yaml").write_text("seed: 1\nepochs: 20\n")
-    (run / "latest.pt").write_bytes(b"")                                  # interrupted: no FINISHED marker
+    assert changed_settings(run, {"seed": 2}, ["seed"]) == []             # killed before its first checkpoint:
+    (run / "latest.pt").write_bytes(b"")                                  # started again; with one, resumed
     assert changed_settings(run, {"seed": 2, "epochs": 20}, ["seed", "epochs"]) == ["seed=1 there, 2 asked"]
     assert changed_settings(run, {"seed": 1, "epochs": 20}, ["seed", "epochs"]) == []
 
@@ -107,7 +108,8 @@ def test_pin_settings_records_once_and_refuses_other_values(tmp_path):
     pin = tmp_path / "data" / "settings.json"
     pin_settings(pin, {"seed": 0}, "the data", dry_run=True)
     assert not pin.exists()                                               # a check writes nothing
-    pin_settings(pin, {"seed": 0}, "the data")
+    pin_settings(pin, {"seed": 7}, "the data")
+    pin_settings(pin, {"seed": 0}, "the data", binding=False)             # nothing made yet: the record follows
     assert json.loads(pin.read_text()) == {"seed": 0}
     pin_settings(pin, {"seed": 0, "quick": False}, "the data")            # a new key is added
     assert json.loads(pin.read_text()) == {"seed": 0, "quick": False}

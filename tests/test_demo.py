@@ -116,6 +116,7 @@ def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path):
         demo.main(base + ["--vlm-model", str(tmp_path / "vlm")])
     assert not data.exists() and sorted(p.name for p in run.iterdir()) == ["FINISHED", "config.yaml"]
     (run / "FINISHED").unlink()                   # interrupted instead: it would be resumed under the new settings
+    (run / "latest.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match=r"pretrain holds a run with other settings \(seed=1 there, 2 asked\)"):
         demo.main(base + ["--run-seed", "2"])
 
@@ -129,6 +130,10 @@ def test_interrupted_demo_keeps_its_data_seed_and_text_source(tmp_path):
     demo.check_pretrain_overrides(args)
     assert not data.exists() and not work.exists()                   # checking writes nothing
     demo.pin_demo_settings(args)                                      # what main() does before the first step
+    (data / "raw").mkdir(parents=True)                               # then the data and a pretraining exist
+    (data / "raw" / "class_names.txt").write_text("a\n")
+    (work / "demo" / "pretrain").mkdir(parents=True)
+    (work / "demo" / "pretrain" / "config.yaml").write_text("seed: 1\n")
     assert json.loads((data / demo.DATA_SETTINGS).read_text()) == {"seed": 0, "quick": False}
     for extra, named in ((["--seed", "5"], r"the data in .*d \(--data-dir\) was made with other settings "
                                            r"\(seed=0 there, 5 asked"),
@@ -136,6 +141,16 @@ def test_interrupted_demo_keeps_its_data_seed_and_text_source(tmp_path):
                                                                    r"with other settings \(describer='kinematic'")):
         with pytest.raises(SystemExit, match=named):
             demo.main(["--work-dir", str(work), "--data-dir", str(data), *extra])
+    # a first attempt that stopped before any pretraining or data binds nothing: another ask replaces the record
+    other_work, other_data = tmp_path / "w2", tmp_path / "d2"
+    first = demo.parse_args(["--work-dir", str(other_work), "--data-dir", str(other_data), "--seed", "3",
+                             "--clip-checkpoint", str(tmp_path / "missing.pt")])
+    demo.pin_demo_settings(first)
+    again = demo.parse_args(["--work-dir", str(other_work), "--data-dir", str(other_data)])
+    demo.check_pretrain_overrides(again)
+    demo.pin_demo_settings(again)
+    assert json.loads((other_work / "demo" / demo.TEXT_SETTINGS).read_text())["text_encoder"] == "minilm"
+    assert json.loads((other_data / demo.DATA_SETTINGS).read_text())["seed"] == 0
     probe = work / "demo" / "linear"
     probe.mkdir(parents=True)
     (probe / "latest.pt").write_bytes(b"")

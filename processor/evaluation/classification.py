@@ -173,8 +173,9 @@ class ClassificationEvaluation(TrainProcessor):
         super().setup()
         if self.cfg.head_norm:
             world, n = runtime.world_size(), len(self.train_set)
-            per_process = min(int(self.cfg.batch_size), n // world)
-            if per_process < 2:
+            per_process = min(int(self.cfg.batch_size), max(1, n // world))
+            synced = world > 1 and bool(self.cfg.get("sync_bn", True))     # statistics over the global batch
+            if (per_process * world if synced else per_process) < 2:
                 raise ConfigError(f"head_norm standardises each training batch by its own statistics and needs at "
                                   f"least 2 samples per batch; batch_size={self.cfg.batch_size} with {n} training "
                                   f"samples on {world} process(es) gives {per_process}: raise batch_size or set "
