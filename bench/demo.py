@@ -20,9 +20,9 @@ fusion, with and without text, random-init baseline, wall time per step) and
 ``<work-dir>/demo/report.md`` (the table and links to the figures).  A step whose output is
 already there is skipped (an interrupted pretraining or probe continues with ``--resume``), so an
 interrupted demo continues where it stopped; a data folder made with another ``--seed``, or a work dir
-whose runs used other settings or another describer's text, is refused rather than reused.  Independent steps run side by side (``--jobs``, default 2, each
-with ``cores // jobs`` torch threads: on 2 cores two one-thread pretrainings beat one two-thread
-pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step_name>.log``.  ``--quick``
+whose runs used other settings or another describer's text, is refused rather than reused.  Independent
+steps run side by side (``--jobs``, default 2, each with ``cores // jobs`` torch threads: on 2 cores two
+one-thread pretrainings beat one two-thread pretraining at a time); each step's output goes to ``<work-dir>/demo/logs/<step_name>.log``.  ``--quick``
 runs a tiny version (for the test suite).  ``--pretrain-set KEY=VALUE`` (repeatable) changes the four
 pretrainings, e.g. their length: ``--pretrain-set epochs=120 --pretrain-set 'scheduler.milestones=[100]'``
 (bench/EXPERIMENTS.md §1.4: what longer pretraining changes); ``--run-seed`` the seed of every run.
@@ -162,9 +162,8 @@ def check_pretrain_overrides(args) -> None:
     earlier = args.work_dir / "demo" / "results.json"            # work dirs from before text_settings.json
     if earlier.is_file() and any(run_finished(args.work_dir / "demo" / c)() for c in PRETRAIN_CONFIGS.values()):
         before = read_json(earlier)
-        asked = {"describer": "vlm" if args.vlm_model else "kinematic",
-                 "text_encoder": "clip" if args.clip_checkpoint else "minilm"}
-        differ = [f"{k}={before.get(k)!r} there, {v!r} asked" for k, v in asked.items() if before.get(k, v) != v]
+        differ = [f"{k}={before.get(k)!r} there, {v!r} asked" for k, v in text_source(args).items()
+                  if before.get(k, v) != v]
         if differ:
             raise SystemExit(f"demo: {args.work_dir / 'demo'} holds pretrainings on other text ({'; '.join(differ)}); "
                              "give a fresh --work-dir")
@@ -191,10 +190,14 @@ def pin_demo_settings(args, dry_run: bool = False) -> None:
                  f"demo: the data in {args.data_dir} (--data-dir)", dry_run,
                  binding=(args.data_dir / "raw" / "class_names.txt").is_file())
     pretrained = any((args.work_dir / "demo" / c / "config.yaml").is_file() for c in PRETRAIN_CONFIGS.values())
-    pin_settings(args.work_dir / "demo" / TEXT_SETTINGS,
-                 {"describer": "vlm" if args.vlm_model else "kinematic",
-                  "text_encoder": "clip" if args.clip_checkpoint else "minilm"},
+    pin_settings(args.work_dir / "demo" / TEXT_SETTINGS, text_source(args),
                  f"demo: the pretrainings in {args.work_dir / 'demo'} (--work-dir)", dry_run, binding=pretrained)
+
+
+def text_source(args) -> Dict[str, str]:
+    """What the pretrainings' text is made with, as results.json and text_settings.json record it."""
+    return {"describer": "vlm" if args.vlm_model else "kinematic",
+            "text_encoder": "clip" if args.clip_checkpoint else "minilm"}
 
 
 def step_record(result: StepResult) -> Dict[str, object]:
@@ -320,8 +323,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     res = collect_results(args.work_dir, num_classes)
     res.update(date=dt.datetime.now().isoformat(timespec="seconds"), host=socket.gethostname(), quick=args.quick,
                steps=steps, total_wall_s=round(time.time() - started, 1),
-               text_encoder="clip" if args.clip_checkpoint else "minilm",
-               describer="vlm" if args.vlm_model else "kinematic",
+               **text_source(args),
                pretrain_overrides=list(args.pretrain_set), run_seed=args.run_seed)
     report = write_report(args.work_dir, res, steps, args.quick)
     res["report"] = str(report)

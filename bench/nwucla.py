@@ -8,10 +8,9 @@ run dir's ``FINISHED`` marker (an unfinished run with a ``latest.pt`` is continu
 ``--resume``); ``encode_text.py`` always runs and skips what is up to date itself.  A run dir whose run
 (finished or not) used another seed, length or text encoder than asked, or a work dir whose pretrainings
 read another describer's text (``<work-dir>/nwucla/xview/text_settings.json``), is refused rather than
-reused.  Independent steps run side by side (``--jobs``, default 2 = one per
-core, each with one thread).  At the end ``<work-dir>/nwucla_results.md`` holds the
-results table (linear J/B/M and their fusions, kNN, 10 % semi-supervised; with and
-without the text branch) and the wall time of every step; it is also printed.
+reused.  Independent steps run side by side (``--jobs``, default 2 = one per core, each with one thread).
+At the end ``<work-dir>/nwucla_results.md`` holds the results table (linear J/B/M and their fusions, kNN,
+10 % semi-supervised; with and without the text branch) and the wall time of every step; it is also printed.
 
 Steps (configs in ``config/nwucla/xview/``):
 

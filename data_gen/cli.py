@@ -28,7 +28,6 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-
 def exit_code_of(main: Callable[[], int]) -> int:
     """Run a data script's ``main()``; an input error ends it with one ``ERROR`` line and exit code 1.
 

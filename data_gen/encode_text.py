@@ -105,7 +105,7 @@ from tqdm import tqdm  # noqa: E402
 from data_gen.cli import exit_code_of  # noqa: E402
 from data_gen.describe import PAPER_MAX_CHARS, SETTINGS_FILE as DESCRIBE_SETTINGS_FILE  # noqa: E402
 from data_gen.output_settings import read_settings_file  # noqa: E402
-from feeder.io import (load_label_pkl, open_memmap_atomic, sample_names_sha256, save_json_atomic,  # noqa: E402
+from feeder.io import (lines_sha256, load_label_pkl, open_memmap_atomic, save_json_atomic,  # noqa: E402
                        save_npy_atomic)
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "NUM_TOKENS", "DEFAULT_CLIP_MODEL", "ClipTextEncoder", "read_clip_checkpoint", "MiniLMEncoder", "build_encoder",
     "read_description", "load_descriptions", "recorded_max_chars", "warn_about_lengths",
-    "descriptions_sha256", "output_paths", "encode_split", "main",
+    "output_paths", "encode_split", "main",
 ]
 
 #: CLIP's context length; every token-level feature file has this many positions.
@@ -533,14 +533,6 @@ def warn_about_lengths(texts: Sequence[str], paths: Sequence[Path], encoder, max
     return {"over_max_chars": len(long_chars), "truncated": int(len(cut))}
 
 
-def descriptions_sha256(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for text in texts:
-        h.update(text.encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()
-
-
 def output_paths(text_dir: Path, split: str, encoder: str, level: str) -> tuple:
     stem = f"{split}_{encoder}" if level == "token" else f"{split}_{encoder}_sentence"
     return Path(text_dir) / f"{stem}.npy", Path(text_dir) / f"{stem}.json"
@@ -632,13 +624,13 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
     if limit is not None:
         names = names[:limit]
     texts = load_descriptions(names, desc_dir)
-    digest = descriptions_sha256(texts)
+    digest = lines_sha256(texts)
     text_dir = Path(text_dir) if text_dir is not None else bench_dir / "text"
     npy_path, json_path = output_paths(text_dir, split, encoder.name, level)
     tokens = encoder.num_tokens if level == "token" else 1
     dim = encoder.output_dim(level)
     meta = {"encoder": encoder.name, "dim": dim, "tokens": tokens, "level": level, "num_samples": len(names),
-            "sha256": digest, "names_sha256": sample_names_sha256(names), "split": split,
+            "sha256": digest, "names_sha256": lines_sha256(names), "split": split,
             "encoder_config": encoder.config()}
     meta = json.loads(json.dumps(meta, default=str))   # as it reads back from the .json
     if _up_to_date(npy_path, json_path, meta, (len(names), tokens, dim)):

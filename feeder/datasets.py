@@ -40,7 +40,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from torch.utils.data import Dataset
 
-from feeder.io import load_label_pkl, load_npy, sample_names_sha256
+from feeder.io import lines_sha256, load_label_pkl, load_npy
 from feeder.transforms import build_eval_transform, build_pretrain_transform, view_rng
 from net.graph import Layout, get_layout
 
@@ -84,7 +84,7 @@ def check_text_features(text_path: Path, data_path: Path, num_samples: int,
         except (OSError, ValueError, AttributeError) as err:
             raise ValueError(f"{meta_path}: unreadable text-feature metadata ({err}); rerun "
                              f"data_gen/encode_text.py for this split") from None
-        if recorded is not None and recorded != sample_names_sha256(names):
+        if recorded is not None and recorded != lines_sha256(names):
             raise ValueError(f"text features {text_path} were encoded for other samples (or another order) than "
                              f"{label_path or data_path} lists: rerun data_gen/encode_text.py for this split")
     return tuple(shape)

@@ -20,7 +20,7 @@ import numpy as np
 __all__ = [
     "temp_path_for", "atomic_path", "atomic_open", "open_memmap_atomic",
     "save_npy_atomic", "save_pickle_atomic", "save_json_atomic", "save_text_atomic",
-    "load_label_pkl", "load_npy", "load_sample_names", "sample_names_sha256", "move_to_overwritten",
+    "load_label_pkl", "load_npy", "load_sample_names", "lines_sha256", "move_to_overwritten",
     "OVERWRITTEN_DIR",
 ]
 
@@ -170,11 +170,12 @@ def load_label_pkl(path: os.PathLike) -> Tuple[list, list]:
     return names, labels
 
 
-def sample_names_sha256(names: Sequence[str]) -> str:
-    """sha256 of a split's sample names in order: what row ``i`` of a per-sample file (text features) belongs to."""
+def lines_sha256(lines: Sequence[str]) -> str:
+    """sha256 of strings in order, each ended by a newline: a split's sample names (what row ``i`` of its text
+    features belongs to) or its descriptions (what the features were encoded from)."""
     digest = hashlib.sha256()
-    for name in names:
-        digest.update(str(name).encode("utf-8"))
+    for line in lines:
+        digest.update(str(line).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
 

@@ -2,8 +2,9 @@
 
 A checkpoint is a dict ``{model, optimizer, scheduler, epoch, step_in_epoch,
 global_step, rng, config, extra}`` (and more: ``TrainProcessor.checkpoint_state``;
-under DDP ``per_process``, each process's ``rng`` and running epoch means).  It is written to a temporary file and
-renamed, so a crash while saving leaves the previous ``latest.pt`` readable.
+under DDP ``per_process``, each process's ``rng`` and running epoch means).  It is
+written to a temporary file and renamed, so a crash while saving leaves the previous
+``latest.pt`` readable.
 """
 from __future__ import annotations
 

@@ -151,8 +151,9 @@ class Fusion(Processor):
                                     f"{FINISHED_MARKER} marker: it failed, was interrupted, is still running or is "
                                     f"being overwritten; its log.txt says which)")
             if run_dir.is_dir() and _run_kind(run_dir) == "knn":
-                raise ScoreMismatch(f"fusion: stream {s!r}: {run_dir} is a kNN evaluation, whose scores.pkl holds "
-                                    f"one-hot votes, not class scores; fuse linear, semi-supervised or fine-tuning runs")
+                raise ScoreMismatch(f"fusion: stream {s!r}: {run_dir} is a kNN evaluation, whose scores.pkl "
+                                    f"holds one-hot votes, not class scores; fuse linear, semi-supervised or "
+                                    f"fine-tuning runs")
             path = run_dir / cfg.scores_file if run_dir.is_dir() else run_dir
             scores[s] = load_scores(path)
             sources[s] = str(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_gen import encode_text as et
-from feeder.io import sample_names_sha256, save_pickle_atomic
+from feeder.io import lines_sha256, save_pickle_atomic
 
 TEXTS = ["a person raises the right hand to the head quickly",
          "two people approach each other, their hands touch",
@@ -130,8 +130,8 @@ def test_encode_split_alignment_metadata_and_skip(tmp_path, minilm):
     np.testing.assert_allclose(feats[1], minilm.encode_tokens([texts[1]])[0], atol=2e-3)
     meta = json.loads((bench / "text" / "train_minilm.json").read_text())
     assert meta["encoder"] == "minilm" and meta["dim"] == 384 and meta["tokens"] == 77
-    assert meta["level"] == "token" and meta["sha256"] == et.descriptions_sha256(texts)
-    assert meta["names_sha256"] == sample_names_sha256(names)          # what pretraining checks the split against
+    assert meta["level"] == "token" and meta["sha256"] == lines_sha256(texts)
+    assert meta["names_sha256"] == lines_sha256(names)          # what pretraining checks the split against
     assert enc.texts == 3
     et.encode_split(bench, "train", desc, enc)              # same hash: nothing recomputed
     assert enc.texts == 3
@@ -441,7 +441,7 @@ def test_crash_between_features_and_metadata_is_never_taken_as_up_to_date(tmp_pa
     assert not np.array_equal(np.load(npy), old)
     (desc / "b.txt").write_text("a person sits\n")           # back to the texts of the first run
     np.testing.assert_array_equal(np.load(et.encode_split(bench, "train", desc, TextHash())), old)
-    assert json.loads(npy.with_suffix(".json").read_text())["sha256"] == et.descriptions_sha256(
+    assert json.loads(npy.with_suffix(".json").read_text())["sha256"] == lines_sha256(
         et.load_descriptions(names, desc))
 
 

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from feeder.batch_augment import BatchAugmenter
 from feeder.datasets import DownstreamDataset, PretrainDataset
-from feeder.io import sample_names_sha256, save_json_atomic, save_npy_atomic, save_pickle_atomic
+from feeder.io import lines_sha256, save_json_atomic, save_npy_atomic, save_pickle_atomic
 from feeder.skeleton_ops import to_bone
 from feeder.temporal import center_crop_bounds, crop_resize
 from net.graph import get_layout
@@ -111,9 +111,9 @@ def test_text_features_encoded_for_other_samples_are_refused(split):
 
     save_json_atomic(meta, {"encoder": "clip"})                     # written before the names were recorded
     assert dataset().text_shape == (N, 77, 16)
-    save_json_atomic(meta, {"encoder": "clip", "names_sha256": sample_names_sha256(names)})
+    save_json_atomic(meta, {"encoder": "clip", "names_sha256": lines_sha256(names)})
     assert dataset().text_shape == (N, 77, 16)
-    save_json_atomic(meta, {"encoder": "clip", "names_sha256": sample_names_sha256(names[::-1])})
+    save_json_atomic(meta, {"encoder": "clip", "names_sha256": lines_sha256(names[::-1])})
     with pytest.raises(ValueError, match=r"train_clip\.npy were encoded for other samples .*train_label\.pkl.*"
                                          r"encode_text\.py"):
         dataset()
