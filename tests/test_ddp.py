@@ -12,9 +12,14 @@ import torch
 from tests.helpers import TINY_MODEL, make_split
 
 
+def child_env(tmp_path):
+    """One thread per process, and torchrun's own temporary folders (``torchelastic_*``) inside the test's
+    tmp_path instead of the user's /tmp, where every run would leave one behind."""
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path))
+
+
 def run(cmd, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=child_env(cwd), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -128,9 +133,9 @@ def resumed_runs(tmp_path_factory, repo_root):
         "PretrainACSAR.train_step = train_step\n"
         f"sys.argv[0] = {main!r}\n"
         f"runpy.run_path({main!r}, run_name='__main__')\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     killed = subprocess.run([TORCHRUN, "--nproc_per_node=2", "--standalone", str(killer), "pretrain_acsar",
-                             "name=killed", *common], cwd=tmp_path, capture_output=True, text=True, env=env,
+                             "name=killed", *common], cwd=tmp_path, capture_output=True, text=True,
+                            env=child_env(tmp_path),
                             timeout=300)
     assert killed.returncode != 0 and "simulated kill" in killed.stdout + killed.stderr, killed.stderr[-3000:]
     partial = torch.load(tmp_path / "runs/killed/latest.pt", map_location="cpu", weights_only=True)
