@@ -18,8 +18,9 @@ and skeleton frame counts can differ by a few frames) keeps the frames that exis
 as the public gendata scripts' slicing does, and is named (label file and line) in
 a warning.  All-zero or empty clips are dropped, each named
 (label file and line) in the log and in ``<out-folder>/skipped.txt``.  Clips
-are pre-normalised like NTU (body 0 of the file = person 0) and written to
-``<out-folder>/<benchmark>/{train,val}_data_joint.npy`` (N, 3, max_frames, 25, 2)
+are pre-normalised like NTU (body 0 of the file = person 0; in a clip where body 0
+never appears, body 1 is person 0, so that the clip is centred and rotated on it)
+and written to ``<out-folder>/<benchmark>/{train,val}_data_joint.npy`` (N, 3, max_frames, 25, 2)
 float32, ``{train,val}_num_frame.npy`` (clip length, capped) and
 ``{train,val}_label.pkl``.
 
@@ -226,6 +227,8 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
                     t = min(len(clip), max_frames)
                     sample = np.zeros((PKU_BODIES, max_frames, layout.num_joints, NUM_COORDS), dtype=np.float32)
                     sample[:, :t] = clip[:t].transpose(1, 0, 2, 3)
+                    if not sample[0].any():          # body 0 absent from the whole clip: body 1 is person 0
+                        sample = sample[::-1].copy()
                     sample = pre_normalise(sample, layout, axes="MTVC")
                     writer.write(row, np.ascontiguousarray(sample.transpose(3, 1, 2, 0)), t)
     counts = {part: writer.num_kept for part, writer in writers.items()}
