@@ -207,3 +207,16 @@ def test_clip_with_only_the_second_body_is_normalised_as_person_0(tmp_path):
     pku_gendata.gendata(reference / "skeleton", reference / "label", reference / "cross-subject_v2.txt",
                         reference / "out", max_frames=64, progress=False)
     np.testing.assert_allclose(data[2:5], _load(reference / "out" / "xsub", "train")[0][2:5], atol=1e-5)
+
+
+def test_clips_longer_than_max_frames_are_named_in_a_warning(tmp_path, caplog):
+    """Truncation to --max-frames drops frames: each truncated clip is named (label file and line), as
+    json_gendata names each truncated sequence, not cut silently."""
+    skel, labels, split = make_pku_fixture(tmp_path)
+    caplog.set_level("WARNING")
+    pku_gendata.gendata(skel, labels, split, tmp_path / "out", max_frames=45, progress=False)
+    frames = _load(tmp_path / "out" / "xsub", "train")[1]
+    assert frames.tolist() == [40, 45, 25, 30, 10]                          # 0291-L_1 (40..90) has 50 frames
+    messages = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(messages) == 1 and "2 clip(s)" in messages[0]
+    assert "0291-L.txt:2: 0291-L_1: 50 frames" in messages[0] and "0300-R.txt:2: 0300-R_1: 50 frames" in messages[0]
