@@ -133,8 +133,9 @@ def read_split_file(path) -> Dict[str, List[str]]:
     """``{"train": [...], "val": [...]}`` from an official-style split file."""
     path = Path(path)
     lists: Dict[str, List[str]] = {"train": [], "val": []}
+    first_line: Dict[Tuple[str, str], int] = {}       # (list, name) -> line it is first listed on
     current: Optional[str] = None
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         for heading, key in ((_TRAIN_HEADING, "train"), (_VAL_HEADING, "val")):
             match = heading.match(line)
             if match:
@@ -144,7 +145,13 @@ def read_split_file(path) -> Dict[str, List[str]]:
             if line.strip():
                 raise ValueError(f"{path}: expected a 'Training videos:' heading before {line.strip()!r}")
             continue
-        lists[current] += [Path(n.strip()).stem for n in line.split(",") if n.strip()]
+        for name in (Path(n.strip()).stem for n in line.split(",") if n.strip()):
+            if (current, name) in first_line:           # its clips would be written twice under the same names
+                which = "training" if current == "train" else "validation"
+                raise ValueError(f"{path}: {name!r} is listed twice in the {which} videos (lines "
+                                 f"{first_line[current, name]} and {number}); expected each sequence once")
+            first_line[current, name] = number
+            lists[current].append(name)
     if not lists["train"] or not lists["val"]:
         raise ValueError(f"{path}: expected 'Training videos:' and 'Validation videos:' lists, "
                          f"got {len(lists['train'])} / {len(lists['val'])} names")

@@ -220,3 +220,16 @@ def test_clips_longer_than_max_frames_are_named_in_a_warning(tmp_path, caplog):
     messages = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
     assert len(messages) == 1 and "2 clip(s)" in messages[0]
     assert "0291-L.txt:2: 0291-L_1: 50 frames" in messages[0] and "0300-R.txt:2: 0300-R_1: 50 frames" in messages[0]
+
+
+def test_a_sequence_listed_twice_in_one_split_is_an_error_naming_the_split_file(tmp_path):
+    """Listed twice, a sequence's clips were written twice under the same names: gendata succeeded and the
+    split it wrote could not be loaded (duplicate sample names). The split file is the error, with its lines."""
+    skel, labels, split = make_pku_fixture(tmp_path)
+    split.write_text("Training videos: \n0291-L, 0291-M,\n0291-L, \nValidataion videos: \n0300-R, 0301-L, \n")
+    with pytest.raises(ValueError, match=r"cross-subject_v2\.txt: '0291-L' is listed twice in the training "
+                                         r"videos \(lines 2 and 3\)"):
+        pku_gendata.read_split_file(split)
+    with pytest.raises(ValueError, match="listed twice"):
+        pku_gendata.gendata(skel, labels, split, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
