@@ -16,10 +16,12 @@ public PKU-MMD gendata scripts), named ``<seq>_<k>`` (k = 0-based row of the
 label file).  A clip that ends past the end of its sequence (``end > T``; label
 and skeleton frame counts can differ by a few frames) keeps the frames that exist,
 as the public gendata scripts' slicing does, and is named (label file and line) in
-a warning.  All-zero or empty clips are dropped, each named
-(label file and line) in the log and in ``<out-folder>/skipped.txt``.  Clips
-are pre-normalised like NTU (body 0 of the file = person 0) and written to
-``<out-folder>/<benchmark>/{train,val}_data_joint.npy`` (N, 3, max_frames, 25, 2)
+a warning, as is each clip longer than ``max_frames`` (truncated to it).  All-zero
+or empty clips are dropped, each named (label file and line) in the log and in
+``<out-folder>/skipped.txt``.  Clips
+are pre-normalised like NTU (body 0 of the file = person 0; in a clip where body 0
+never appears, body 1 is person 0, so that the clip is centred and rotated on it)
+and written to ``<out-folder>/<benchmark>/{train,val}_data_joint.npy`` (N, 3, max_frames, 25, 2)
 float32, ``{train,val}_num_frame.npy`` (clip length, capped) and
 ``{train,val}_label.pkl``.
 
@@ -131,8 +133,9 @@ def read_split_file(path) -> Dict[str, List[str]]:
     """``{"train": [...], "val": [...]}`` from an official-style split file."""
     path = Path(path)
     lists: Dict[str, List[str]] = {"train": [], "val": []}
+    first_line: Dict[Tuple[str, str], int] = {}       # (list, name) -> line it is first listed on
     current: Optional[str] = None
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         for heading, key in ((_TRAIN_HEADING, "train"), (_VAL_HEADING, "val")):
             match = heading.match(line)
             if match:
@@ -142,7 +145,13 @@ def read_split_file(path) -> Dict[str, List[str]]:
             if line.strip():
                 raise ValueError(f"{path}: expected a 'Training videos:' heading before {line.strip()!r}")
             continue
-        lists[current] += [Path(n.strip()).stem for n in line.split(",") if n.strip()]
+        for name in (Path(n.strip()).stem for n in line.split(",") if n.strip()):
+            if (current, name) in first_line:           # its clips would be written twice under the same names
+                which = "training" if current == "train" else "validation"
+                raise ValueError(f"{path}: {name!r} is listed twice in the {which} videos (lines "
+                                 f"{first_line[current, name]} and {number}); expected each sequence once")
+            first_line[current, name] = number
+            lists[current].append(name)
     if not lists["train"] or not lists["val"]:
         raise ValueError(f"{path}: expected 'Training videos:' and 'Validation videos:' lists, "
                          f"got {len(lists['train'])} / {len(lists['val'])} names")
@@ -192,6 +201,7 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
     shape = (NUM_COORDS, max_frames, layout.num_joints, PKU_BODIES)
     dropped: List[Tuple[str, str]] = []          # (clip name, "<label file>:<line>: why") of each all-zero clip
     clipped: List[str] = []                       # "<label file>:<line>: ..." of each clip cut at its sequence's end
+    truncated: List[str] = []                     # "<label file>:<line>: ..." of each clip cut at max_frames
     # Both splits are committed together: an error in either leaves no new file of either.
     with SplitGroup() as group:
         writers = {part: group.open(out_folder / benchmark, part, [c[0] for c in part_clips],
@@ -224,14 +234,21 @@ def gendata(skeleton_dir, label_dir, split_file, out_folder, benchmark: str = "x
                                               f"{'empty' if len(clip) == 0 else 'all zero'}"))
                         continue
                     t = min(len(clip), max_frames)
+                    if len(clip) > max_frames:
+                        truncated.append(f"{label_dir / f'{seq}.txt'}:{line}: {name}: {len(clip)} frames")
                     sample = np.zeros((PKU_BODIES, max_frames, layout.num_joints, NUM_COORDS), dtype=np.float32)
                     sample[:, :t] = clip[:t].transpose(1, 0, 2, 3)
+                    if not sample[0].any():          # body 0 absent from the whole clip: body 1 is person 0
+                        sample = sample[::-1].copy()
                     sample = pre_normalise(sample, layout, axes="MTVC")
                     writer.write(row, np.ascontiguousarray(sample.transpose(3, 1, 2, 0)), t)
     counts = {part: writer.num_kept for part, writer in writers.items()}
     if clipped:
         logger.warning("%d clip(s) end past their sequence and keep the frames up to its end: %s%s", len(clipped),
                        "; ".join(clipped[:5]), "; ..." if len(clipped) > 5 else "")
+    if truncated:
+        logger.warning("%d clip(s) longer than --max-frames %d, truncated to it: %s%s", len(truncated), max_frames,
+                       "; ".join(truncated[:5]), "; ..." if len(truncated) > 5 else "")
     if dropped:
         logger.warning("%d empty or all-zero clips dropped (all listed in %s): %s%s", len(dropped),
                        out_folder / "skipped.txt", "; ".join(f"{n} ({why})" for n, why in dropped[:5]),

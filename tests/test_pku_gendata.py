@@ -186,3 +186,50 @@ def test_summary_is_logged_not_printed(tmp_path, capsys, caplog):
                              "--out-folder", str(tmp_path / "out"), "--no-progress"])
     assert code == 0 and capsys.readouterr().out == ""
     assert "pku/xsub: train 5  val 3" in [r.getMessage() for r in caplog.records]
+
+
+def test_clip_with_only_the_second_body_is_normalised_as_person_0(tmp_path):
+    """Body 0 of the file absent for a whole clip (the performer in the second slot): the clip's body becomes
+    person 0 and is centred and rotated like every other clip, not written in raw camera coordinates."""
+    skel, labels, split = make_pku_fixture(tmp_path)
+    frames = pku_gendata.read_pku_sequence(skel / "0291-M.txt")             # one body, in slot 0
+    swapped = frames[:, ::-1]                                               # the same body in slot 1
+    (skel / "0291-M.txt").write_text("\n".join(" ".join(f"{v:.6f}" for v in f.ravel()) for f in swapped) + "\n")
+    out = tmp_path / "out"
+    pku_gendata.gendata(skel, labels, split, out, max_frames=64, progress=False)
+    data, _, names, _ = _load(out / "xsub", "train")
+    s = data.transpose(0, 4, 2, 3, 1)                                       # N, M, T, V, C
+    assert names[2:5] == ["0291-M_0", "0291-M_1", "0291-M_2"]
+    assert (s[2:5, 1] == 0).all() and s[2:5, 0].any()
+    np.testing.assert_allclose(s[2:5, 0, :, LAYOUT.spine], 0.0, atol=1e-6)
+    reference = tmp_path / "ref"
+    make_pku_fixture(reference)
+    pku_gendata.gendata(reference / "skeleton", reference / "label", reference / "cross-subject_v2.txt",
+                        reference / "out", max_frames=64, progress=False)
+    np.testing.assert_allclose(data[2:5], _load(reference / "out" / "xsub", "train")[0][2:5], atol=1e-5)
+
+
+def test_clips_longer_than_max_frames_are_named_in_a_warning(tmp_path, caplog):
+    """Truncation to --max-frames drops frames: each truncated clip is named (label file and line), as
+    json_gendata names each truncated sequence, not cut silently."""
+    skel, labels, split = make_pku_fixture(tmp_path)
+    caplog.set_level("WARNING")
+    pku_gendata.gendata(skel, labels, split, tmp_path / "out", max_frames=45, progress=False)
+    frames = _load(tmp_path / "out" / "xsub", "train")[1]
+    assert frames.tolist() == [40, 45, 25, 30, 10]                          # 0291-L_1 (40..90) has 50 frames
+    messages = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(messages) == 1 and "2 clip(s)" in messages[0]
+    assert "0291-L.txt:2: 0291-L_1: 50 frames" in messages[0] and "0300-R.txt:2: 0300-R_1: 50 frames" in messages[0]
+
+
+def test_a_sequence_listed_twice_in_one_split_is_an_error_naming_the_split_file(tmp_path):
+    """Listed twice, a sequence's clips were written twice under the same names: gendata succeeded and the
+    split it wrote could not be loaded (duplicate sample names). The split file is the error, with its lines."""
+    skel, labels, split = make_pku_fixture(tmp_path)
+    split.write_text("Training videos: \n0291-L, 0291-M,\n0291-L, \nValidataion videos: \n0300-R, 0301-L, \n")
+    with pytest.raises(ValueError, match=r"cross-subject_v2\.txt: '0291-L' is listed twice in the training "
+                                         r"videos \(lines 2 and 3\)"):
+        pku_gendata.read_split_file(split)
+    with pytest.raises(ValueError, match="listed twice"):
+        pku_gendata.gendata(skel, labels, split, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
