@@ -20,7 +20,8 @@ a warning, as is each clip longer than ``max_frames`` (truncated to it).  All-ze
 or empty clips are dropped, each named (label file and line) in the log and in
 ``<out-folder>/skipped.txt``.  Clips
 are pre-normalised like NTU (body 0 of the file = person 0; in a clip where body 0
-never appears, body 1 is person 0, so that the clip is centred and rotated on it)
+never appears, body 1 is person 0, so that the clip is centred and rotated on it,
+[ours]: the public scripts pre-normalise on body 0 and so leave such a clip in camera coordinates)
 and written to ``<out-folder>/<benchmark>/{train,val}_data_joint.npy`` (N, 3, max_frames, 25, 2)
 float32, ``{train,val}_num_frame.npy`` (clip length, capped) and
 ``{train,val}_label.pkl``.
