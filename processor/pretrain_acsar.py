@@ -79,7 +79,7 @@ class PretrainACSAR(TrainProcessor):
         self.train_set = PretrainDataset(
             files.data, files.num_frame, files.label, text_path=files.text, layout=d.layout, stream=d.stream,
             window=d.window, transform=self.cfg.augment.to_dict(), seed=self.cfg.seed,
-            return_raw=bool(self.cfg.augment_on_device))
+            return_raw=bool(self.cfg.augment_on_device), raw_params=bool(self.cfg.augment_on_device))
         if self.use_text:
             _, length, dim = self.train_set.text_shape
             expected = (self.cfg.text.num_tokens if self.cfg.text.level == "token" else 1, self.cfg.text.feature_dim)
@@ -108,9 +108,11 @@ class PretrainACSAR(TrainProcessor):
 
     def train_step(self, batch) -> Dict[str, torch.Tensor]:
         if self.augmenter is not None:
-            clip, num_frame, text, index = batch
-            x1 = self.augmenter(clip, num_frame, index, epoch=self.epoch, view=0)
-            x2 = self.augmenter(clip, num_frame, index, epoch=self.epoch, view=1)
+            # the views' parameters were sampled in the data loader and reach the device (pinned, non-blocking)
+            # with the clips: nothing is read back from the device, which would wait for the queued GPU work
+            clip, params, text, index = batch
+            x1 = self.augmenter(clip, params=params[0])
+            x2 = self.augmenter(clip, params=params[1])
         else:
             x1, x2, text, index = batch
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16"):

@@ -315,7 +315,16 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     np.random.set_state((kind, keys, *rest))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        # one state per GPU the saving process saw; torch.cuda.set_rng_state_all fails (IndexError) on a
+        # machine that shows fewer, so only the visible GPUs' states are restored
+        saved, visible = len(state["cuda"]), torch.cuda.device_count()
+        if saved != visible:
+            logger.warning("the checkpoint holds the CUDA generator states of %d GPU(s), this process has %d "
+                           "visible: those of GPUs 0..%d are restored (if training ran on another GPU index, its "
+                           "dropout masks after the resume differ from an uninterrupted run's)", saved, visible,
+                           min(saved, visible) - 1)
+        for index, cuda_state in enumerate(state["cuda"][:visible]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
 
 
 # ----------------------------------------------------------------- distributed

@@ -414,6 +414,48 @@ def test_rng_state_survives_a_checkpoint_loaded_onto_the_device(tmp_path, device
         assert torch.equal(torch.rand(4, device=device), expected[1])
 
 
+def test_rng_state_of_more_gpus_than_visible_restores_the_visible_ones(monkeypatch, caplog):
+    """A checkpoint holds the generator state of every GPU its process saw (torch.cuda.get_rng_state_all); a
+    resume that sees fewer (another node, CUDA_VISIBLE_DEVICES) failed in torch.cuda.set_rng_state_all, whose
+    set_rng_state(state, i) indexes torch.cuda.default_generators[i] (IndexError) once CUDA is initialised, as
+    it is at a resume (the model is on the GPU).  Emulated here: one visible GPU, a checkpoint of two."""
+    import torch.cuda.random as cuda_random
+    from processor import runtime
+
+    restored = []
+
+    def set_rng_state(state, device="cuda"):
+        index = device if isinstance(device, int) else torch.device(device).index or 0
+        if index >= 1:
+            raise IndexError("tuple index out of range")     # torch.cuda.default_generators[index]
+        restored.append((index, state))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(cuda_random, "set_rng_state", set_rng_state)
+    state = {"python": __import__("random").getstate(), "numpy": __import__("numpy").random.get_state(),
+             "torch": torch.get_rng_state(), "cuda": [torch.tensor([1], dtype=torch.uint8),
+                                                      torch.tensor([2], dtype=torch.uint8)]}
+    with caplog.at_level("WARNING"):
+        runtime.set_rng_state(state)
+    assert [(i, s.tolist()) for i, s in restored] == [(0, [1])]
+    assert "2 GPU(s)" in caplog.text and "1 visible" in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rng_state_of_more_gpus_than_visible_on_a_gpu():
+    from processor import runtime
+
+    torch.manual_seed(5)
+    state = runtime.rng_state()
+    state["cuda"] = [*state["cuda"], state["cuda"][0].clone()]       # saved where one more GPU was visible
+    expected = torch.rand(4, device="cuda")
+    torch.manual_seed(99)
+    runtime.set_rng_state(state)
+    assert torch.equal(torch.rand(4, device="cuda"), expected)
+
+
 @pytest.mark.parametrize("name", ["", " ", ".", "..", "../elsewhere", "a/../b", "a//b", "a/", "/tmp/abs", "a\\b"])
 def test_a_run_name_must_name_a_folder_of_its_own_below_work_dir(toy, name):
     make(toy, "name=done", "epochs=1").run()

@@ -105,6 +105,53 @@ def test_killed_and_resumed_pretraining_is_identical(tmp_path, data_root, monkey
         assert torch.equal(reference[key], resumed[key]), key
 
 
+def device_step(tmp_path, data_root, device, *extra):
+    """One augment_on_device train_step on ``device`` with the model replaced by a stub: the views it gets."""
+    from processor.pretrain_acsar import DOMAIN_KEYS, TEXT_KEYS
+
+    proc = tiny(tmp_path, data_root, "name=device_step", "augment_on_device=true", *extra)
+    proc.device = torch.device(device)
+    proc.build_data()
+    seen = {}
+
+    def model(x1, x2, text):
+        seen.update(x1=x1, x2=x2, text=text)
+        return {k: torch.zeros((), device=proc.device) for k in DOMAIN_KEYS + TEXT_KEYS}
+
+    proc.model = model
+    batch = next(iter(proc.make_loader(proc.train_set, 8, 0, shuffle=True, drop_last=True)))
+    return proc, batch, seen
+
+
+def test_augment_on_device_reads_nothing_back_from_the_device(tmp_path, data_root, monkeypatch):
+    """On a GPU the device path must not copy device tensors back to the host each step: such a copy waits for
+    all the GPU work queued before it (the previous step's backward and update), and the parameter sampling that
+    followed it then ran while the GPU idled.  The meta device has no data to copy back, so any such read fails
+    here (num_frame and the indices went to the device and BatchAugmenter.sample_params read them back)."""
+    import contextlib
+
+    proc, batch, seen = device_step(tmp_path, data_root, "meta")
+    monkeypatch.setattr(torch, "autocast", lambda **kw: contextlib.nullcontext())   # no autocast for meta
+    proc.train_step(proc.to_device(batch))
+    for key in ("x1", "x2"):
+        assert seen[key].device.type == "meta" and seen[key].shape == (8, 3, 16, 25, 2), key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_augment_on_device_has_no_host_sync_on_a_gpu(tmp_path, data_root):
+    """The same on a GPU with torch's sync debug mode: the transfer and the augmentation synchronise nothing.
+    (flip is left out: flip_batch builds its joint permutation on the device from a Python list, one
+    blocking host-to-device copy.)"""
+    proc, batch, seen = device_step(tmp_path, data_root, "cuda", "augment.order=[rotate,shear,spatial_mask,"
+                                                                 "temporal_mask]")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        proc.train_step(proc.to_device(batch))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert seen["x1"].device.type == "cuda" and seen["x1"].shape == (8, 3, 16, 25, 2)
+
+
 def test_cli_typo_key_fails_fast_without_work_dir(tmp_path, repo_root):
     config = tmp_path / "typo.yaml"
     config.write_text(f"_base_: {repo_root}/config/ntu60/xsub/pretrain.yaml\nwork_dir: {tmp_path}/runs\n"
@@ -150,7 +197,7 @@ def test_augment_on_device_gives_two_views_and_the_cpu_path_losses(tmp_path, dat
 
     def recording_aug(self, *args, **kwargs):
         out = original_aug(self, *args, **kwargs)
-        views.append((kwargs.get("view"), out.detach().clone()))
+        views.append((len(views), out.detach().clone()))
         return out
 
     def recording_step(self, batch):
