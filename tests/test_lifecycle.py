@@ -453,6 +453,18 @@ def test_a_fractional_epoch_count_is_an_error(toy):
         make(toy, "name=frac", "epochs=1.9")
 
 
+@pytest.mark.parametrize("bad", [["epochs=0"], ["epochs=-3"], ["batch_size=0"], ["batch_size=-1"],
+                                 ["batch_size=0", "scheduler.warmup_epochs=1"]],
+                         ids=["epochs0", "epochs-3", "batch0", "batch-1", "batch0-warmup"])
+def test_a_run_of_no_epochs_or_empty_batches_is_a_config_error(toy, bad):
+    """epochs < 1 marked a run that trained nothing FINISHED (no latest.pt); batch_size < 1 ended in torch's
+    sampler or a ZeroDivisionError of the warm-up: both are config errors naming the key."""
+    key = bad[0].split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{key} must be an integer >= 1, got -?\d"):
+        make(toy, "name=none", *bad).run()
+    assert not (toy / "runs/none" / FINISHED_MARKER).exists()
+
+
 def test_epoch_log_line_says_the_unit_of_every_accuracy():
     from processor.base import format_epoch_record, is_accuracy_key
 
