@@ -329,6 +329,25 @@ def test_knn_config_errors_before_any_work(env, extra, match):
     assert not (env[0] / "runs/knn_bad/results.json").exists()
 
 
+@pytest.mark.parametrize("processor", ["linear_evaluation", "knn_evaluation"])
+def test_a_class_name_file_of_another_count_fails_before_any_work(env, monkeypatch, processor):
+    """data.class_names with fewer names than data.num_classes: the probe trained every epoch (kNN extracted every
+    feature) and only then failed on the file, leaving no result; it is read before the work now."""
+    tmp = env[0]
+    names = tmp / "three_classes.txt"
+    names.write_text("a\nb\nc\n")
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features extracted before the class names were read")
+
+    monkeypatch.setattr("processor.knn_evaluation.extract_features", no_features)
+    name = f"classes_{processor}"
+    with pytest.raises(ValueError, match=rf"{names}: 3 class names but num_classes={NUM_CLASSES}"):
+        extra = ["epochs=2", "batch_size=16"] if processor == "linear_evaluation" else []
+        run(name, env, *extra, f"data.class_names={names}", processor=processor)
+    assert not (tmp / "runs" / name / "metrics.jsonl").exists() and not (tmp / "runs" / name / "latest.pt").exists()
+
+
 def _fake_scores(path, seed, names, labels):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(len(names), NUM_CLASSES)).astype(np.float32)
