@@ -55,8 +55,6 @@ def _processor_parser(cls) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from processor.config import ConfigError
-    from processor.evaluation.encoder_loading import PretrainedMismatch
-    from processor.fusion import ScoreMismatch
     from processor.registry import discover
     from processor.runtime import RunDirError
 
@@ -90,7 +88,7 @@ def main(argv=None) -> int:
     except (ConfigError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, PretrainedMismatch, ScoreMismatch) as err:   # missing or mismatched inputs
+    except (OSError, ValueError) as err:      # missing, malformed or mismatched inputs, as the data_gen/ scripts
         work_dir = getattr(processor, "work_dir", None)
         log = Path(work_dir) / "log.txt" if work_dir else None
         where = f" (traceback in {log})" if log is not None and log.is_file() else ""

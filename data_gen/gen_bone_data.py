@@ -25,13 +25,13 @@ from tqdm import tqdm  # noqa: E402
 
 from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
 from data_gen.split_writer import release_pages  # noqa: E402
-from feeder.io import open_memmap_atomic  # noqa: E402
+from feeder.io import load_npy, open_memmap_atomic  # noqa: E402
 from feeder.skeleton_ops import to_bone  # noqa: E402
 from net.graph import LAYOUTS, get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["convert_split", "layout_for_joints", "stream_parser", "stream_main"]
+__all__ = ["open_joints", "convert_split", "layout_for_joints", "stream_parser", "stream_main"]
 
 
 def layout_for_joints(num_joints: int, name: Optional[str] = None):
@@ -45,16 +45,23 @@ def layout_for_joints(num_joints: int, name: Optional[str] = None):
     return matches[0]
 
 
+def open_joints(folder, split: str) -> np.ndarray:
+    """``{folder}/{split}_data_joint.npy`` as a read-only memmap; a missing, unreadable or not (N, C, T, V, M)
+    array is an error naming the file."""
+    source_path = Path(folder) / f"{split}_data_joint.npy"
+    if not source_path.is_file():
+        raise FileNotFoundError(f"joint array not found: {source_path}")
+    source = load_npy(source_path, mmap_mode="r")
+    if source.ndim != 5:
+        raise ValueError(f"{source_path}: expected (N, C, T, V, M), got shape {source.shape}")
+    return source
+
+
 def convert_split(folder, split: str, stream: str, fn: Callable[[np.ndarray], np.ndarray],
                   chunk: int = 256, progress: bool = True) -> Path:
     """``{folder}/{split}_data_joint.npy`` -> ``{folder}/{split}_data_{stream}.npy`` via ``fn`` per chunk."""
     folder = Path(folder)
-    source_path = folder / f"{split}_data_joint.npy"
-    if not source_path.is_file():
-        raise FileNotFoundError(f"joint array not found: {source_path}")
-    source = np.load(source_path, mmap_mode="r")
-    if source.ndim != 5:
-        raise ValueError(f"{source_path}: expected (N, C, T, V, M), got shape {source.shape}")
+    source = open_joints(folder, split)
     target = folder / f"{split}_data_{stream}.npy"
     with open_memmap_atomic(target, source.shape, np.float32, fill=None) as out:
         for a in tqdm(range(0, len(source), chunk), desc=f"{folder.name}/{split} {stream}", unit="chunk",
@@ -92,7 +99,7 @@ def stream_main(stream: str, argv: Optional[Sequence[str]] = None) -> int:
         for folder in args.folder:
             for split in args.splits:
                 if stream == "bone":
-                    joints = np.load(Path(folder) / f"{split}_data_joint.npy", mmap_mode="r")
+                    joints = open_joints(folder, split)
                     layout = layout_for_joints(joints.shape[3], args.layout)
                     del joints
                     fn = lambda x, layout=layout: to_bone(x, layout)  # noqa: E731

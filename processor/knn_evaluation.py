@@ -64,6 +64,8 @@ class KnnEvaluation(Processor):
         for key in ("test_chunk", "train_chunk", "eval_batch_size"):
             if int(cfg[key]) < 1:
                 raise ConfigError(f"{key} must be a positive number of samples, got {cfg[key]}")
+        num_classes = int(d.num_classes)       # a bad class-name file fails before the features are extracted
+        class_names = load_class_names(str(resolve_repo_path(d.class_names)) if d.class_names else None, num_classes)
         device = runtime.resolve_device(cfg.device)
         runtime.seed_everything(cfg.seed, bool(cfg.get("deterministic")))
         train_set, test_set = self._dataset(d.train_split), self._dataset(d.test_split)
@@ -81,12 +83,10 @@ class KnnEvaluation(Processor):
         train_f, train_y, _ = extract_features(model.features, train_set, desc="features (train)", **kw)
         test_f, test_y, test_i = extract_features(model.features, test_set, desc="features (test)", **kw)
         guard.check()
-        num_classes = int(d.num_classes)
         results: Dict[str, Any] = {"kind": self.kind, "processor": self.name, "dataset_root": d.root,
                                    "stream": d.stream, "num_classes": num_classes, "pretrained": info,
                                    "feature_dim": int(train_f.shape[1]),
                                    "split_sizes": {"train": len(train_y), "test": len(test_y)}}
-        class_names = load_class_names(str(resolve_repo_path(d.class_names)) if d.class_names else None, num_classes)
         per_k = {}
         for k in ks:
             res = knn_classify(torch.from_numpy(train_f), torch.from_numpy(train_y), torch.from_numpy(test_f), k=k,

@@ -58,6 +58,25 @@ def test_missing_joint_file_fails_cleanly(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("stream", ["bone", "motion"])
+@pytest.mark.parametrize("damage", ["truncated", "not-5d"])
+def test_a_malformed_joint_file_is_one_error_naming_it(tmp_path, caplog, stream, damage):
+    """A joint array cut short (a copy that stopped) or of the wrong rank: exit code 1 and one ERROR line that
+    names the file; the bone script read the joint count itself and ended with the bare numpy message
+    ("mmap length is greater than file size") or an IndexError traceback."""
+    folder, _ = _joint_folder(tmp_path, n=4)
+    path = folder / "train_data_joint.npy"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+    else:
+        np.save(path, np.zeros((4, 3, 12), np.float32))
+    with caplog.at_level("ERROR"):
+        code = gen_bone_data.stream_main(stream, ["--folder", str(folder), "--splits", "train", "--no-progress"])
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == 1 and len(errors) == 1 and str(path) in errors[0], errors
+    assert not (folder / f"train_data_{stream}.npy").exists()
+
+
 @pytest.mark.parametrize("script", ["gen_bone_data.py", "gen_motion_data.py"])
 def test_help(script):
     out = subprocess.run([sys.executable, str(ROOT / "data_gen" / script), "--help"], capture_output=True,

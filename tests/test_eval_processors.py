@@ -94,7 +94,7 @@ def test_report_epoch_last_reports_the_last_epoch(env):
     assert not (env[0] / "runs" / "lin_bad" / "results.json").exists()
 
 
-def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog):
+def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog, capsys):
     """report: every evaluation row shows which epoch its top-1 is from and the test top-1 at the best
     monitored and the last epoch with their epochs; unknown kinds are refused; an intermediate pretraining
     checkpoint is named as such in results.json and in the report."""
@@ -128,8 +128,11 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog)
     assert float(cell["top-1 best epoch (%)"]) == pytest.approx(best["top1"], abs=0.01)
     assert float(cell["top-1 last epoch (%)"]) == pytest.approx(last["top1"], abs=0.01)
     assert cell["pretrained"].endswith("(epoch 0 of 1)")
-    with pytest.raises(ValueError, match=r"kinds names \['liner'\]"):
-        main_module.main(["report", f"work_dir={tmp_path / 'runs'}", "kinds=[liner]", "name=report_bad"])
+    capsys.readouterr()
+    assert main_module.main(["report", f"work_dir={tmp_path / 'runs'}", "kinds=[liner]", "name=report_bad"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("error:")] == [
+        next(line for line in err.splitlines() if "kinds names ['liner']" in line)]
 
 
 def _correct(path):
@@ -324,6 +327,25 @@ def test_knn_config_errors_before_any_work(env, extra, match):
     with pytest.raises(ConfigError, match=match):
         run("knn_bad", env, *extra, "overwrite=true", processor="knn_evaluation")
     assert not (env[0] / "runs/knn_bad/results.json").exists()
+
+
+@pytest.mark.parametrize("processor", ["linear_evaluation", "knn_evaluation"])
+def test_a_class_name_file_of_another_count_fails_before_any_work(env, monkeypatch, processor):
+    """data.class_names with fewer names than data.num_classes: the probe trained every epoch (kNN extracted every
+    feature) and only then failed on the file, leaving no result; it is read before the work now."""
+    tmp = env[0]
+    names = tmp / "three_classes.txt"
+    names.write_text("a\nb\nc\n")
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features extracted before the class names were read")
+
+    monkeypatch.setattr("processor.knn_evaluation.extract_features", no_features)
+    name = f"classes_{processor}"
+    with pytest.raises(ValueError, match=rf"{names}: 3 class names but num_classes={NUM_CLASSES}"):
+        extra = ["epochs=2", "batch_size=16"] if processor == "linear_evaluation" else []
+        run(name, env, *extra, f"data.class_names={names}", processor=processor)
+    assert not (tmp / "runs" / name / "metrics.jsonl").exists() and not (tmp / "runs" / name / "latest.pt").exists()
 
 
 def _fake_scores(path, seed, names, labels):

@@ -495,6 +495,18 @@ def test_a_fractional_epoch_count_is_an_error(toy):
         make(toy, "name=frac", "epochs=1.9")
 
 
+@pytest.mark.parametrize("bad", [["epochs=0"], ["epochs=-3"], ["batch_size=0"], ["batch_size=-1"],
+                                 ["batch_size=0", "scheduler.warmup_epochs=1"]],
+                         ids=["epochs0", "epochs-3", "batch0", "batch-1", "batch0-warmup"])
+def test_a_run_of_no_epochs_or_empty_batches_is_a_config_error(toy, bad):
+    """epochs < 1 marked a run that trained nothing FINISHED (no latest.pt); batch_size < 1 ended in torch's
+    sampler or a ZeroDivisionError of the warm-up: both are config errors naming the key."""
+    key = bad[0].split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{key} must be an integer >= 1, got -?\d"):
+        make(toy, "name=none", *bad).run()
+    assert not (toy / "runs/none" / FINISHED_MARKER).exists()
+
+
 def test_epoch_log_line_says_the_unit_of_every_accuracy():
     from processor.base import format_epoch_record, is_accuracy_key
 
@@ -521,3 +533,77 @@ def test_main_reports_missing_data_in_one_line_and_keeps_the_traceback_in_the_lo
     assert f"(traceback in {log})" in err and "Traceback (most recent call last)" not in err
     assert "Traceback (most recent call last)" in log.read_text() and "FileNotFoundError" in log.read_text()
     assert not (tmp_path / "runs/nodata" / FINISHED_MARKER).exists()
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback (most recent call last)" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+@pytest.mark.parametrize("damage", ["labels", "truncated"])
+def test_main_reports_a_malformed_data_file_in_one_line(tmp_path, repo_root, capsys, damage):
+    """A prepared split whose files disagree (a label pickle one sample short) or a truncated data array:
+    one error line naming the file, the traceback in log.txt, as for a missing file."""
+    import pickle
+
+    from tests.helpers import make_split
+
+    root = tmp_path / "data"
+    make_split(root, "train", n=8)
+    if damage == "labels":
+        names, labels = pickle.loads((root / "train_label.pkl").read_bytes())
+        (root / "train_label.pkl").write_bytes(pickle.dumps((names[:-1], labels[:-1])))
+    else:
+        data = root / "train_data_joint.npy"
+        data.write_bytes(data.read_bytes()[:1000])
+    code = main_module_main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", f"data.root={root}", "name=bad", "text.mode=none",
+                             "progress_bar=false", "tensorboard=false"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 1
+    named = root / ("train_label.pkl" if damage == "labels" else "train_data_joint.npy")
+    assert str(named) in line and f"(traceback in {tmp_path / 'runs/bad/log.txt'})" in line
+    assert "Traceback (most recent call last)" in (tmp_path / "runs/bad/log.txt").read_text()
+
+
+def test_main_reports_an_unreadable_checkpoint_to_resume_in_one_line(tmp_path, repo_root, capsys):
+    """resume=true on a latest.pt cut short (a copy that stopped half way): one error line naming it."""
+    run_dir = tmp_path / "runs/cut"
+    run_dir.mkdir(parents=True)
+    (run_dir / LATEST).write_bytes(b"PK\x03\x04 half a checkpoint")
+    code = main_module_main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", f"data.root={tmp_path / 'absent'}", "name=cut",
+                             "--resume", "progress_bar=false", "tensorboard=false"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 1 and f"{run_dir / LATEST}: cannot read as a torch checkpoint" in line
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only"])
+def test_main_reports_an_unusable_work_dir_in_one_line(tmp_path, repo_root, capsys, kind):
+    """work_dir= a file, or a folder this user cannot write: one error line naming it, nothing else."""
+    import os
+
+    work = tmp_path / "work"
+    if kind == "file":
+        work.write_text("not a folder")
+    else:
+        work.mkdir()
+        work.chmod(0o555)
+        if os.access(work, os.W_OK):                # root writes anywhere
+            pytest.skip("this user can write a read-only folder")
+    try:
+        code = main_module_main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                                 f"work_dir={work}", "name=run", "progress_bar=false", "tensorboard=false"])
+    finally:
+        if kind != "file":
+            work.chmod(0o755)
+    line = _one_error_line(capsys.readouterr().err)
+    assert code != 0 and str(work) in line
+
+
+def main_module_main(argv):
+    import main as main_module
+
+    return main_module.main(argv)

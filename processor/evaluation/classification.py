@@ -91,6 +91,7 @@ class ClassificationEvaluation(TrainProcessor):
         self.cached = False
         self.split_sizes: Dict[str, int] = {}
         self.pretrained_digest: Optional[str] = None   # state_digest of the encoder as set up, before training
+        self.class_names: Optional[list] = None        # read in build_data: a bad file fails before training
 
     # ------------------------------------------------------------------ data
     @property
@@ -110,6 +111,8 @@ class ClassificationEvaluation(TrainProcessor):
 
     def build_data(self) -> None:
         d = self.cfg.data
+        self.class_names = load_class_names(str(resolve_repo_path(d.class_names)) if d.class_names else None,
+                                            int(d.num_classes))
         logger.info("monitored split: %s; reported test result: the %s epoch", self.monitor,
                     "best monitored" if self.report_epoch == "best" else "last")
         full = self._dataset(d.train_split)
@@ -337,7 +340,7 @@ class ClassificationEvaluation(TrainProcessor):
             logger.info("frozen-encoder check %s", frozen)
         d = self.cfg.data
         num_classes = int(d.num_classes)
-        class_names = load_class_names(str(resolve_repo_path(d.class_names)) if d.class_names else None, num_classes)
+        class_names = self.class_names
         last = self._score_test("last epoch", "scores_last.pkl", class_names)
         best_path = self.work_dir / "best.pt"
         if best_path.is_file():
