@@ -290,8 +290,9 @@ class TrainProcessor(Processor):
                 self._tb.add_scalar(key, value, step)
 
     def _trim_metrics(self, completed_epochs: int) -> None:
-        """Resume: drop ``metrics.jsonl`` rows of epochs the checkpoint does not hold (logged before a kill
-        that came ahead of the save), and a line cut short by the kill, so no epoch is logged twice."""
+        """Drop ``metrics.jsonl`` rows of epochs the checkpoint does not hold (logged before a kill that came
+        ahead of the save), and a line cut short by the kill, so no epoch is logged twice: on resume, and
+        (``completed_epochs`` 0) in a new run in the folder of an attempt killed before its first checkpoint."""
         path = self.work_dir / "metrics.jsonl"
         if not runtime.is_main_process() or not path.is_file():
             return
@@ -304,8 +305,8 @@ class TrainProcessor(Processor):
             except json.JSONDecodeError:
                 continue
         if kept != lines:
-            logger.info("resume: %d row(s) of %s after epoch %d dropped (they are trained again)",
-                        len(lines) - len(kept), path, completed_epochs)
+            logger.info("%d row(s) of %s after epoch %d dropped (an interrupted attempt logged them before "
+                        "its checkpoint; they are trained again)", len(lines) - len(kept), path, completed_epochs)
             save_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
     def append_metrics(self, record: Dict[str, Any]) -> None:
@@ -385,6 +386,7 @@ class TrainProcessor(Processor):
         state = self.resume_checkpoint()
         self._resume_state = None
         if state is None:
+            self._trim_metrics(0)
             return 0, 0
         saved_world, world = int(state.get("world_size", 1)), runtime.world_size()
         saved_batch = int(state.get("batch_size", self.cfg.batch_size))
