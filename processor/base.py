@@ -76,6 +76,9 @@ class Processor:
     description: str = ""
     #: processors that never train a model (fusion, report) say False: ``--summary`` has nothing to show
     has_model: bool = False
+    #: a resume writes the run record only once its checkpoint is found to fit (TrainProcessor.try_resume), so
+    #: that a refused resume leaves config.yaml and run_info.json as the interrupted run wrote them
+    records_resume_when_checked: bool = False
 
     def __init__(self, cfg: Dict[str, Any], config_path: Optional[Path] = None, argv: Sequence[str] = ()) -> None:
         self.cfg = AttrDict(cfg)
@@ -150,8 +153,8 @@ class Processor:
 
     def _run_logged(self, main: bool, distributed: bool, resumed: bool, moved_to, malloc_kept: bool) -> Dict[str, Any]:
         """The body of :meth:`run` once the work dir and the log exist."""
-        if main:
-            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
+        if not (resumed and self.records_resume_when_checked):
+            self.write_run_record(resumed)
         logger.info("%s: work dir %s", self.name, self.work_dir)
         if moved_to is not None:
             logger.info("overwrite: the earlier run's files are kept in %s", moved_to)
@@ -168,6 +171,11 @@ class Processor:
             torch.distributed.barrier()  # no rank tears the group down while another still talks to it
         return self.results
 
+    def write_run_record(self, resumed: bool) -> None:
+        """``config.yaml`` (the resolved config) and ``run_info.json`` in the run dir (main process)."""
+        if runtime.is_main_process():
+            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
+
     def close(self) -> None:
         """Release resources (writers, process groups); safe to call twice."""
 
@@ -182,6 +190,7 @@ class TrainProcessor(Processor):
     """A processor with an epoch loop, checkpoints and exact resume."""
 
     has_model = True
+    records_resume_when_checked = True
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -381,7 +390,8 @@ class TrainProcessor(Processor):
         return self._resume_state
 
     def try_resume(self) -> tuple[int, int]:
-        """(epoch, step_in_epoch) to start from: (0, 0) for a new run."""
+        """(epoch, step_in_epoch) to start from: (0, 0) for a new run.  A resume writes its run record here, once
+        every check of the checkpoint against this run (setup's included) has passed."""
         path = self.work_dir / LATEST
         state = self.resume_checkpoint()
         self._resume_state = None
@@ -424,6 +434,7 @@ class TrainProcessor(Processor):
         if own is state and world > 1:
             runtime.seed_per_process(int(self.cfg.seed) + int(self.global_step))
         self.load_extra_state(state.get("extra") or {})
+        self.write_run_record(resumed=True)
         logger.info("resumed from %s: epoch %d, step %d in epoch, global step %d",
                     path, state["epoch"], state["step_in_epoch"], self.global_step)
         return state["epoch"], state["step_in_epoch"]

@@ -588,16 +588,21 @@ def test_resume_refuses_a_replaced_pretrained_checkpoint(env, tmp_path, caplog):
                                     "monitor=test"])
 def test_resume_refuses_a_change_of_the_training_subset(env, tmp_path, change):
     """label_fraction, subset_seed and the holdout draw select the training samples: changing one on resume is an
-    error before any work (subset_indices.json and metrics.jsonl stay as the interrupted run left them)."""
+    error before any work (subset_indices.json, metrics.jsonl and the run record, config.yaml and run_info.json,
+    stay as the interrupted run left them: config.yaml is what ran)."""
     KilledSemi.kill = True
     args = ("label_fraction=0.5", "epochs=2", "batch_size=4", f"work_dir={tmp_path / 'runs'}")
     with pytest.raises(KeyboardInterrupt):
         run("semi_resume", env, *args, processor="semi_supervised", cls=KilledSemi)
     run_dir = tmp_path / "runs/semi_resume"
-    subset = (run_dir / "subset_indices.json").read_text()
+    kept = {name: (run_dir / name).read_text() for name in ("subset_indices.json", "config.yaml", "run_info.json")}
     key, value = change.split("=")
     with pytest.raises(ConfigError, match=rf"resuming .*latest\.pt with {key}: .* -> {value}: these keys select the "
                                           rf"training samples"):
         run("semi_resume", env, *args, change, "resume=true", processor="semi_supervised", cls=KilledSemi)
-    assert (run_dir / "subset_indices.json").read_text() == subset
+    assert {name: (run_dir / name).read_text() for name in kept} == kept
+    assert not list(run_dir.glob("config.before_resume_*.yaml"))
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    run("semi_resume", env, *args, "resume=true", processor="semi_supervised", cls=KilledSemi)   # the saved values
+    assert len(json.loads((run_dir / "run_info.json").read_text())["resumes"]) == 1
+    assert (run_dir / "config.before_resume_1.yaml").read_text() == kept["config.yaml"]   # not the refused one
