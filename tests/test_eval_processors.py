@@ -606,3 +606,35 @@ def test_resume_refuses_a_change_of_the_training_subset(env, tmp_path, change):
     run("semi_resume", env, *args, "resume=true", processor="semi_supervised", cls=KilledSemi)   # the saved values
     assert len(json.loads((run_dir / "run_info.json").read_text())["resumes"]) == 1
     assert (run_dir / "config.before_resume_1.yaml").read_text() == kept["config.yaml"]   # not the refused one
+
+
+def test_resume_refuses_training_data_that_changed(env, tmp_path):
+    """The resumed epochs must train on the interrupted run's samples: a resume whose data (data.root) now gives
+    another labelled subset (here: the same clips in another order, so the seeded draw picks others) stops before
+    any work, naming the label file, and subset_indices.json stays the saved one; the same data moved to
+    another folder resumes."""
+    root = env[1]
+    KilledSemi.kill = True
+    args = ("label_fraction=0.5", "epochs=2", "batch_size=4", f"work_dir={tmp_path / 'runs'}")
+    with pytest.raises(KeyboardInterrupt):
+        run("semi_data", env, *args, processor="semi_supervised", cls=KilledSemi)
+    run_dir = tmp_path / "runs/semi_data"
+    subset = (run_dir / "subset_indices.json").read_text()
+    moved, reordered = tmp_path / "moved", tmp_path / "reordered"
+    shutil.copytree(root, moved)
+    shutil.copytree(root, reordered)
+    names, labels = pickle.loads((root / "train_label.pkl").read_bytes())
+    order = np.arange(len(names))[::-1]
+    with open(reordered / "train_label.pkl", "wb") as handle:
+        pickle.dump(([names[i] for i in order], [labels[i] for i in order]), handle)
+    for name in ("train_data_joint.npy", "train_num_frame.npy"):
+        np.save(reordered / name, np.load(root / name)[order])
+    with pytest.raises(ConfigError, match=rf"{reordered / 'train_label.pkl'}: the training samples .* differ from "
+                                          rf"those the interrupted run in {run_dir / 'latest.pt'} trained on"):
+        run("semi_data", env, *args, f"data.root={reordered}", "resume=true", processor="semi_supervised",
+            cls=KilledSemi)
+    assert (run_dir / "subset_indices.json").read_text() == subset
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    r = run("semi_data", env, *args, f"data.root={moved}", "resume=true", processor="semi_supervised",
+            cls=KilledSemi)
+    assert r["epochs_run"] == 2 and (run_dir / "subset_indices.json").read_text() == subset
