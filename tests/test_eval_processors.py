@@ -638,3 +638,59 @@ def test_resume_refuses_training_data_that_changed(env, tmp_path):
     r = run("semi_data", env, *args, f"data.root={moved}", "resume=true", processor="semi_supervised",
             cls=KilledSemi)
     assert r["epochs_run"] == 2 and (run_dir / "subset_indices.json").read_text() == subset
+
+
+class RescoredLinear(LinearEvaluation):
+    """Its monitored top-1 of epoch e is ``script[e]`` (the held-out predictions are rewritten to score it): a
+    resumed run given another script retrains an epoch that scores differently, as a GPU's may."""
+    script = []
+
+    def scores(self, dataset, desc):
+        logits, labels, index = super().scores(dataset, desc)
+        if dataset is self.monitor_set:
+            right = round(self.script[self.epoch] / 100 * len(labels))
+            pred = np.where(np.arange(len(labels)) < right, labels, (labels + 1) % NUM_CLASSES)
+            logits = np.eye(NUM_CLASSES, dtype=np.float32)[pred]
+        return logits, labels, index
+
+
+@pytest.mark.parametrize("killed_in, best_epoch", [("latest.pt", 1), ("best.pt", 2)])
+def test_best_weights_match_the_best_epoch_after_a_kill_between_the_saves(env, tmp_path, monkeypatch, killed_in,
+                                                                          best_epoch):
+    """Killed while saving epoch 2, which improved on epoch 1 (75 % vs 25 %), then resumed with epochs 2 and 3
+    scoring 0 %: killed in the save of latest.pt, epoch 2 is trained again and scores 0 this time (as a GPU's
+    may), so the best epoch is 1; killed in the save of best.pt, latest.pt holds the finished epoch 2, which
+    stays the best. best.pt and scores.pkl must hold that epoch's weights, as in a run that scored so from the
+    start (not the killed attempt's epoch 2, nor epoch 1 when 2 is the best)."""
+    import processor.base as base
+
+    args = ("epochs=3", "batch_size=16", "optim.lr=0.5", "scheduler.name=none", f"work_dir={tmp_path / 'runs'}")
+    RescoredLinear.script = [25.0, 0.0, 0.0] if best_epoch == 1 else [25.0, 75.0, 0.0]
+    reference = run("rescored_straight", env, *args, cls=RescoredLinear)
+    real_checkpoint, real_best = base.save_checkpoint, RescoredLinear._save_best
+
+    def save_checkpoint(state, *args, **kwargs):
+        if killed_in == "latest.pt" and state["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real_checkpoint(state, *args, **kwargs)
+
+    def save_best(self):
+        if killed_in == "best.pt" and self.best_epoch == 2:
+            raise KeyboardInterrupt
+        return real_best(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(base, "save_checkpoint", save_checkpoint)
+        patch.setattr(RescoredLinear, "_save_best", save_best)
+        RescoredLinear.script = [25.0, 75.0, 0.0]
+        with pytest.raises(KeyboardInterrupt):
+            run("rescored", env, *args, cls=RescoredLinear)
+    RescoredLinear.script = [25.0, 0.0, 0.0]
+    resumed = run("rescored", env, *args, "resume=true", cls=RescoredLinear)
+    assert resumed["best_epoch"] == reference["best_epoch"] == best_epoch
+    assert resumed["test_best_monitored_epoch"] == reference["test_best_monitored_epoch"]
+    runs = tmp_path / "runs"
+    assert torch.load(runs / "rescored/best.pt", weights_only=True)["epoch"] == best_epoch
+    kept, straight = (pickle.loads((runs / name / "scores.pkl").read_bytes()) for name in ("rescored",
+                                                                                            "rescored_straight"))
+    assert np.array_equal(kept["logits"], straight["logits"])

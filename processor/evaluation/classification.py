@@ -94,6 +94,7 @@ class ClassificationEvaluation(TrainProcessor):
         self.split_sizes: Dict[str, int] = {}
         self.pretrained_digest: Optional[str] = None   # state_digest of the encoder as set up, before training
         self.samples_digest: Optional[str] = None      # lines_sha256 of the training and held-out samples
+        self._best_unsaved = False                     # the epoch just evaluated improved: best.pt follows latest.pt
 
     # ------------------------------------------------------------------ data
     @property
@@ -300,7 +301,7 @@ class ClassificationEvaluation(TrainProcessor):
         value = acc[1]
         if self.best_value is None or value > self.best_value:
             self.best_value, self.best_epoch = value, epoch + 1
-            self._save_best()
+            self._best_unsaved = True
         return {f"{self.monitor}_top1": acc[1], f"{self.monitor}_top5": acc[5], f"{self.monitor}_loss": loss}
 
     def monitored_value(self, metrics: Dict[str, float]) -> Optional[float]:
@@ -327,16 +328,36 @@ class ClassificationEvaluation(TrainProcessor):
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         self.best_value = state.get("best_value")
         self.best_epoch = int(state.get("best_epoch", 0))
+
+    def save(self, epoch: int, step_in_epoch: int, periodic: bool = False) -> None:
+        """The checkpoint, then best.pt when the epoch just ended improved: a run stopped between the two
+        resumes from that epoch's own checkpoint, whose weights :meth:`try_resume` writes to best.pt."""
+        super().save(epoch, step_in_epoch, periodic)
+        if self._best_unsaved and not step_in_epoch:
+            self._save_best()
+            self._best_unsaved = False
+
+    def try_resume(self) -> tuple[int, int]:
+        """As the base class; then best.pt must hold the checkpoint's best monitored epoch: when the checkpoint is
+        that epoch's own (stopped before best.pt followed it), best.pt is written from the restored weights."""
+        epoch, step_in_epoch = super().try_resume()
         best_path = self.work_dir / "best.pt"
-        if self.best_epoch and best_path.is_file():
-            saved = int(load_checkpoint(best_path).get("epoch", 0))
-            if saved != self.best_epoch:
-                # best.pt is written before latest.pt: a run killed between the two kept the best weights of
-                # an epoch that the resume trains again (bit-identical on CPU, not always on a GPU)
-                logger.warning("%s holds epoch %d but the checkpoint's best monitored epoch is %d: the run was "
+        if not self.best_epoch:
+            return epoch, step_in_epoch
+        saved = int(load_checkpoint(best_path).get("epoch", 0)) if best_path.is_file() else None
+        if saved != self.best_epoch:
+            if (epoch, step_in_epoch) == (self.best_epoch, 0):
+                logger.info("%s holds epoch %s, the checkpoint's best monitored epoch is %d, its own: the run was "
+                            "stopped between the two saves; best.pt is written from the checkpoint", best_path,
+                            saved, self.best_epoch)
+                self._save_best()
+            else:
+                # an older version wrote best.pt before latest.pt: the best epoch's weights are no longer saved
+                logger.warning("%s holds epoch %s but the checkpoint's best monitored epoch is %d: the run was "
                                "stopped between the two saves; the epochs after %d are trained again and best.pt "
                                "is rewritten if one of them improves on it", best_path, saved, self.best_epoch,
                                self.best_epoch)
+        return epoch, step_in_epoch
 
     # ----------------------------------------------------------------- results
     def _score_test(self, tag: str, filename: str, class_names) -> Dict[str, Any]:
