@@ -694,3 +694,40 @@ def test_best_weights_match_the_best_epoch_after_a_kill_between_the_saves(env, t
     kept, straight = (pickle.loads((runs / name / "scores.pkl").read_bytes()) for name in ("rescored",
                                                                                             "rescored_straight"))
     assert np.array_equal(kept["logits"], straight["logits"])
+
+
+class KilledFinetune(get_processor("finetune")):
+    """Killed at the start of global step ``kill_at`` (latest.pt saved every step), once."""
+    kill_at = None
+
+    def train_step(self, batch):
+        if self.global_step == type(self).kill_at:
+            type(self).kill_at = None
+            raise KeyboardInterrupt
+        return super().train_step(batch)
+
+
+def test_finetune_killed_mid_epoch_resumes_exactly_with_or_without_workers(env, tmp_path):
+    """README: a run killed in the middle of an epoch continues exactly with --resume, and results do not depend
+    on the number of workers. Fine-tuning (dropout on, encoder trained, frozen features not cached) killed 1
+    step into epoch 2 and resumed with num_workers=2 ends with the weights, metrics.jsonl, best.pt and test
+    scores of a straight num_workers=0 run."""
+    args = ("epochs=2", "batch_size=12", "optim.lr=0.01", "save_every_steps=1", f"work_dir={tmp_path / 'runs'}")
+    straight = run("ft_straight", env, *args, cls=KilledFinetune)
+    KilledFinetune.kill_at = 4                      # 36 training clips, batches of 12: 3 steps per epoch
+    with pytest.raises(KeyboardInterrupt):
+        run("ft_killed", env, *args, cls=KilledFinetune)
+    runs = tmp_path / "runs"
+    partial = torch.load(runs / "ft_killed/latest.pt", weights_only=True)
+    assert (partial["epoch"], partial["step_in_epoch"]) == (1, 1)
+    resumed = run("ft_killed", env, *args, "resume=true", "num_workers=2", cls=KilledFinetune)
+    assert {k: v for k, v in resumed.items() if k != "wall_time_s"} == \
+        {k: v for k, v in straight.items() if k != "wall_time_s"}
+    a, b = (runs / name for name in ("ft_straight", "ft_killed"))
+    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
+    for name in ("latest.pt", "best.pt"):
+        wa, wb = (torch.load(d / name, weights_only=True)["model"] for d in (a, b))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+    for name in ("scores.pkl", "scores_last.pkl"):
+        sa, sb = (pickle.loads((d / name).read_bytes()) for d in (a, b))
+        assert np.array_equal(sa["logits"], sb["logits"]), name
