@@ -457,7 +457,10 @@ class TrainProcessor(Processor):
         self.scheduler = build_scheduler(self.optimizer, scheduler_cfg)
         warmup_epochs = float(scheduler_cfg.get("warmup_epochs", 0) or 0)
         if warmup_epochs > 0:
-            steps_per_epoch = len(self.train_set) // (int(self.cfg.batch_size) * runtime.world_size())
+            # the steps of an epoch as train_epoch's loader makes them (an evaluation keeps a last partial batch
+            # with drop_last: false, and lowers a batch_size above its data)
+            steps_per_epoch = len(self.make_loader(self.train_set, int(self.cfg.batch_size), 0, shuffle=True,
+                                                   drop_last=True))
             self.warmup_steps = max(1, round(warmup_epochs * steps_per_epoch))
 
     def execute(self) -> Dict[str, Any]:

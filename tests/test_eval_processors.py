@@ -731,3 +731,23 @@ def test_finetune_killed_mid_epoch_resumes_exactly_with_or_without_workers(env, 
     for name in ("scores.pkl", "scores_last.pkl"):
         sa, sb = (pickle.loads((d / name).read_bytes()) for d in (a, b))
         assert np.array_equal(sa["logits"], sb["logits"]), name
+
+
+@pytest.mark.parametrize("batch, warmup, epochs, expected", [
+    (8, 1, 2, [0.1, 0.2, 0.3, 0.4, 0.5] + [0.5] * 5),  # 36 clips, drop_last false: 5 steps an epoch (the last padded)
+    (64, 2, 3, [0.25, 0.5, 0.5]),                      # a batch above the 36 clips is one of 36: 1 step an epoch
+], ids=["partial_last_batch", "batch_above_the_data"])
+def test_warmup_spans_the_epochs_the_evaluation_actually_steps(env, tmp_path, batch, warmup, epochs, expected):
+    """scheduler.warmup_epochs counts the optimiser steps of an epoch as the evaluation's loader makes them
+    (drop_last: false keeps the last partial batch; a batch_size above the data is lowered to it)."""
+    seen = []
+
+    class Recording(LinearEvaluation):
+        def build_optimizer(self):
+            optimizer = super().build_optimizer()
+            optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+            return optimizer
+
+    run("warm", env, f"epochs={epochs}", f"batch_size={batch}", "optim.lr=0.5", "scheduler.name=none",
+        f"scheduler.warmup_epochs={warmup}", f"work_dir={tmp_path / 'runs'}", cls=Recording)
+    assert seen == pytest.approx(expected)
