@@ -76,6 +76,9 @@ class Processor:
     description: str = ""
     #: processors that never train a model (fusion, report) say False: ``--summary`` has nothing to show
     has_model: bool = False
+    #: a resume writes the run record only once its checkpoint is found to fit (TrainProcessor.try_resume), so
+    #: that a refused resume leaves config.yaml and run_info.json as the interrupted run wrote them
+    records_resume_when_checked: bool = False
 
     def __init__(self, cfg: Dict[str, Any], config_path: Optional[Path] = None, argv: Sequence[str] = ()) -> None:
         self.cfg = AttrDict(cfg)
@@ -150,8 +153,8 @@ class Processor:
 
     def _run_logged(self, main: bool, distributed: bool, resumed: bool, moved_to, malloc_kept: bool) -> Dict[str, Any]:
         """The body of :meth:`run` once the work dir and the log exist."""
-        if main:
-            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
+        if not (resumed and self.records_resume_when_checked):
+            self.write_run_record(resumed)
         logger.info("%s: work dir %s", self.name, self.work_dir)
         if moved_to is not None:
             logger.info("overwrite: the earlier run's files are kept in %s", moved_to)
@@ -168,6 +171,11 @@ class Processor:
             torch.distributed.barrier()  # no rank tears the group down while another still talks to it
         return self.results
 
+    def write_run_record(self, resumed: bool) -> None:
+        """``config.yaml`` (the resolved config) and ``run_info.json`` in the run dir (main process)."""
+        if runtime.is_main_process():
+            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
+
     def close(self) -> None:
         """Release resources (writers, process groups); safe to call twice."""
 
@@ -182,6 +190,7 @@ class TrainProcessor(Processor):
     """A processor with an epoch loop, checkpoints and exact resume."""
 
     has_model = True
+    records_resume_when_checked = True
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -290,8 +299,9 @@ class TrainProcessor(Processor):
                 self._tb.add_scalar(key, value, step)
 
     def _trim_metrics(self, completed_epochs: int) -> None:
-        """Resume: drop ``metrics.jsonl`` rows of epochs the checkpoint does not hold (logged before a kill
-        that came ahead of the save), and a line cut short by the kill, so no epoch is logged twice."""
+        """Drop ``metrics.jsonl`` rows of epochs the checkpoint does not hold (logged before a kill that came
+        ahead of the save), and a line cut short by the kill, so no epoch is logged twice: on resume, and
+        (``completed_epochs`` 0) in a new run in the folder of an attempt killed before its first checkpoint."""
         path = self.work_dir / "metrics.jsonl"
         if not runtime.is_main_process() or not path.is_file():
             return
@@ -304,8 +314,8 @@ class TrainProcessor(Processor):
             except json.JSONDecodeError:
                 continue
         if kept != lines:
-            logger.info("resume: %d row(s) of %s after epoch %d dropped (they are trained again)",
-                        len(lines) - len(kept), path, completed_epochs)
+            logger.info("%d row(s) of %s after epoch %d dropped (an interrupted attempt logged them before "
+                        "its checkpoint; they are trained again)", len(lines) - len(kept), path, completed_epochs)
             save_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
     def append_metrics(self, record: Dict[str, Any]) -> None:
@@ -380,11 +390,13 @@ class TrainProcessor(Processor):
         return self._resume_state
 
     def try_resume(self) -> tuple[int, int]:
-        """(epoch, step_in_epoch) to start from: (0, 0) for a new run."""
+        """(epoch, step_in_epoch) to start from: (0, 0) for a new run.  A resume writes its run record here, once
+        every check of the checkpoint against this run (setup's included) has passed."""
         path = self.work_dir / LATEST
         state = self.resume_checkpoint()
         self._resume_state = None
         if state is None:
+            self._trim_metrics(0)
             return 0, 0
         saved_world, world = int(state.get("world_size", 1)), runtime.world_size()
         saved_batch = int(state.get("batch_size", self.cfg.batch_size))
@@ -422,6 +434,7 @@ class TrainProcessor(Processor):
         if own is state and world > 1:
             runtime.seed_per_process(int(self.cfg.seed) + int(self.global_step))
         self.load_extra_state(state.get("extra") or {})
+        self.write_run_record(resumed=True)
         logger.info("resumed from %s: epoch %d, step %d in epoch, global step %d",
                     path, state["epoch"], state["step_in_epoch"], self.global_step)
         return state["epoch"], state["step_in_epoch"]
@@ -447,7 +460,10 @@ class TrainProcessor(Processor):
         self.scheduler = build_scheduler(self.optimizer, scheduler_cfg)
         warmup_epochs = float(scheduler_cfg.get("warmup_epochs", 0) or 0)
         if warmup_epochs > 0:
-            steps_per_epoch = len(self.train_set) // (int(self.cfg.batch_size) * runtime.world_size())
+            # the steps of an epoch as train_epoch's loader makes them (an evaluation keeps a last partial batch
+            # with drop_last: false, and lowers a batch_size above its data)
+            steps_per_epoch = len(self.make_loader(self.train_set, int(self.cfg.batch_size), 0, shuffle=True,
+                                                   drop_last=True))
             self.warmup_steps = max(1, round(warmup_epochs * steps_per_epoch))
 
     def execute(self) -> Dict[str, Any]:

@@ -610,16 +610,166 @@ def test_resume_refuses_a_replaced_pretrained_checkpoint(env, tmp_path, caplog):
                                     "monitor=test"])
 def test_resume_refuses_a_change_of_the_training_subset(env, tmp_path, change):
     """label_fraction, subset_seed and the holdout draw select the training samples: changing one on resume is an
-    error before any work (subset_indices.json and metrics.jsonl stay as the interrupted run left them)."""
+    error before any work (subset_indices.json, metrics.jsonl and the run record, config.yaml and run_info.json,
+    stay as the interrupted run left them: config.yaml is what ran)."""
     KilledSemi.kill = True
     args = ("label_fraction=0.5", "epochs=2", "batch_size=4", f"work_dir={tmp_path / 'runs'}")
     with pytest.raises(KeyboardInterrupt):
         run("semi_resume", env, *args, processor="semi_supervised", cls=KilledSemi)
     run_dir = tmp_path / "runs/semi_resume"
-    subset = (run_dir / "subset_indices.json").read_text()
+    kept = {name: (run_dir / name).read_text() for name in ("subset_indices.json", "config.yaml", "run_info.json")}
     key, value = change.split("=")
     with pytest.raises(ConfigError, match=rf"resuming .*latest\.pt with {key}: .* -> {value}: these keys select the "
                                           rf"training samples"):
         run("semi_resume", env, *args, change, "resume=true", processor="semi_supervised", cls=KilledSemi)
+    assert {name: (run_dir / name).read_text() for name in kept} == kept
+    assert not list(run_dir.glob("config.before_resume_*.yaml"))
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    run("semi_resume", env, *args, "resume=true", processor="semi_supervised", cls=KilledSemi)   # the saved values
+    assert len(json.loads((run_dir / "run_info.json").read_text())["resumes"]) == 1
+    assert (run_dir / "config.before_resume_1.yaml").read_text() == kept["config.yaml"]   # not the refused one
+
+
+def test_resume_refuses_training_data_that_changed(env, tmp_path):
+    """The resumed epochs must train on the interrupted run's samples: a resume whose data (data.root) now gives
+    another labelled subset (here: the same clips in another order, so the seeded draw picks others) stops before
+    any work, naming the label file, and subset_indices.json stays the saved one; the same data moved to
+    another folder resumes."""
+    root = env[1]
+    KilledSemi.kill = True
+    args = ("label_fraction=0.5", "epochs=2", "batch_size=4", f"work_dir={tmp_path / 'runs'}")
+    with pytest.raises(KeyboardInterrupt):
+        run("semi_data", env, *args, processor="semi_supervised", cls=KilledSemi)
+    run_dir = tmp_path / "runs/semi_data"
+    subset = (run_dir / "subset_indices.json").read_text()
+    moved, reordered = tmp_path / "moved", tmp_path / "reordered"
+    shutil.copytree(root, moved)
+    shutil.copytree(root, reordered)
+    names, labels = pickle.loads((root / "train_label.pkl").read_bytes())
+    order = np.arange(len(names))[::-1]
+    with open(reordered / "train_label.pkl", "wb") as handle:
+        pickle.dump(([names[i] for i in order], [labels[i] for i in order]), handle)
+    for name in ("train_data_joint.npy", "train_num_frame.npy"):
+        np.save(reordered / name, np.load(root / name)[order])
+    with pytest.raises(ConfigError, match=rf"{reordered / 'train_label.pkl'}: the training samples .* differ from "
+                                          rf"those the interrupted run in {run_dir / 'latest.pt'} trained on"):
+        run("semi_data", env, *args, f"data.root={reordered}", "resume=true", processor="semi_supervised",
+            cls=KilledSemi)
     assert (run_dir / "subset_indices.json").read_text() == subset
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    r = run("semi_data", env, *args, f"data.root={moved}", "resume=true", processor="semi_supervised",
+            cls=KilledSemi)
+    assert r["epochs_run"] == 2 and (run_dir / "subset_indices.json").read_text() == subset
+
+
+class RescoredLinear(LinearEvaluation):
+    """Its monitored top-1 of epoch e is ``script[e]`` (the held-out predictions are rewritten to score it): a
+    resumed run given another script retrains an epoch that scores differently, as a GPU's may."""
+    script = []
+
+    def scores(self, dataset, desc):
+        logits, labels, index = super().scores(dataset, desc)
+        if dataset is self.monitor_set:
+            right = round(self.script[self.epoch] / 100 * len(labels))
+            pred = np.where(np.arange(len(labels)) < right, labels, (labels + 1) % NUM_CLASSES)
+            logits = np.eye(NUM_CLASSES, dtype=np.float32)[pred]
+        return logits, labels, index
+
+
+@pytest.mark.parametrize("killed_in, best_epoch", [("latest.pt", 1), ("best.pt", 2)])
+def test_best_weights_match_the_best_epoch_after_a_kill_between_the_saves(env, tmp_path, monkeypatch, killed_in,
+                                                                          best_epoch):
+    """Killed while saving epoch 2, which improved on epoch 1 (75 % vs 25 %), then resumed with epochs 2 and 3
+    scoring 0 %: killed in the save of latest.pt, epoch 2 is trained again and scores 0 this time (as a GPU's
+    may), so the best epoch is 1; killed in the save of best.pt, latest.pt holds the finished epoch 2, which
+    stays the best. best.pt and scores.pkl must hold that epoch's weights, as in a run that scored so from the
+    start (not the killed attempt's epoch 2, nor epoch 1 when 2 is the best)."""
+    import processor.base as base
+
+    args = ("epochs=3", "batch_size=16", "optim.lr=0.5", "scheduler.name=none", f"work_dir={tmp_path / 'runs'}")
+    RescoredLinear.script = [25.0, 0.0, 0.0] if best_epoch == 1 else [25.0, 75.0, 0.0]
+    reference = run("rescored_straight", env, *args, cls=RescoredLinear)
+    real_checkpoint, real_best = base.save_checkpoint, RescoredLinear._save_best
+
+    def save_checkpoint(state, *args, **kwargs):
+        if killed_in == "latest.pt" and state["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real_checkpoint(state, *args, **kwargs)
+
+    def save_best(self):
+        if killed_in == "best.pt" and self.best_epoch == 2:
+            raise KeyboardInterrupt
+        return real_best(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(base, "save_checkpoint", save_checkpoint)
+        patch.setattr(RescoredLinear, "_save_best", save_best)
+        RescoredLinear.script = [25.0, 75.0, 0.0]
+        with pytest.raises(KeyboardInterrupt):
+            run("rescored", env, *args, cls=RescoredLinear)
+    RescoredLinear.script = [25.0, 0.0, 0.0]
+    resumed = run("rescored", env, *args, "resume=true", cls=RescoredLinear)
+    assert resumed["best_epoch"] == reference["best_epoch"] == best_epoch
+    assert resumed["test_best_monitored_epoch"] == reference["test_best_monitored_epoch"]
+    runs = tmp_path / "runs"
+    assert torch.load(runs / "rescored/best.pt", weights_only=True)["epoch"] == best_epoch
+    kept, straight = (pickle.loads((runs / name / "scores.pkl").read_bytes()) for name in ("rescored",
+                                                                                            "rescored_straight"))
+    assert np.array_equal(kept["logits"], straight["logits"])
+
+
+class KilledFinetune(get_processor("finetune")):
+    """Killed at the start of global step ``kill_at`` (latest.pt saved every step), once."""
+    kill_at = None
+
+    def train_step(self, batch):
+        if self.global_step == type(self).kill_at:
+            type(self).kill_at = None
+            raise KeyboardInterrupt
+        return super().train_step(batch)
+
+
+def test_finetune_killed_mid_epoch_resumes_exactly_with_or_without_workers(env, tmp_path):
+    """README: a run killed in the middle of an epoch continues exactly with --resume, and results do not depend
+    on the number of workers. Fine-tuning (dropout on, encoder trained, frozen features not cached) killed 1
+    step into epoch 2 and resumed with num_workers=2 ends with the weights, metrics.jsonl, best.pt and test
+    scores of a straight num_workers=0 run."""
+    args = ("epochs=2", "batch_size=12", "optim.lr=0.01", "save_every_steps=1", f"work_dir={tmp_path / 'runs'}")
+    straight = run("ft_straight", env, *args, cls=KilledFinetune)
+    KilledFinetune.kill_at = 4                      # 36 training clips, batches of 12: 3 steps per epoch
+    with pytest.raises(KeyboardInterrupt):
+        run("ft_killed", env, *args, cls=KilledFinetune)
+    runs = tmp_path / "runs"
+    partial = torch.load(runs / "ft_killed/latest.pt", weights_only=True)
+    assert (partial["epoch"], partial["step_in_epoch"]) == (1, 1)
+    resumed = run("ft_killed", env, *args, "resume=true", "num_workers=2", cls=KilledFinetune)
+    assert {k: v for k, v in resumed.items() if k != "wall_time_s"} == \
+        {k: v for k, v in straight.items() if k != "wall_time_s"}
+    a, b = (runs / name for name in ("ft_straight", "ft_killed"))
+    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
+    for name in ("latest.pt", "best.pt"):
+        wa, wb = (torch.load(d / name, weights_only=True)["model"] for d in (a, b))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+    for name in ("scores.pkl", "scores_last.pkl"):
+        sa, sb = (pickle.loads((d / name).read_bytes()) for d in (a, b))
+        assert np.array_equal(sa["logits"], sb["logits"]), name
+
+
+@pytest.mark.parametrize("batch, warmup, epochs, expected", [
+    (8, 1, 2, [0.1, 0.2, 0.3, 0.4, 0.5] + [0.5] * 5),  # 36 clips, drop_last false: 5 steps an epoch (the last padded)
+    (64, 2, 3, [0.25, 0.5, 0.5]),                      # a batch above the 36 clips is one of 36: 1 step an epoch
+], ids=["partial_last_batch", "batch_above_the_data"])
+def test_warmup_spans_the_epochs_the_evaluation_actually_steps(env, tmp_path, batch, warmup, epochs, expected):
+    """scheduler.warmup_epochs counts the optimiser steps of an epoch as the evaluation's loader makes them
+    (drop_last: false keeps the last partial batch; a batch_size above the data is lowered to it)."""
+    seen = []
+
+    class Recording(LinearEvaluation):
+        def build_optimizer(self):
+            optimizer = super().build_optimizer()
+            optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+            return optimizer
+
+    run("warm", env, f"epochs={epochs}", f"batch_size={batch}", "optim.lr=0.5", "scheduler.name=none",
+        f"scheduler.warmup_epochs={warmup}", f"work_dir={tmp_path / 'runs'}", cls=Recording)
+    assert seen == pytest.approx(expected)

@@ -148,6 +148,23 @@ def test_resume_drops_metrics_rows_the_checkpoint_does_not_hold(toy):
     assert "log_interval: 3" not in before and "log_interval: 3" in (toy / "runs/trim/config.yaml").read_text()
 
 
+def test_new_run_after_a_kill_before_the_first_checkpoint_logs_each_epoch_once(toy, monkeypatch):
+    """Killed while saving its first checkpoint (after epoch 1's row was logged): no latest.pt, so the run is
+    started again, not resumed; its metrics.jsonl must not keep the killed attempt's row of epoch 1."""
+    def killed(self, epoch, step_in_epoch, periodic=False):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainProcessor, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            make(toy, "name=again", "save_every_steps=0").run()
+    run_dir = toy / "runs/again"
+    assert not (run_dir / LATEST).exists() and (run_dir / "metrics.jsonl").read_text().count("\n") == 1
+    make(toy, "name=again", "save_every_steps=0").run()
+    make(toy, "name=straight", "save_every_steps=0").run()
+    assert (run_dir / "metrics.jsonl").read_text() == (toy / "runs/straight/metrics.jsonl").read_text()
+
+
 def test_resume_without_a_checkpoint_is_an_error(toy):
     with pytest.raises(RunDirError, match=r"--resume: .*runs/nothing holds no latest\.pt"):
         make(toy, "name=nothing", "resume=true").run()

@@ -26,7 +26,9 @@ weight or BatchNorm statistic changed.
 Resume: the checkpoint records a digest of the encoder as set up from ``pretrained``; a resume
 whose ``pretrained`` now gives other weights (the file was replaced) stops before any work
 (:class:`PretrainedMismatch`), and so does a change of a key that selects the training samples
-(``label_fraction``, ``subset_seed``, ``monitor``, ``holdout_fraction``, ``seed``).
+(``label_fraction``, ``subset_seed``, ``monitor``, ``holdout_fraction``, ``seed``) or of the data they are
+drawn from (a digest of the training and held-out sample names and labels is in the checkpoint: data moved
+to another ``data.root`` resumes, other data or another sample order does not).
 
 Run dir outputs: ``results.json`` (``kind``, test top-1/top-5 at the last and best
 monitored epoch, ...), ``metrics.jsonl``, ``scores.pkl``, ``scores_last.pkl``, ``best.pt``,
@@ -44,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from feeder.datasets import DownstreamDataset
-from feeder.io import atomic_path, save_json_atomic, save_text_atomic
+from feeder.io import atomic_path, lines_sha256, save_json_atomic, save_text_atomic
 from feeder.splits import split_files
 from net.classifier import SkeletonClassifier
 from processor import runtime
@@ -92,6 +94,8 @@ class ClassificationEvaluation(TrainProcessor):
         self.split_sizes: Dict[str, int] = {}
         self.pretrained_digest: Optional[str] = None   # state_digest of the encoder as set up, before training
         self.class_names: Optional[list] = None        # read in build_data: a bad file fails before training
+        self.samples_digest: Optional[str] = None      # lines_sha256 of the training and held-out samples
+        self._best_unsaved = False                     # the epoch just evaluated improved: best.pt follows latest.pt
 
     # ------------------------------------------------------------------ data
     @property
@@ -123,11 +127,6 @@ class ClassificationEvaluation(TrainProcessor):
             raise ConfigError(f"label_fraction must lie in (0, 1] (a fraction: 0.01 for 1 %), got {fraction}")
         if fraction < 1.0:
             labelled = class_balanced_subset(labels, fraction, seed=int(self.cfg.subset_seed))
-            if runtime.is_main_process():
-                save_json_atomic(self.work_dir / "subset_indices.json", {
-                    "label_fraction": fraction, "subset_seed": int(self.cfg.subset_seed), "split": d.train_split,
-                    "num_samples": int(len(labelled)), "num_split": int(len(labels)),
-                    "indices": labelled.tolist(), "sample_names": [full.all_sample_names[i] for i in labelled]})
             logger.info("labelled subset: %d of %d training samples (%.1f %%, class-balanced, seed %d)",
                         len(labelled), len(labels), 100 * fraction, self.cfg.subset_seed)
         if self.monitor == "holdout":
@@ -147,8 +146,14 @@ class ClassificationEvaluation(TrainProcessor):
                                "paper's protocol", len(np.unique(labels[holdout_idx])), classes, len(holdout_idx))
             self.monitor_set = self._dataset(d.train_split, holdout_idx)
         else:
-            train_idx = labelled
+            train_idx, holdout_idx = labelled, labelled[:0]
             self.monitor_set = None
+        self._check_resumed_samples(full, train_idx, holdout_idx, split_files(d.root, d.train_split).label)
+        if fraction < 1.0 and runtime.is_main_process():
+            save_json_atomic(self.work_dir / "subset_indices.json", {
+                "label_fraction": fraction, "subset_seed": int(self.cfg.subset_seed), "split": d.train_split,
+                "num_samples": int(len(labelled)), "num_split": int(len(labels)),
+                "indices": labelled.tolist(), "sample_names": [full.all_sample_names[i] for i in labelled]})
         self.train_set = self._dataset(d.train_split, train_idx)
         self.test_set = self._dataset(d.test_split)
         if self.monitor_set is None:
@@ -156,6 +161,26 @@ class ClassificationEvaluation(TrainProcessor):
         self.split_sizes = {"train": len(self.train_set), "monitor": len(self.monitor_set), "test": len(self.test_set)}
         logger.info("monitor split: %s (%d samples); training on %d, testing on %d", self.monitor,
                     len(self.monitor_set), len(self.train_set), len(self.test_set))
+
+    def _check_resumed_samples(self, full: DownstreamDataset, train_idx: np.ndarray, holdout_idx: np.ndarray,
+                               label_file: Path) -> None:
+        """Digest the training and held-out samples (names and labels); on resume they must be the ones the
+        interrupted run trained on (checked before subset_indices.json is rewritten)."""
+        lines = [f"{part} {full.all_sample_names[i]} {int(full.all_labels[i])}"
+                 for part, idx in (("train", train_idx), ("holdout", holdout_idx)) for i in idx]
+        self.samples_digest = lines_sha256(lines)
+        state = self.resume_checkpoint()
+        saved = None if state is None else (state.get("extra") or {}).get("samples_digest")
+        if state is not None and saved is None:
+            logger.warning("%s holds no digest of its training samples (written by an older version): cannot check "
+                           "that %s gives the samples the interrupted run trained on", self.work_dir / LATEST,
+                           label_file)
+        elif saved is not None and saved != self.samples_digest:
+            raise ConfigError(
+                f"{label_file}: the training samples it gives ({len(train_idx)} to train on, {len(holdout_idx)} held "
+                f"out; digest {self.samples_digest[:12]}) differ from those the interrupted run in "
+                f"{self.work_dir / LATEST} trained on (digest {saved[:12]}): the data under data.root changed (other "
+                f"clips, labels or order). Point data.root at the original data, or start again (overwrite=true)")
 
     # ----------------------------------------------------------------- model
     def build_model(self) -> torch.nn.Module:
@@ -279,7 +304,7 @@ class ClassificationEvaluation(TrainProcessor):
         value = acc[1]
         if self.best_value is None or value > self.best_value:
             self.best_value, self.best_epoch = value, epoch + 1
-            self._save_best()
+            self._best_unsaved = True
         return {f"{self.monitor}_top1": acc[1], f"{self.monitor}_top5": acc[5], f"{self.monitor}_loss": loss}
 
     def monitored_value(self, metrics: Dict[str, float]) -> Optional[float]:
@@ -301,21 +326,41 @@ class ClassificationEvaluation(TrainProcessor):
 
     def extra_state(self) -> Dict[str, Any]:
         return {"best_value": self.best_value, "best_epoch": self.best_epoch,
-                "pretrained_digest": self.pretrained_digest}
+                "pretrained_digest": self.pretrained_digest, "samples_digest": self.samples_digest}
 
     def load_extra_state(self, state: Dict[str, Any]) -> None:
         self.best_value = state.get("best_value")
         self.best_epoch = int(state.get("best_epoch", 0))
+
+    def save(self, epoch: int, step_in_epoch: int, periodic: bool = False) -> None:
+        """The checkpoint, then best.pt when the epoch just ended improved: a run stopped between the two
+        resumes from that epoch's own checkpoint, whose weights :meth:`try_resume` writes to best.pt."""
+        super().save(epoch, step_in_epoch, periodic)
+        if self._best_unsaved and not step_in_epoch:
+            self._save_best()
+            self._best_unsaved = False
+
+    def try_resume(self) -> tuple[int, int]:
+        """As the base class; then best.pt must hold the checkpoint's best monitored epoch: when the checkpoint is
+        that epoch's own (stopped before best.pt followed it), best.pt is written from the restored weights."""
+        epoch, step_in_epoch = super().try_resume()
         best_path = self.work_dir / "best.pt"
-        if self.best_epoch and best_path.is_file():
-            saved = int(load_checkpoint(best_path).get("epoch", 0))
-            if saved != self.best_epoch:
-                # best.pt is written before latest.pt: a run killed between the two kept the best weights of
-                # an epoch that the resume trains again (bit-identical on CPU, not always on a GPU)
-                logger.warning("%s holds epoch %d but the checkpoint's best monitored epoch is %d: the run was "
+        if not self.best_epoch:
+            return epoch, step_in_epoch
+        saved = int(load_checkpoint(best_path).get("epoch", 0)) if best_path.is_file() else None
+        if saved != self.best_epoch:
+            if (epoch, step_in_epoch) == (self.best_epoch, 0):
+                logger.info("%s holds epoch %s, the checkpoint's best monitored epoch is %d, its own: the run was "
+                            "stopped between the two saves; best.pt is written from the checkpoint", best_path,
+                            saved, self.best_epoch)
+                self._save_best()
+            else:
+                # an older version wrote best.pt before latest.pt: the best epoch's weights are no longer saved
+                logger.warning("%s holds epoch %s but the checkpoint's best monitored epoch is %d: the run was "
                                "stopped between the two saves; the epochs after %d are trained again and best.pt "
                                "is rewritten if one of them improves on it", best_path, saved, self.best_epoch,
                                self.best_epoch)
+        return epoch, step_in_epoch
 
     # ----------------------------------------------------------------- results
     def _score_test(self, tag: str, filename: str, class_names) -> Dict[str, Any]:
