@@ -1,4 +1,5 @@
-"""Shared command-line pieces of the data scripts: the ``--help`` formatter and the input-error exit.
+"""Shared command-line pieces of the data scripts: the ``--help`` formatter, the input-error exit and a
+count type for argparse (:func:`positive_int`: frames, persons, workers).
 
 :class:`DefaultsHelpFormatter` prints ``(default: X)`` only where X tells the reader something.
 
@@ -15,7 +16,7 @@ import argparse
 import logging
 from typing import Callable
 
-__all__ = ["DefaultsHelpFormatter", "exit_code_of"]
+__all__ = ["DefaultsHelpFormatter", "exit_code_of", "positive_int"]
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -26,6 +27,18 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or "default:" in text or "%(default)" in text):
             return text
         return super()._get_help_string(action)
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for a count that must be at least 1 (``--max-frames 0`` would write arrays of no
+    frames that only fail later, in the feeder)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def exit_code_of(main: Callable[[], int]) -> int:

@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
+from data_gen.cli import DefaultsHelpFormatter, positive_int  # noqa: E402
 from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
 from data_gen.split_writer import SplitGroup, add_conversion_options, write_skipped_report  # noqa: E402
@@ -247,9 +247,9 @@ def build_parser(description: Optional[str] = None, defaults: Optional[dict] = N
     split.add_argument("--test-regex", default=defaults.get("test_regex"),
                        help="regular expression (re.search on the file name) selecting the test files"
                             + notes.get("test_regex", ""))
-    parser.add_argument("--max-frames", type=int, default=defaults.get("max_frames", 300),
+    parser.add_argument("--max-frames", type=positive_int, default=defaults.get("max_frames", 300),
                         help="T of the output arrays; longer sequences are truncated")
-    parser.add_argument("--num-persons", type=int, default=2,
+    parser.add_argument("--num-persons", type=positive_int, default=2,
                         help="M of the output arrays; person 0 = the sequence, the others are zero"
                              + notes.get("num_persons", ""))
     add_conversion_options(parser, "only the first N files (sorted), for quick looks")

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
+from data_gen.cli import DefaultsHelpFormatter, positive_int  # noqa: E402
 from data_gen.ntu_reader import KINECT_MAX_BODIES, SkeletonFormatError, body_order, read_skeleton  # noqa: E402
 from data_gen.prenormalise import mtvc_to_ctvm, pre_normalise_inplace  # noqa: E402
 from data_gen.split_writer import SplitGroup, add_conversion_options, pwrite_all, write_skipped_report  # noqa: E402
@@ -304,10 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--benchmark", action="append", default=None,
                         help="benchmark to write, repeatable (ntu60: xsub, xview; ntu120: xsub, xset); "
                              "default: all of the dataset's")
-    parser.add_argument("--max-frames", type=int, default=300,
+    parser.add_argument("--max-frames", type=positive_int, default=300,
                         help="T of the output arrays; longer files are truncated")
     workers = max(1, min(4, multiprocessing.cpu_count()))
-    parser.add_argument("--workers", type=int, default=workers,
+    parser.add_argument("--workers", type=positive_int, default=workers,
                         help=f"worker processes reading files (1 = in-process; default: min(4, CPU cores) = {workers})")
     parser.add_argument("--chunksize", type=int, default=8, help="files per task sent to a worker")
     missing = parser.add_mutually_exclusive_group()

@@ -48,7 +48,7 @@ from typing import Dict, List, Optional, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
+from data_gen.cli import DefaultsHelpFormatter, positive_int  # noqa: E402
 from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
 from data_gen.split_writer import SplitGroup, add_conversion_options, write_skipped_report  # noqa: E402
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="official-style split file (e.g. cross-subject_v2.txt)")
     parser.add_argument("--out-folder", type=Path, required=True, help="output folder")
     parser.add_argument("--benchmark", default="xsub", help="name of the benchmark sub-folder")
-    parser.add_argument("--max-frames", type=int, default=300, help="T of the output arrays; longer clips are truncated")
+    parser.add_argument("--max-frames", type=positive_int, default=300, help="T of the output arrays; longer clips are truncated")
     parser.add_argument("--label-map", choices=("compact", "raw"), default="compact",
                         help="compact: distinct class ids -> 0..K-1 (K=41 on PKU-MMD II); raw: id - 1")
     add_conversion_options(parser, "only the first N sequences of each split")

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from data_gen.cli import positive_int  # noqa: E402
 from data_gen.synth_motions import (  # noqa: E402
     LAYOUT, MOTIONS, BodyShape, forward_kinematics, neutral_params, sample_body_shape,
 )
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(cycled; default -45 0 45)")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed; same seed -> identical files")
     parser.add_argument("--min-frames", type=int, default=d.min_frames, help=f"shortest sequence in frames with bodies (default {d.min_frames})")
-    parser.add_argument("--max-frames", type=int, default=d.max_frames, help=f"longest sequence in frames with bodies (default {d.max_frames})")
+    parser.add_argument("--max-frames", type=positive_int, default=d.max_frames, help=f"longest sequence in frames with bodies (default {d.max_frames})")
     parser.add_argument("--noise", type=float, default=d.noise,
                         help=f"sensor jitter std in metres (default {d.noise})")
     parser.add_argument("--crlf-fraction", type=float, default=d.crlf_fraction,

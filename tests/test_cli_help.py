@@ -102,3 +102,21 @@ def test_exit_code_of_passes_other_errors_on_with_their_traceback():
     with pytest.raises(RuntimeError, match="a bug"):
         exit_code_of(broken)
     assert exit_code_of(lambda: 0) == 0
+
+
+@pytest.mark.parametrize("name, option", [("ntu_gendata", "--max-frames"), ("ntu_gendata", "--workers"),
+                                          ("pku_gendata", "--max-frames"), ("json_gendata", "--max-frames"),
+                                          ("json_gendata", "--num-persons")])
+@pytest.mark.parametrize("value", ["0", "-3", "ten"])
+def test_counts_below_one_are_refused_by_the_parser(name, option, value, capsys):
+    """``--max-frames 0`` wrote arrays of no frames that failed only later, in the feeder."""
+    parser = PARSERS[name]()
+    required = [a for a in parser._actions if a.required and a.option_strings]
+    argv = [x for a in required for x in (a.option_strings[0], "x")] + [option, value]
+    if name == "json_gendata":
+        argv = ["--test-regex", "x", *argv]              # one of --test-list / --test-regex is required
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got" in capsys.readouterr().err
+    assert getattr(parser.parse_args(argv[:-1] + ["7"]), option[2:].replace("-", "_")) == 7
