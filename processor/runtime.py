@@ -237,7 +237,8 @@ def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resu
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error.  Under torchrun,
-    ``cuda`` is each process's ``LOCAL_RANK`` GPU (a fixed ``cuda:N`` would put every process on one)."""
+    ``cuda`` is each process's ``LOCAL_RANK`` GPU (a fixed ``cuda:N`` would put every process on one).  In one
+    process ``cuda:N`` also becomes the current CUDA device."""
     from processor.config import ConfigError
 
     if name == "auto":
@@ -251,7 +252,15 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"device={name} under torchrun would put every process on one GPU; use device=cuda "
                               f"(each process takes its LOCAL_RANK GPU)")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name} but torch sees {torch.cuda.device_count()} CUDA device(s) "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        # the current device: the DataLoader's pin-memory thread (and any allocation without a device) would
+        # otherwise open a context on GPU 0, taking its memory on a shared machine
+        torch.cuda.set_device(device)
+    return device
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -473,6 +473,23 @@ def test_rng_state_of_more_gpus_than_visible_on_a_gpu():
     assert torch.equal(torch.rand(4, device="cuda"), expected)
 
 
+def test_a_cuda_index_becomes_the_current_device_and_must_exist(monkeypatch):
+    """device=cuda:1 in one process: GPU 1 becomes the current device (else the DataLoader's pin-memory thread
+    opens a context on GPU 0); cuda:3 on a machine of 2 GPUs is a config error naming the count.  Emulated."""
+    from processor import runtime
+
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert current == [torch.device("cuda", 1)]
+    assert runtime.resolve_device("cuda") == torch.device("cuda") and len(current) == 1   # the current one
+    with pytest.raises(ConfigError, match=r"device=cuda:3 but torch sees 2 CUDA device\(s\)"):
+        runtime.resolve_device("cuda:3")
+    assert runtime.resolve_device("cpu") == torch.device("cpu") and len(current) == 1
+
+
 @pytest.mark.parametrize("name", ["", " ", ".", "..", "../elsewhere", "a/../b", "a//b", "a/", "/tmp/abs", "a\\b"])
 def test_a_run_name_must_name_a_folder_of_its_own_below_work_dir(toy, name):
     make(toy, "name=done", "epochs=1").run()
