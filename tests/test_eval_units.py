@@ -232,6 +232,15 @@ def test_encoder_reader_rejects_unknown_formats_and_missing_files(tmp_path):
         _read(tmp_path / "x.pt", "moco")
     with pytest.raises(FileNotFoundError, match=r"pretrained checkpoint not found: .*absent\.pt"):
         _read(tmp_path / "absent.pt", "auto")
+    run = tmp_path / "run"                        # a pretraining run folder given instead of its checkpoint
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"pretrained=.*run is a folder; expected a checkpoint file "
+                                                r"\(it holds no \.pt file\)"):
+        _read(run, "auto")
+    for name in ("epoch_10.pt", "latest.pt"):
+        (run / name).write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"is a folder; expected a checkpoint file, e\.g\. .*run/latest\.pt$"):
+        _read(run, "auto")
     junk = tmp_path / "junk.pt"
     torch.save([1, 2, 3], junk)
     with pytest.raises(ValueError, match=r"junk\.pt: neither an AC-SAR checkpoint nor an SCD-Net state dict"):

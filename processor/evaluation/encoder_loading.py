@@ -88,6 +88,11 @@ def _read(path: Path, fmt: str):
     falls back to the other one."""
     if fmt not in FORMATS:
         raise ValueError(f"pretrained_format must be one of {FORMATS}, got {fmt!r}")
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        raise FileNotFoundError(f"pretrained={path} is a folder; expected a checkpoint file"
+                                + (f", e.g. {path / ('latest.pt' if 'latest.pt' in inside else inside[0])}"
+                                   if inside else " (it holds no .pt file)"))
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path} (a pretraining run writes its latest.pt: run "
                                 f"`python main.py pretrain_acsar --config ...` first; pretrained=null evaluates a "
