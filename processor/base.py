@@ -441,9 +441,6 @@ class TrainProcessor(Processor):
 
     # ---------------------------------------------------------------- the loop
     def setup(self) -> None:
-        for key in ("epochs", "batch_size"):            # 0 epochs would mark a run that trained nothing finished
-            if int(self.cfg[key]) < 1:
-                raise ConfigError(f"{key} must be an integer >= 1, got {self.cfg[key]}")
         self.device = runtime.resolve_device(self.cfg.device)
         runtime.seed_everything(self.cfg.seed, bool(self.cfg.get("deterministic")))
         self.resume_checkpoint()                 # a resume that changes a fixed key fails before any work

@@ -18,7 +18,9 @@ where the default is not ``null``.  A defaults file declares the type of a key
 whose default does not say it in a ``_types_`` mapping of dotted keys (merged
 through ``_base_`` like the rest): ``_types_: {data.root: string,
 scheduler.milestones: list of integer}``; ``<type> or null`` also lets a key
-with a non-null default take ``null``.  A ``null`` default without a declared
+with a non-null default take ``null``, and ``positive integer`` / ``positive number``
+(also as list items) refuse zero and negative values (``data.window: positive
+integer``: a window of 0 frames fails only deep inside the feeder).  A ``null`` default without a declared
 type accepts any value.
 
 Command-line overrides look like ``optim.lr=0.1`` or ``data.augment.flip.p=0``;
@@ -220,41 +222,51 @@ def _fits(kind: str, value: Any) -> bool:
 
 @dataclass(frozen=True)
 class KeyType:
-    """The type a config key takes: a kind of :data:`KINDS`, the kind of a list's items (None: any), and
-    whether ``null`` is allowed."""
+    """The type a config key takes: a kind of :data:`KINDS`, the kind of a list's items (None: any),
+    whether ``null`` is allowed, and whether the number (or each item) must be > 0."""
 
     kind: str
     item: Optional[str] = None
     nullable: bool = False
+    positive: bool = False
 
     def __str__(self) -> str:
-        text = f"list of {self.item}" if self.item else self.kind
+        sign = "positive " if self.positive else ""
+        text = f"list of {sign}{self.item}" if self.item else f"{sign}{self.kind}"
         return f"{text} or null" if self.nullable else text
 
     def problem(self, value: Any) -> Optional[str]:
         """Why ``value`` (not null) is not of this type, or None when it is."""
-        if not _fits(self.kind, value):
-            return f"must be {_a(self.kind)}"
+        sign = "positive " if self.positive else ""
+        if not _fits(self.kind, value) or (self.positive and not self.item and not value > 0):
+            return f"must be {_a(self.kind if self.item else sign + self.kind)}"
         if self.item:
             for i, item in enumerate(value):
-                if not _fits(self.item, item):
-                    return f"must be a list of {self.item} items (item {i} is {item!r}, {_a(_kind(item))})"
+                if not _fits(self.item, item) or (self.positive and not item > 0):
+                    return (f"must be a list of {sign}{self.item} items (item {i} is {item!r}, "
+                            f"{_a(_kind(item))})")
         return None
 
 
 def parse_type(text: Any, where: str = "<type>") -> KeyType:
-    """``"integer"`` / ``"list of string"`` / ``"string or null"`` -> :class:`KeyType`."""
+    """``"integer"`` / ``"list of string"`` / ``"string or null"`` / ``"positive number"`` /
+    ``"list of positive integer"`` -> :class:`KeyType`."""
     words = str(text).split()
     nullable = words[-2:] == ["or", "null"]
     if nullable:
         words = words[:-2]
+    positive = len(words) >= 2 and words[-2] == "positive"
+    if positive:
+        words = words[:-2] + words[-1:]
     item = None
     if len(words) == 3 and words[:2] == ["list", "of"]:
         words, item = ["list"], words[2]
-    if len(words) != 1 or words[0] not in KINDS or (item is not None and item not in KINDS):
-        raise ConfigError(f"{where}: unknown type {text!r}; expected one of {', '.join(KINDS)} or 'list of <type>', "
-                          f"optionally followed by 'or null'")
-    return KeyType(words[0], item, nullable)
+    if (len(words) != 1 or words[0] not in KINDS or (item is not None and item not in KINDS)
+            or (positive and (item or words[0]) not in ("integer", "number"))):
+        raise ConfigError(f"{where}: unknown type {text!r}; expected one of {', '.join(KINDS)} or 'list of <type>' "
+                          f"('positive integer' / 'positive number' for numbers > 0), optionally followed by "
+                          f"'or null'")
+    return KeyType(words[0], item, nullable, positive)
 
 
 def type_of_default(default: Any) -> Optional[KeyType]:

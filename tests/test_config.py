@@ -223,11 +223,20 @@ def test_or_null_lets_a_key_with_a_default_take_null(typed):
     ("{nme: string}", r"_types_ names 'nme', which is not a key of the defaults"),
     ("{name: text}", r"_types_\.name: unknown type 'text'; expected one of bool, integer"),
     ("{seed: string}", r"_types_ says 'seed' is a string but its default 1 is not"),
+    ("{name: positive string}", r"_types_\.name: unknown type 'positive string'"),
+    ("{seed: list of positive bool}", r"_types_\.seed: unknown type 'list of positive bool'"),
+    ("{seed: positive integer}", None),
+    ("{neg: positive integer}", r"_types_ says 'neg' is a positive integer but its default -1 is not"),
     ("{sub: string}", r"_types_ names 'sub', a mapping"),
     ("[name]", r"_types_ must be a mapping"),
 ])
 def test_a_wrong_types_declaration_names_the_defaults_file(tmp_path, types, match):
-    defaults = write(tmp_path / "bad_types.yaml", f"_types_: {types}\nname: null\nseed: 1\nsub: {{a: 1}}\n")
+    defaults = write(tmp_path / "bad_types.yaml", f"_types_: {types}\nname: null\nseed: 1\nneg: -1\nsub: {{a: 1}}\n")
+    if match is None:                                 # a good declaration, for contrast
+        assert resolve_config(defaults, None)["seed"] == 1
+        with pytest.raises(ConfigError, match=r"'seed' .* must be a positive integer like the default 1, got 0$"):
+            resolve_config(defaults, None, ["seed=0"])
+        return
     with pytest.raises(ConfigError, match=rf"bad_types\.yaml: {match}"):
         resolve_config(defaults, None)
 
@@ -247,11 +256,21 @@ def test_every_null_default_of_the_shipped_defaults_has_a_declared_type():
     ("linear_evaluation", "name=off", r"'name' .* must be a string .*got False"),
     ("linear_evaluation", "data.root=2024", r"'data.root' .* must be a string .*got 2024"),
     ("linear_evaluation", "pretrained=1e-3", r"'pretrained' .* must be a string .*got 0.001"),
-    ("linear_evaluation", "epochs=1.9", r"'epochs' .* must be an integer like the default 100, got 1.9"),
+    ("linear_evaluation", "epochs=1.9", r"'epochs' .* must be a positive integer like the default 100, got 1.9"),
+    ("linear_evaluation", "eval_batch_size=0", r"'eval_batch_size' .* must be a positive integer .*got 0$"),
+    ("pretrain_acsar", "data.window=0", r"'data.window' .* must be a positive integer like the default 64, got 0$"),
+    ("pretrain_acsar", "moco.queue_size=-8", r"'moco.queue_size' .* must be a positive integer .*got -8$"),
+    ("pretrain_acsar", "text.tau_cross=0", r"'text.tau_cross' .* must be a positive number .*got 0$"),
+    ("pretrain_acsar", "optim.lr=-1", r"'optim.lr' .* must be a positive number .*got -1$"),
+    ("pretrain_acsar", "model.stem_channels=[4,0,4]", r"'model.stem_channels' .* must be a list of positive "
+                                                      r"integer items \(item 1 is 0, an integer\)"),
+    ("knn_evaluation", "k=[1,0]", r"'k' .* must be a list of positive integer items \(item 1 is 0"),
+    ("tsne", "data.window=0", r"'data.window' .* must be a positive integer .*got 0$"),
+    ("tsne", "perplexity=0.0", r"'perplexity' .* must be a positive number .*got 0.0$"),
     ("pretrain_acsar", "scheduler.milestones=[a]", r"'scheduler.milestones' .*\(item 0 is 'a'"),
     ("pretrain_acsar", "scheduler.milestones=null", r"'scheduler.milestones' .* is empty \(null\)"),
     ("pretrain_acsar", "augment.order=null", r"'augment.order' .* is empty \(null\)"),
-    ("pretrain_acsar", "augment.temporal_crop.min_length=8.5", r"min_length' .* must be an integer"),
+    ("pretrain_acsar", "augment.temporal_crop.min_length=8.5", r"min_length' .* must be a positive integer"),
     ("fusion", "combinations=JB", r"'combinations' .* must be a list"),
 ])
 def test_the_shipped_defaults_type_their_keys(processor, override, match):

@@ -524,7 +524,7 @@ def test_overwrite_refuses_a_folder_that_holds_other_runs(toy):
 
 
 def test_a_fractional_epoch_count_is_an_error(toy):
-    with pytest.raises(ConfigError, match=r"'epochs' \(set in command line\) must be an integer like the default 1, "
+    with pytest.raises(ConfigError, match=r"'epochs' \(set in command line\) must be a positive integer like the default 1, "
                                           r"got 1.9"):
         make(toy, "name=frac", "epochs=1.9")
 
@@ -534,9 +534,11 @@ def test_a_fractional_epoch_count_is_an_error(toy):
                          ids=["epochs0", "epochs-3", "batch0", "batch-1", "batch0-warmup"])
 def test_a_run_of_no_epochs_or_empty_batches_is_a_config_error(toy, bad):
     """epochs < 1 marked a run that trained nothing FINISHED (no latest.pt); batch_size < 1 ended in torch's
-    sampler or a ZeroDivisionError of the warm-up: both are config errors naming the key."""
+    sampler or a ZeroDivisionError of the warm-up: both are config errors naming the key (declared positive
+    integers in config/defaults/train.yaml)."""
     key = bad[0].split("=")[0]
-    with pytest.raises(ConfigError, match=rf"^{key} must be an integer >= 1, got -?\d"):
+    with pytest.raises(ConfigError, match=rf"^config key '{key}' \(set in command line\) must be a positive integer "
+                                          rf"like the default \d+, got -?\d"):
         make(toy, "name=none", *bad).run()
     assert not (toy / "runs/none" / FINISHED_MARKER).exists()
 
