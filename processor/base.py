@@ -401,7 +401,7 @@ class TrainProcessor(Processor):
         saved_world, world = int(state.get("world_size", 1)), runtime.world_size()
         saved_batch = int(state.get("batch_size", self.cfg.batch_size))
         if state["step_in_epoch"] and (saved_world, saved_batch) != (world, int(self.cfg.batch_size)):
-            raise RuntimeError(f"{path} was saved in the middle of an epoch by {saved_world} process(es) at "
+            raise ConfigError(f"{path} was saved in the middle of an epoch by {saved_world} process(es) at "
                                f"batch_size {saved_batch}; resume it with {saved_world} process(es) and batch_size "
                                f"{saved_batch}, not {world} and {int(self.cfg.batch_size)} (its position counts "
                                f"global batches of batch_size x processes)")
@@ -423,8 +423,14 @@ class TrainProcessor(Processor):
                            "lr-scheduler states are restored from the checkpoint: learning rate, momentum, weight "
                            "decay and milestones stay as saved)", path, "; ".join(changed))
         model = self.model.module if hasattr(self.model, "module") else self.model
-        model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as exc:    # torch's missing / unexpected keys, size or group mismatches
+            first = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2])   # what and the 1st key
+            raise ConfigError(f"{path}: its model or optimiser does not fit this run's "
+                              f"({'; '.join(changed) or 'no setting changed'}): resume with the settings it was "
+                              f"saved with, or start again (overwrite=true). torch: {first}") from exc
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.global_step = state["global_step"]

@@ -473,6 +473,22 @@ def test_rng_state_of_more_gpus_than_visible_on_a_gpu():
     assert torch.equal(torch.rand(4, device="cuda"), expected)
 
 
+def test_a_resume_whose_model_no_longer_fits_names_the_changed_setting(toy):
+    """model_width changed between the kill and the resume: torch's raw size-mismatch error became a config
+    error naming the changed key; and a mid-epoch checkpoint resumed at another batch size is one too."""
+    ToyProcessor.interrupt_at = 7
+    with pytest.raises(Interrupt):
+        make(toy, "name=killed").run()
+    ToyProcessor.interrupt_at = None
+    with pytest.raises(ConfigError, match=r"latest\.pt: its model or optimiser does not fit this run's "
+                                          r"\(model_width: 8 -> 16\): resume with the settings it was saved with"):
+        make(toy, "name=killed", "resume=true", "model_width=16").run()
+    with pytest.raises(ConfigError, match=r"saved in the middle of an epoch by 1 process\(es\) at batch_size 8"):
+        make(toy, "name=killed", "resume=true", "batch_size=4").run()
+    make(toy, "name=killed", "resume=true").run()                 # the saved settings still resume
+    assert (toy / "runs/killed" / FINISHED_MARKER).exists()
+
+
 def test_a_cuda_index_becomes_the_current_device_and_must_exist(monkeypatch):
     """device=cuda:1 in one process: GPU 1 becomes the current device (else the DataLoader's pin-memory thread
     opens a context on GPU 0); cuda:3 on a machine of 2 GPUs is a config error naming the count.  Emulated."""
