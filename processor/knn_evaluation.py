@@ -58,12 +58,9 @@ class KnnEvaluation(Processor):
 
     def execute(self) -> Dict[str, Any]:
         cfg, d = self.cfg, self.cfg.data
-        ks = list(cfg.k) if isinstance(cfg.k, (list, tuple)) else [cfg.k]
-        if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+        ks = list(cfg.k)                       # its items and the chunks: positive integers (declared _types_)
+        if not ks:
             raise ConfigError(f"k must be a non-empty list of positive integers (the first is reported), got {cfg.k!r}")
-        for key in ("test_chunk", "train_chunk", "eval_batch_size"):
-            if int(cfg[key]) < 1:
-                raise ConfigError(f"{key} must be a positive number of samples, got {cfg[key]}")
         num_classes = int(d.num_classes)       # a bad class-name file fails before the features are extracted
         class_names = load_class_names(str(resolve_repo_path(d.class_names)) if d.class_names else None, num_classes)
         device = runtime.resolve_device(cfg.device)

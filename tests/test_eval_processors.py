@@ -318,8 +318,8 @@ def test_knn_evaluation_matches_brute_force(env):
 
 @pytest.mark.parametrize("extra, match", [
     (["k=[]"], r"k must be a non-empty list of positive integers"),
-    (["k=[0]"], r"k must be a non-empty list of positive integers"),
-    (["test_chunk=0"], r"test_chunk must be a positive number of samples, got 0"),
+    (["k=[0]"], r"'k' .* must be a list of positive integer items \(item 0 is 0"),
+    (["test_chunk=0"], r"'test_chunk' .* must be a positive integer like the default 1024, got 0"),
 ])
 def test_knn_config_errors_before_any_work(env, extra, match):
     from processor.config import ConfigError
