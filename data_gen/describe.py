@@ -73,7 +73,7 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
-from data_gen.cli import exit_code_of  # noqa: E402
+from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.output_settings import (check_output_settings, output_files, read_settings_file,  # noqa: E402
                                       start_output_dir)
 
@@ -279,9 +279,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     kin = sub.add_parser("kinematic", help="model-free sentences from the gendata skeletons")
     for p in (vlm, kin):
         p.add_argument("--out", type=Path, required=True, help="descriptions folder (<sample>.txt)")
-        p.add_argument("--max-chars", type=int, default=PAPER_MAX_CHARS, help="character limit (paper: 75)")
+        p.add_argument("--max-chars", type=positive_int, default=PAPER_MAX_CHARS, help="character limit (paper: 75)")
         p.add_argument("--limit", type=int, default=None, help="describe at most this many new samples")
-        p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default: %(default)s)")
+        p.add_argument("--batch-size", type=positive_int, default=8, help="samples per batch (default: %(default)s)")
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds descriptions made with other settings: move them into "
                             "<out>/overwritten/<time>/ and describe every sample again (default: refuse)")
@@ -293,7 +293,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vlm.add_argument("--prompt", default=DEFAULT_PROMPT,
                      help="instruction given with each image (default: the paper's, Fig. 3, which states the "
                           "75-character limit)")
-    vlm.add_argument("--max-new-tokens", type=int, default=48,
+    vlm.add_argument("--max-new-tokens", type=positive_int, default=48,
                      help="generation budget before the --max-chars cut (default: %(default)s)")
     vlm.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: %(default)s)")
     vlm.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],

@@ -102,7 +102,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import exit_code_of  # noqa: E402
+from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.describe import PAPER_MAX_CHARS, SETTINGS_FILE as DESCRIBE_SETTINGS_FILE  # noqa: E402
 from data_gen.output_settings import read_settings_file  # noqa: E402
 from feeder.io import (lines_sha256, load_label_pkl, open_memmap_atomic, save_json_atomic,  # noqa: E402
@@ -685,12 +685,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--level", default="token", choices=["token", "sentence"])
     parser.add_argument("--pad-mode", default="truncate", choices=list(PAD_MODES),
                         help="padding positions: truncate (fast, zeros), full (same values, all 77 computed), raw")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=1024, help="samples per resumable chunk")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--chunk-size", type=positive_int, default=1024, help="samples per resumable chunk")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N samples (debugging)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <bench>/text)")
-    parser.add_argument("--max-chars", type=int, default=None,
+    parser.add_argument("--max-chars", type=positive_int, default=None,
                         help="warn about descriptions longer than this (default: the max_chars recorded in "
                              f"<descriptions>/{DESCRIBE_SETTINGS_FILE}, else the paper's {PAPER_MAX_CHARS})")
     parser.add_argument("--log-level", default="INFO")

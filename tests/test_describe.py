@@ -653,3 +653,18 @@ def test_stale_temp_files_are_removed_and_not_outputs(tmp_path, caplog):
     assert not stale.exists() and young.exists() and mine.exists() and other.exists()
     assert f"removed 1 temporary file(s) left by an interrupted run (e.g. .a.tmp-{dead}.txt)" in caplog.text
     assert remove_stale_temp_files(out, (".txt",), min_age_s=0) == 1 and not young.exists()
+
+
+@pytest.mark.parametrize("describer, option, value", [
+    ("kinematic", "--max-chars", "0"), ("kinematic", "--max-chars", "-5"), ("kinematic", "--batch-size", "0"),
+    ("vlm", "--max-chars", "0"), ("vlm", "--batch-size", "-1"), ("vlm", "--max-new-tokens", "0")])
+def test_counts_below_one_are_refused_before_anything_is_written(tmp_path, capsys, describer, option, value):
+    """``--max-chars 0`` wrote the text ``a`` for every sample (``-5``: a cut sentence), exit 0; the VLM's
+    ``clean_description(t, 0)`` is empty; ``--batch-size 0`` failed in ``range()`` after loading the model."""
+    args = _kinematic_split(tmp_path) if describer == "kinematic" else [
+        "vlm", "--images", str(tmp_path / "images"), "--model", str(tmp_path / "vlm"), "--out", str(tmp_path / "desc")]
+    with pytest.raises(SystemExit) as exit_info:
+        ds.main(args + [option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "desc").exists()
