@@ -8,7 +8,9 @@ naming the file and line).  Descriptions longer than the character limit (the
 MiniLM: 77 word pieces with [CLS] and [SEP]), which is where they are cut, are encoded
 but logged: one warning each, with their number and the first file.
 Output: ``<bench>/text/{split}_{encoder}.npy`` float16 ``(N, 77, D)`` token features
-(``--level sentence``: ``{split}_{encoder}_sentence.npy``, ``(N, 1, D)``), written
+(``--level sentence``: ``{split}_{encoder}_sentence.npy``, ``(N, 1, D)``; a feature that is
+not finite in float16 -- beyond its range of 65504, or NaN -- is an error naming the
+sample's description file), written
 through a memmap that appears only when complete, plus ``.json`` metadata
 (encoder, D, token count, level, sha256 of the descriptions and of the sample names in
 order, which pretraining checks against the split's ``*_label.pkl``, encoder settings;
@@ -603,6 +605,23 @@ def _up_to_date(npy_path: Path, json_path: Path, meta: dict, shape: tuple) -> bo
     return tuple(found) == tuple(shape)
 
 
+def _check_finite(stored: np.ndarray, raw: np.ndarray, first_row: int, names: Sequence[str], desc_dir: Path,
+                  split: str, encoder: str, level: str) -> None:
+    """Refuse features that are not finite as stored (float16: beyond its range, or NaN), naming the first
+    sample of the batch (``stored`` / ``raw``: rows ``first_row ..``) whose features are."""
+    bad = np.flatnonzero(~np.isfinite(stored.reshape(len(stored), -1)).all(axis=1))
+    if not len(bad):
+        return
+    i = int(bad[0])
+    row = first_row + i
+    values = raw[i].astype(np.float32)
+    found = "NaN" if np.isnan(values).any() else f"|value| up to {np.abs(values).max():.4g}"
+    raise ValueError(f"{Path(desc_dir) / f'{names[row]}.txt'}: the {encoder} {level} features of sample "
+                     f"{names[row]!r} (row {row} of split {split!r}) are not finite in float16 ({found}; "
+                     f"float16 holds up to {float(np.finfo(np.float16).max):g}): check the encoder's weights "
+                     f"({len(bad)} such sample(s) in this batch; finished chunks are kept)")
+
+
 def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: str = "token",
                  batch_size: int = 64, chunk_size: int = 1024, limit: Optional[int] = None,
                  text_dir: Optional[Path] = None, max_chars: Optional[int] = None) -> Path:
@@ -651,7 +670,10 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
             feats = np.empty((stop - start, tokens, dim), np.float16)
             for b in range(start, stop, batch_size):
                 e = min(b + batch_size, stop)
-                feats[b - start:e - start] = encoder.encode(texts[b:e], level).astype(np.float16)
+                raw = np.asarray(encoder.encode(texts[b:e], level))
+                with np.errstate(over="ignore"):            # overflow is reported below, naming the sample
+                    feats[b - start:e - start] = raw.astype(np.float16)
+                _check_finite(feats[b - start:e - start], raw, b, names, desc_dir, split, encoder.name, level)
                 bar.update(e - b)
             chunk_path = partial / f"chunk_{start:09d}.npy"
             save_npy_atomic(chunk_path, feats)
