@@ -668,3 +668,32 @@ def test_counts_below_one_are_refused_before_anything_is_written(tmp_path, capsy
     assert exit_info.value.code == 2
     assert f"argument {option}: expected an integer >= 1, got {value}" in capsys.readouterr().err
     assert not (tmp_path / "desc").exists()
+
+
+def test_another_vlm_in_the_same_model_folder_is_refused(tmp_path, tiny_vlm_dir):
+    """Only the --model path was recorded: a folder whose model was replaced (Ovis2 -> Ovis2.5 here; 2B -> 8B
+    in use) resumed silently, mixing the two models' descriptions in one folder."""
+    import json
+    import shutil
+
+    from data_gen.output_settings import SettingsMismatch
+
+    images = _skeleton_images(tmp_path, 5)
+    model, out = tmp_path / "weights" / "ovis", tmp_path / "desc"
+    shutil.copytree(tiny_vlm_dir, model)
+    args = ["vlm", "--images", str(images), "--model", str(model), "--out", str(out), "--max-new-tokens", "4",
+            "--batch-size", "1"]
+    assert ds.main(args + ["--limit", "1"]) == 0                       # an interrupted run
+    recorded = json.loads((out / ds.SETTINGS_FILE).read_text())["model_files"]
+    assert recorded["config.json"]["size"] == (model / "config.json").stat().st_size
+    assert "sha256" in recorded["config.json"] and "model.safetensors" in recorded
+    shutil.copytree(model, tmp_path / "copy")
+    assert ds.main(["vlm", *args[1:3], "--model", str(tmp_path / "copy"), *args[5:], "--out",
+                    str(tmp_path / "desc_copy")]) == 0
+    copy = json.loads((tmp_path / "desc_copy" / ds.SETTINGS_FILE).read_text())["model_files"]
+    assert copy == recorded                                             # a copy (new mtimes) is the same model
+    shutil.rmtree(model)
+    build_tiny_ovis25(model)                                            # another model at the same path
+    with pytest.raises(SettingsMismatch, match=r"model_files: "):
+        ds.main(args)
+    assert len(list(out.glob("*.txt"))) == 1                            # nothing added to the mixed folder
