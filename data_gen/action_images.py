@@ -62,7 +62,7 @@ from tqdm import tqdm  # noqa: E402
 from feeder.io import atomic_open, load_sample_names  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
 from net.graph import Layout, get_layout  # noqa: E402
-from data_gen.cli import exit_code_of  # noqa: E402
+from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.skeleton_render import RenderStyle, render_skeleton_frames  # noqa: E402
 from data_gen.output_settings import check_output_settings, output_files, start_output_dir  # noqa: E402
 
@@ -297,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for p in (sub.add_parser("video", help="person crops from RGB videos"),
               sub.add_parser("skeleton", help="stick figures rendered from gendata skeletons")):
         p.add_argument("--out", type=Path, required=True, help="folder for <sample>.jpg")
-        p.add_argument("--num-frames", type=int, default=5, help="frames per image (paper: 5; tried 3, 5, 8)")
+        p.add_argument("--num-frames", type=positive_int, default=5, help="frames per image (paper: 5; tried 3, 5, 8)")
         p.add_argument("--limit", type=int, default=None, help="make at most this many new images")
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds images made with other settings: move them into "
@@ -310,17 +310,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="sample names from gendata label pickle(s); default: every video in --videos")
     v.add_argument("--clips", type=Path, help="CSV name,video,start,end (PKU-MMD clips cut by the label files)")
     v.add_argument("--weights", required=True, help="local YOLO weights (.pt), e.g. YOLOv5-m")
-    v.add_argument("--imgsz", type=int, default=640, help="letterbox size (paper: 640)")
+    v.add_argument("--imgsz", type=positive_int, default=640, help="letterbox size (paper: 640)")
     v.add_argument("--conf", type=float, default=0.25, help="detection confidence (paper: 0.25)")
     v.add_argument("--person-class", type=int, default=0, help="class id of 'person' in the model")
     v.add_argument("--two-person", choices=["auto", "one", "two"], default="auto")
-    v.add_argument("--height", type=int, default=224, help="crop height in pixels")
+    v.add_argument("--height", type=positive_int, default=224, help="crop height in pixels")
     v.add_argument("--device", default="cpu")
     s = sub.choices["skeleton"]
     s.add_argument("--data", type=Path, required=True, help="folder with {split}_data_joint.npy etc.")
     s.add_argument("--split", action="append", required=True, help="split name(s), e.g. train, val")
     s.add_argument("--layout", default="ntu25")
-    s.add_argument("--height", type=int, default=256)
+    s.add_argument("--height", type=positive_int, default=256)
     s.add_argument("--yaw", type=float, default=0.0, help="camera yaw in degrees (0 = front view)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")

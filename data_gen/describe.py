@@ -29,7 +29,8 @@ The hard cut is our reading [ours]; ``--max-chars 100000`` keeps whole outputs, 
 
 Samples whose ``.txt`` exists are skipped (resume); each file is written atomically as
 soon as its batch is done, so an interrupted run loses at most one batch.  The settings
-that determine the texts (describer, model, prompt, token budget, dtype, batch size,
+that determine the texts (describer, model: its path and :func:`model_files`, i.e. its
+configs / tokenizer by content and its weights by size, prompt, token budget, dtype, batch size,
 character limit / layout, and for ``vlm`` the
 settings the action images were made with, i.e. the content of
 ``<images>/images_settings.json``) are recorded in ``<out>/describe_settings.json``;
@@ -63,24 +64,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_gen import offline  # noqa: E402,F401  (offline switches before transformers is imported)
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
-from typing import Callable, List, Optional, Sequence  # noqa: E402
+from typing import Callable, Dict, List, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
-from data_gen.cli import exit_code_of  # noqa: E402
+from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.output_settings import (check_output_settings, output_files, read_settings_file,  # noqa: E402
                                       start_output_dir)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_PROMPT", "SETTINGS_FILE", "clean_description", "check_image_text_to_text_folder",
-           "VLMDescriber", "load_image", "images_settings", "describe_samples",
+           "VLMDescriber", "load_image", "images_settings", "describe_samples", "model_files",
            "output_settings", "main"]
 
 #: The paper's prompt, verbatim from its Fig. 3 (English; §5.2 renders it in Chinese, "这是一个沿时间结构拼接的
@@ -93,6 +95,10 @@ DEFAULT_PROMPT = ("This is an image of action behavior spliced along a temporal 
 SETTINGS_FILE = "describe_settings.json"
 #: The paper's description length limit in characters (§5.2).
 PAPER_MAX_CHARS = 75
+#: Files of a VLM folder recorded by content in the settings (:func:`model_files`) ...
+MODEL_FILES_HASHED = (".json", ".jinja", ".txt", ".model", ".py")
+#: ... and its weight files, recorded by size.
+MODEL_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
 def clean_description(text: str, max_chars: int = PAPER_MAX_CHARS) -> str:
@@ -263,10 +269,35 @@ def images_settings(images: Path) -> Optional[dict]:
     return read_settings_file(path)
 
 
+def model_files(model_dir: Path) -> Dict[str, Dict[str, object]]:
+    """What identifies the model in a VLM folder: ``{file name: {"size": bytes[, "sha256": hex]}}``.
+
+    The folder's configs, tokenizer, processor / chat template and code (:data:`MODEL_FILES_HASHED`, small)
+    are recorded by content; its weights (:data:`MODEL_WEIGHTS`) by size only, as hashing gigabytes on every
+    resume would be slow: another model at the same path (2B -> 8B, Ovis2 -> Ovis2.5) differs in both, a
+    copy of the folder (new mtimes) does not.  Other files (README, images) are left out.  A missing folder:
+    ``{}`` (:class:`VLMDescriber` names it).
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return {}
+    files = {}
+    for path in sorted(model_dir.iterdir()):
+        suffix = path.suffix.lower()
+        if path.name.startswith(".") or not path.is_file() or suffix not in MODEL_FILES_HASHED + MODEL_WEIGHTS:
+            continue
+        entry: Dict[str, object] = {"size": path.stat().st_size}
+        if suffix in MODEL_FILES_HASHED:
+            entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        files[path.name] = entry
+    return files
+
+
 def output_settings(args: argparse.Namespace) -> dict:
     """The settings that determine the descriptions (recorded in :data:`SETTINGS_FILE`)."""
     if args.describer == "vlm":
-        return {"describer": "vlm", "model": str(Path(args.model).resolve()), "prompt": args.prompt,
+        return {"describer": "vlm", "model": str(Path(args.model).resolve()),
+                "model_files": model_files(args.model), "prompt": args.prompt,
                 "max_new_tokens": args.max_new_tokens, "max_chars": args.max_chars, "dtype": args.dtype,
                 "batch_size": args.batch_size, "images_settings": images_settings(args.images)}
     return {"describer": "kinematic", "layout": args.layout, "max_chars": args.max_chars}
@@ -279,9 +310,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     kin = sub.add_parser("kinematic", help="model-free sentences from the gendata skeletons")
     for p in (vlm, kin):
         p.add_argument("--out", type=Path, required=True, help="descriptions folder (<sample>.txt)")
-        p.add_argument("--max-chars", type=int, default=PAPER_MAX_CHARS, help="character limit (paper: 75)")
+        p.add_argument("--max-chars", type=positive_int, default=PAPER_MAX_CHARS, help="character limit (paper: 75)")
         p.add_argument("--limit", type=int, default=None, help="describe at most this many new samples")
-        p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default: %(default)s)")
+        p.add_argument("--batch-size", type=positive_int, default=8, help="samples per batch (default: %(default)s)")
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds descriptions made with other settings: move them into "
                             "<out>/overwritten/<time>/ and describe every sample again (default: refuse)")
@@ -293,7 +324,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vlm.add_argument("--prompt", default=DEFAULT_PROMPT,
                      help="instruction given with each image (default: the paper's, Fig. 3, which states the "
                           "75-character limit)")
-    vlm.add_argument("--max-new-tokens", type=int, default=48,
+    vlm.add_argument("--max-new-tokens", type=positive_int, default=48,
                      help="generation budget before the --max-chars cut (default: %(default)s)")
     vlm.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: %(default)s)")
     vlm.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],

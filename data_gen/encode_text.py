@@ -8,7 +8,9 @@ naming the file and line).  Descriptions longer than the character limit (the
 MiniLM: 77 word pieces with [CLS] and [SEP]), which is where they are cut, are encoded
 but logged: one warning each, with their number and the first file.
 Output: ``<bench>/text/{split}_{encoder}.npy`` float16 ``(N, 77, D)`` token features
-(``--level sentence``: ``{split}_{encoder}_sentence.npy``, ``(N, 1, D)``), written
+(``--level sentence``: ``{split}_{encoder}_sentence.npy``, ``(N, 1, D)``; a feature that is
+not finite in float16 -- beyond its range of 65504, or NaN -- is an error naming the
+sample's description file), written
 through a memmap that appears only when complete, plus ``.json`` metadata
 (encoder, D, token count, level, sha256 of the descriptions and of the sample names in
 order, which pretraining checks against the split's ``*_label.pkl``, encoder settings;
@@ -102,7 +104,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import exit_code_of  # noqa: E402
+from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.describe import PAPER_MAX_CHARS, SETTINGS_FILE as DESCRIBE_SETTINGS_FILE  # noqa: E402
 from data_gen.output_settings import read_settings_file  # noqa: E402
 from feeder.io import (lines_sha256, load_label_pkl, open_memmap_atomic, save_json_atomic,  # noqa: E402
@@ -603,6 +605,23 @@ def _up_to_date(npy_path: Path, json_path: Path, meta: dict, shape: tuple) -> bo
     return tuple(found) == tuple(shape)
 
 
+def _check_finite(stored: np.ndarray, raw: np.ndarray, first_row: int, names: Sequence[str], desc_dir: Path,
+                  split: str, encoder: str, level: str) -> None:
+    """Refuse features that are not finite as stored (float16: beyond its range, or NaN), naming the first
+    sample of the batch (``stored`` / ``raw``: rows ``first_row ..``) whose features are."""
+    bad = np.flatnonzero(~np.isfinite(stored.reshape(len(stored), -1)).all(axis=1))
+    if not len(bad):
+        return
+    i = int(bad[0])
+    row = first_row + i
+    values = raw[i].astype(np.float32)
+    found = "NaN" if np.isnan(values).any() else f"|value| up to {np.abs(values).max():.4g}"
+    raise ValueError(f"{Path(desc_dir) / f'{names[row]}.txt'}: the {encoder} {level} features of sample "
+                     f"{names[row]!r} (row {row} of split {split!r}) are not finite in float16 ({found}; "
+                     f"float16 holds up to {float(np.finfo(np.float16).max):g}): check the encoder's weights "
+                     f"({len(bad)} such sample(s) in this batch; finished chunks are kept)")
+
+
 def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: str = "token",
                  batch_size: int = 64, chunk_size: int = 1024, limit: Optional[int] = None,
                  text_dir: Optional[Path] = None, max_chars: Optional[int] = None) -> Path:
@@ -651,7 +670,10 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
             feats = np.empty((stop - start, tokens, dim), np.float16)
             for b in range(start, stop, batch_size):
                 e = min(b + batch_size, stop)
-                feats[b - start:e - start] = encoder.encode(texts[b:e], level).astype(np.float16)
+                raw = np.asarray(encoder.encode(texts[b:e], level))
+                with np.errstate(over="ignore"):            # overflow is reported below, naming the sample
+                    feats[b - start:e - start] = raw.astype(np.float16)
+                _check_finite(feats[b - start:e - start], raw, b, names, desc_dir, split, encoder.name, level)
                 bar.update(e - b)
             chunk_path = partial / f"chunk_{start:09d}.npy"
             save_npy_atomic(chunk_path, feats)
@@ -685,12 +707,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--level", default="token", choices=["token", "sentence"])
     parser.add_argument("--pad-mode", default="truncate", choices=list(PAD_MODES),
                         help="padding positions: truncate (fast, zeros), full (same values, all 77 computed), raw")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=1024, help="samples per resumable chunk")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--chunk-size", type=positive_int, default=1024, help="samples per resumable chunk")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N samples (debugging)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <bench>/text)")
-    parser.add_argument("--max-chars", type=int, default=None,
+    parser.add_argument("--max-chars", type=positive_int, default=None,
                         help="warn about descriptions longer than this (default: the max_chars recorded in "
                              f"<descriptions>/{DESCRIBE_SETTINGS_FILE}, else the paper's {PAPER_MAX_CHARS})")
     parser.add_argument("--log-level", default="INFO")

@@ -321,3 +321,19 @@ def test_detector_letterboxes_to_a_square_640(detector):
     finally:
         hook.remove()
     assert seen == [(2, 3, 640, 640), (1, 3, 640, 640)]
+
+
+@pytest.mark.parametrize("source, option, value", [
+    ("skeleton", "--num-frames", "0"), ("skeleton", "--height", "0"), ("video", "--num-frames", "-2"),
+    ("video", "--height", "0"), ("video", "--imgsz", "0")])
+def test_counts_below_one_are_refused_before_anything_is_written(tmp_path, capsys, source, option, value):
+    """``--num-frames 0`` recorded the settings, then failed in concat_strip ("no images to concatenate");
+    a height or letterbox size of 0 failed later inside OpenCV / YOLO: neither error named the option."""
+    out = tmp_path / "img"
+    args = (["skeleton", "--data", str(tmp_path), "--split", "train"] if source == "skeleton" else
+            ["video", "--videos", str(tmp_path), "--weights", "yolov8n.yaml"])
+    with pytest.raises(SystemExit) as exit_info:
+        ai.main(args + ["--out", str(out), option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got {value}" in capsys.readouterr().err
+    assert not out.exists()

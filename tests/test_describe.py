@@ -653,3 +653,47 @@ def test_stale_temp_files_are_removed_and_not_outputs(tmp_path, caplog):
     assert not stale.exists() and young.exists() and mine.exists() and other.exists()
     assert f"removed 1 temporary file(s) left by an interrupted run (e.g. .a.tmp-{dead}.txt)" in caplog.text
     assert remove_stale_temp_files(out, (".txt",), min_age_s=0) == 1 and not young.exists()
+
+
+@pytest.mark.parametrize("describer, option, value", [
+    ("kinematic", "--max-chars", "0"), ("kinematic", "--max-chars", "-5"), ("kinematic", "--batch-size", "0"),
+    ("vlm", "--max-chars", "0"), ("vlm", "--batch-size", "-1"), ("vlm", "--max-new-tokens", "0")])
+def test_counts_below_one_are_refused_before_anything_is_written(tmp_path, capsys, describer, option, value):
+    """``--max-chars 0`` wrote the text ``a`` for every sample (``-5``: a cut sentence), exit 0; the VLM's
+    ``clean_description(t, 0)`` is empty; ``--batch-size 0`` failed in ``range()`` after loading the model."""
+    args = _kinematic_split(tmp_path) if describer == "kinematic" else [
+        "vlm", "--images", str(tmp_path / "images"), "--model", str(tmp_path / "vlm"), "--out", str(tmp_path / "desc")]
+    with pytest.raises(SystemExit) as exit_info:
+        ds.main(args + [option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "desc").exists()
+
+
+def test_another_vlm_in_the_same_model_folder_is_refused(tmp_path, tiny_vlm_dir):
+    """Only the --model path was recorded: a folder whose model was replaced (Ovis2 -> Ovis2.5 here; 2B -> 8B
+    in use) resumed silently, mixing the two models' descriptions in one folder."""
+    import json
+    import shutil
+
+    from data_gen.output_settings import SettingsMismatch
+
+    images = _skeleton_images(tmp_path, 5)
+    model, out = tmp_path / "weights" / "ovis", tmp_path / "desc"
+    shutil.copytree(tiny_vlm_dir, model)
+    args = ["vlm", "--images", str(images), "--model", str(model), "--out", str(out), "--max-new-tokens", "4",
+            "--batch-size", "1"]
+    assert ds.main(args + ["--limit", "1"]) == 0                       # an interrupted run
+    recorded = json.loads((out / ds.SETTINGS_FILE).read_text())["model_files"]
+    assert recorded["config.json"]["size"] == (model / "config.json").stat().st_size
+    assert "sha256" in recorded["config.json"] and "model.safetensors" in recorded
+    shutil.copytree(model, tmp_path / "copy")
+    assert ds.main(["vlm", *args[1:3], "--model", str(tmp_path / "copy"), *args[5:], "--out",
+                    str(tmp_path / "desc_copy")]) == 0
+    copy = json.loads((tmp_path / "desc_copy" / ds.SETTINGS_FILE).read_text())["model_files"]
+    assert copy == recorded                                             # a copy (new mtimes) is the same model
+    shutil.rmtree(model)
+    build_tiny_ovis25(model)                                            # another model at the same path
+    with pytest.raises(SettingsMismatch, match=r"model_files: "):
+        ds.main(args)
+    assert len(list(out.glob("*.txt"))) == 1                            # nothing added to the mixed folder

@@ -484,3 +484,44 @@ def test_clip_checkpoint_size_and_mtime_are_recorded(tiny_clip, tmp_path):
     assert enc.config()["checkpoint_file"] == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     meta = json.loads((bench / "text" / "train_clip_sentence.json").read_text())
     assert meta["encoder_config"]["checkpoint_file"]["mtime_ns"] == st.st_mtime_ns + 10**9
+
+
+@pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--chunk-size", "0"), ("--max-chars", "-1")])
+def test_cli_counts_below_one_are_refused_by_the_parser(tmp_path, capsys, option, value):
+    """``--batch-size 0`` loaded the encoder, then failed in ``range()`` ("arg 3 must not be zero") naming
+    no option; ``--max-chars -1`` warned that every description was too long."""
+    bench, desc = _bench(tmp_path, ["x"], ["a person walks"])
+    with pytest.raises(SystemExit) as exit_info:
+        et.main(["--bench", str(bench), "--split", "train", "--descriptions", str(desc), option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got {value}" in capsys.readouterr().err
+    assert not (bench / "text").exists()
+
+
+class Overflowing(TextHash):
+    """TextHash whose features of texts with ``marker`` are ``value`` at one position (float32 is fine)."""
+
+    def __init__(self, marker, value):
+        self.marker, self.value = marker, value
+
+    def encode(self, texts, level="token"):
+        out = super().encode(texts, level)
+        for i, t in enumerate(texts):
+            if self.marker in t:
+                out[i, 1, 2] = self.value
+        return out
+
+
+@pytest.mark.parametrize("value", [1e5, -7e4, np.nan])
+def test_features_that_are_not_finite_in_float16_are_an_error_naming_the_sample(tmp_path, value):
+    """A value beyond float16's range (65504) was stored as inf, a NaN (e.g. a diverged checkpoint) as NaN,
+    with no message: the .npy looked complete and the pretraining loss became NaN, far from the cause."""
+    names = [f"s{i}" for i in range(5)]
+    bench, desc = _bench(tmp_path, names, ["a person walks", "a person sits", "a person jumps high",
+                                           "a person waves", "a person claps"])
+    with pytest.raises(ValueError, match=r"(?s)s2\.txt.*'s2'.*row 2.*not finite in float16.*65504"):
+        et.encode_split(bench, "train", desc, Overflowing("jumps", value), batch_size=2, chunk_size=2)
+    text_dir = bench / "text"
+    assert not list(text_dir.glob("*.npy")) and not list(text_dir.glob("*.json"))
+    path = et.encode_split(bench, "train", desc, Overflowing("jumps", 6e4), batch_size=2, chunk_size=2)
+    assert np.isfinite(np.load(path)).all()             # in range: encoded, and the finished chunk reused
