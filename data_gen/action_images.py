@@ -18,7 +18,7 @@ Sources:
 
 Resumable (existing images are skipped), atomic writes, ``--limit``, progress bars.
 The settings that determine the images (source, frames, height, layout and yaw /
-detector weights, size, confidence, person class, two-person mode, and which frames
+detector weights (path and sha256), size, confidence, person class, two-person mode, and which frames
 of which video: the ``--pattern`` of per-sample videos, or a sha256 of the ``--clips``
 table's rows ``name, video, start, end``) are recorded in
 ``<out>/images_settings.json``; a rerun with other settings into the same folder --
@@ -59,7 +59,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.io import atomic_open, load_sample_names  # noqa: E402
+from feeder.io import atomic_open, file_sha256, load_sample_names  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
 from net.graph import Layout, get_layout  # noqa: E402
 from data_gen.cli import exit_code_of, positive_int  # noqa: E402
@@ -274,7 +274,8 @@ def make_action_images(names: Sequence[str], make: Callable[[str], np.ndarray], 
 def output_settings(args: argparse.Namespace, clips: Optional[Sequence[Clip]] = None) -> dict:
     """The settings that determine the images (recorded in :data:`SETTINGS_FILE`).
 
-    Video source: with ``--clips``, a sha256 of its rows (``clips``, read from ``args.clips`` when not
+    Video source: the detector weights' path and, for a file, its sha256; with ``--clips``, a sha256 of its
+    rows (``clips``, read from ``args.clips`` when not
     given; :func:`clips_sha256`); else the ``--pattern`` that names each sample's video.
     """
     common = {"source": args.source, "num_frames": args.num_frames, "height": args.height}
@@ -286,7 +287,9 @@ def output_settings(args: argparse.Namespace, clips: Optional[Sequence[Clip]] = 
         frames = {"clips_sha256": clips_sha256(clips, Path(args.clips).parent)}
     else:
         frames = {"pattern": args.pattern}
-    return {**common, "weights": str(weights.resolve()) if weights.exists() else args.weights,
+    # the weights by content too (a YOLO .pt is 6-140 MB): other weights put at the same path are other crops
+    identity = {"weights_sha256": file_sha256(weights)} if weights.is_file() else {}
+    return {**common, "weights": str(weights.resolve()) if weights.exists() else args.weights, **identity,
             "imgsz": args.imgsz, "conf": args.conf, "person_class": args.person_class,
             "two_person": args.two_person, **frames}
 

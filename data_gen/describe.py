@@ -64,7 +64,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_gen import offline  # noqa: E402,F401  (offline switches before transformers is imported)
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
@@ -73,7 +72,7 @@ from typing import Callable, Dict, List, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.io import load_sample_names, save_text_atomic  # noqa: E402
+from feeder.io import file_sha256, load_sample_names, save_text_atomic  # noqa: E402
 from feeder.splits import load_split  # noqa: E402
 from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.output_settings import (check_output_settings, output_files, read_settings_file,  # noqa: E402
@@ -288,7 +287,7 @@ def model_files(model_dir: Path) -> Dict[str, Dict[str, object]]:
             continue
         entry: Dict[str, object] = {"size": path.stat().st_size}
         if suffix in MODEL_FILES_HASHED:
-            entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            entry["sha256"] = file_sha256(path)
         files[path.name] = entry
     return files
 

@@ -20,7 +20,7 @@ import numpy as np
 __all__ = [
     "temp_path_for", "atomic_path", "atomic_open", "open_memmap_atomic",
     "save_npy_atomic", "save_pickle_atomic", "save_json_atomic", "save_text_atomic",
-    "load_label_pkl", "load_npy", "load_sample_names", "lines_sha256", "move_to_overwritten",
+    "load_label_pkl", "load_npy", "load_sample_names", "lines_sha256", "file_sha256", "move_to_overwritten",
     "OVERWRITTEN_DIR",
 ]
 
@@ -168,6 +168,15 @@ def load_label_pkl(path: os.PathLike) -> Tuple[list, list]:
                              f"every sample needs a name of its own")
         seen.add(name)
     return names, labels
+
+
+def file_sha256(path: os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in chunks (model files: a YOLO checkpoint, a VLM folder's configs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def lines_sha256(lines: Sequence[str]) -> str:

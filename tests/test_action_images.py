@@ -1,4 +1,5 @@
 """Action images: frame sampling, YOLO person crops from a video file, skeleton strips."""
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -306,6 +307,14 @@ def test_video_settings_record_clip_table_and_pattern(tmp_path):
                             conf=0.25, person_class=0, two_person="auto", clips=None, pattern="{name}_rgb.avi")
     assert ai.output_settings(ns)["pattern"] == "{name}_rgb.avi"
     assert ai.output_settings(argparse.Namespace(**{**vars(ns), "pattern": "{name}.mp4"})) != ai.output_settings(ns)
+    # other weights put at the path of the first are other settings (the path alone was recorded before)
+    weights = tmp_path / "yolo.pt"
+    weights.write_bytes(b"weights of one detector")
+    first = ai.output_settings(argparse.Namespace(**{**vars(ns), "weights": str(weights)}))
+    weights.write_bytes(b"weights of another one")
+    second = ai.output_settings(argparse.Namespace(**{**vars(ns), "weights": str(weights)}))
+    assert first["weights"] == second["weights"] and first != second
+    assert second["weights_sha256"] == hashlib.sha256(b"weights of another one").hexdigest()
 
 
 def test_detector_letterboxes_to_a_square_640(detector):
