@@ -272,3 +272,20 @@ def test_plateau_rule_refuses_values_it_cannot_apply(kwargs, match):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match=match):
         PlateauRule(opt, **kwargs)
+
+
+def test_load_scores_refuses_non_finite_logits(tmp_path):
+    """A NaN (or inf) logit makes the sample's softmax NaN; arg-max and top-k then counted it as class 0, so a stream
+    with NaN scores got a plausible fused accuracy. The score file is refused, naming it and the samples."""
+    import pickle
+
+    from processor.evaluation.scores import load_scores
+
+    for bad_value in (np.nan, np.inf):
+        logits = np.zeros((4, 3), dtype=np.float32)
+        logits[2, 1] = bad_value
+        path = tmp_path / "stream" / "scores.pkl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(pickle.dumps({"names": ["a", "b", "c", "d"], "logits": logits, "labels": np.zeros(4)}))
+        with pytest.raises(ValueError, match=r"stream.scores\.pkl: 1 of 4 samples have non-finite logits .*'c'"):
+            load_scores(path)
