@@ -289,3 +289,27 @@ def test_load_scores_refuses_non_finite_logits(tmp_path):
         path.write_bytes(pickle.dumps({"names": ["a", "b", "c", "d"], "logits": logits, "labels": np.zeros(4)}))
         with pytest.raises(ValueError, match=r"stream.scores\.pkl: 1 of 4 samples have non-finite logits .*'c'"):
             load_scores(path)
+
+
+def test_load_scores_refuses_labels_and_class_names_that_do_not_fit_the_classes(tmp_path):
+    """A label outside [0, classes) ended in a bare IndexError in fusion's per-class figure (label >= classes) or
+    was counted silently as the last class (label -1); class names of another count ended in a matplotlib tick
+    error. Both are refused on reading, naming the file."""
+    import pickle
+
+    from processor.evaluation.scores import load_scores
+
+    def write(labels, class_names=None):
+        path = tmp_path / "run" / "scores.pkl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(pickle.dumps({"names": ["a", "b", "c"], "logits": np.zeros((3, 3)),
+                                       "labels": np.array(labels), "class_names": class_names}))
+        return path
+
+    for labels in ([0, 3, 1], [0, -1, 2]):
+        with pytest.raises(ValueError, match=r"run.scores\.pkl: labels must be class numbers 0\.\.2 .*'b'"):
+            load_scores(write(labels))
+    with pytest.raises(ValueError, match=r"run.scores\.pkl: 2 class names for 3 classes"):
+        load_scores(write([0, 1, 2], ["x", "y"]))
+    assert load_scores(write([0, 1, 2], ["x", "y", "z"]))["class_names"] == ["x", "y", "z"]
+    assert load_scores(write([0, 1, 2]))["class_names"] is None

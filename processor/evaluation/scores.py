@@ -96,6 +96,15 @@ def load_scores(path: Path) -> dict:
         raise ValueError(f"{path}: labels must be whole class numbers (N,), got {labels.dtype} {labels.shape}")
     if not all(isinstance(n, str) for n in obj["names"]):
         raise ValueError(f"{path}: names must be sample-name strings")
+    num_classes = logits.shape[1]
+    outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if outside.size:
+        raise ValueError(f"{path}: labels must be class numbers 0..{num_classes - 1} (its logits have {num_classes} "
+                         f"classes); {outside.size} are not, e.g. "
+                         f"{[(obj['names'][i], int(labels[i])) for i in outside[:10]]}")
+    class_names = obj.get("class_names")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{path}: {len(class_names)} class names for {num_classes} classes (the logits' columns)")
     bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))
     if bad.size:
         raise ValueError(f"{path}: {bad.size} of {len(logits)} samples have non-finite logits (NaN or inf), e.g. "
