@@ -557,6 +557,28 @@ def test_fusion_weights_combinations_and_abbreviations(tmp_path):
                                                           "combinations=[[joint, motion]]"]).run()
 
 
+@pytest.mark.parametrize("extra, match", [
+    ("weights={joint: abc}", r"fusion: weights\.joint must be a number > 0, got 'abc'"),
+    ("weights={bone: -1}", r"fusion: weights\.bone must be a number > 0, got -1"),
+    ("weights={joint: 0}", r"fusion: weights\.joint must be a number > 0, got 0"),
+    ("weights={joint: .nan}", r"fusion: weights\.joint must be a number > 0, got nan"),
+    ("default_weight=-0.5", r"default_weight.*positive number"),
+])
+def test_fusion_weights_must_be_positive_numbers(tmp_path, extra, match):
+    """A weight of 'abc' ended in float()'s 'could not convert string to float' naming no key; 0, negative or NaN
+    weights were used: a zero-weight stream's own row reported the share of class 0 (all-zero scores, arg-max 0), a
+    negative one ranked its least likely class first. Fake score files: no training."""
+    names = [f"s{i:02d}" for i in range(8)]
+    labels = np.arange(8) % NUM_CLASSES
+    _fake_scores(tmp_path / "j", 1, names, labels)
+    _fake_scores(tmp_path / "b", 2, names, labels)
+    over = [f"work_dir={tmp_path / 'runs'}", f"streams={{joint: '{tmp_path / 'j'}', bone: '{tmp_path / 'b'}'}}",
+            "name=fw", "compare=[]", extra]
+    with pytest.raises(ConfigError, match=match):
+        get_processor("fusion").from_config(None, over).run()
+    assert not (tmp_path / "runs" / "fw" / "fusion.md").exists()
+
+
 class KilledAfterEpoch1:
     """Mixin: killed at the start of epoch 2 (after epoch 1 was saved), once per ``kill = True``."""
     kill = True
