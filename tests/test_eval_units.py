@@ -313,3 +313,52 @@ def test_load_scores_refuses_labels_and_class_names_that_do_not_fit_the_classes(
         load_scores(write([0, 1, 2], ["x", "y"]))
     assert load_scores(write([0, 1, 2], ["x", "y", "z"]))["class_names"] == ["x", "y", "z"]
     assert load_scores(write([0, 1, 2]))["class_names"] is None
+
+
+def _drawn_figure(monkeypatch, plot, *args, **kwargs):
+    """Run a figures.plot_* function; return its matplotlib figure and the renderer that drew it (the PNG is
+    written as usual)."""
+    from processor.evaluation import figures
+
+    kept = {}
+    save = figures._save
+
+    def keep(fig, path, dpi):
+        fig.canvas.draw()
+        kept["fig"], kept["renderer"] = fig, fig.canvas.get_renderer()
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    plot(*args, **kwargs)
+    return kept["fig"], kept["renderer"]
+
+
+@pytest.mark.parametrize("num_classes", [1, 60, 120])
+def test_class_name_figures_keep_60_and_120_ntu_names_legible(tmp_path, monkeypatch, num_classes):
+    """The tick-label font shrank as 400 / classes (confusion) and 500 / classes (per-class bars): 3 pt and 4 pt for
+    NTU-120, 5-6 px glyphs, though each class has about 14 pt of axis. The font now follows the space per class:
+    never below figures.LABEL_PT_MIN, and neighbouring names never overlap."""
+    from pathlib import Path
+
+    from processor.evaluation import figures
+
+    names = [n for n in Path("data_gen/resources/classes_ntu120.txt").read_text(encoding="utf-8").splitlines()
+             if n.strip()][:num_classes]
+    labels = np.repeat(np.arange(num_classes), 2)
+    pred = np.roll(labels, 1)
+    cm = confusion_matrix(pred, labels, num_classes)
+    fig, fig_renderer = _drawn_figure(monkeypatch, figures.plot_confusion, cm, tmp_path / "cm.png", names, title="cm")
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted class", "true class", "cm")
+    assert np.allclose(np.asarray(ax.images[0].get_array()).sum(axis=1), 1.0)      # rows = true class, normalised
+    acc = per_class_accuracy(pred, labels, num_classes)
+    bars, bars_renderer = _drawn_figure(monkeypatch, figures.plot_per_class_comparison, acc, acc, "JB", "JM",
+                                        tmp_path / "pc.png", names)
+    for renderer, ticks, vertical in ((fig_renderer, ax.get_yticklabels(), True),
+                                      (fig_renderer, ax.get_xticklabels(), False),
+                                      (bars_renderer, bars.axes[0].get_xticklabels(), False)):
+        assert [t.get_text() for t in ticks] == names
+        assert min(t.get_fontsize() for t in ticks) >= figures.LABEL_PT_MIN
+        boxes = [t.get_window_extent(renderer) for t in ticks]
+        spans = sorted((b.y0, b.y1) if vertical else (b.x0, b.x1) for b in boxes)
+        assert all(a[1] <= b[0] + 0.5 for a, b in zip(spans, spans[1:])), "neighbouring class names overlap"
