@@ -362,3 +362,26 @@ def test_class_name_figures_keep_60_and_120_ntu_names_legible(tmp_path, monkeypa
         boxes = [t.get_window_extent(renderer) for t in ticks]
         spans = sorted((b.y0, b.y1) if vertical else (b.x0, b.x1) for b in boxes)
         assert all(a[1] <= b[0] + 0.5 for a, b in zip(spans, spans[1:])), "neighbouring class names overlap"
+
+
+@pytest.mark.parametrize("num_classes", [4, 60])
+def test_per_class_figure_keeps_its_bar_panel_under_long_names(tmp_path, monkeypatch, num_classes):
+    """The per-class figure was 5 inches high whatever the names: NTU's rotated names took most of it, the bars
+    were left under two inches, and the legend (meant to sit in the headroom above 100 %) hid the bars
+    near 100 %. The figure now grows by the names' height: the bar panel keeps its height, the legend stays
+    above 100 %."""
+    from pathlib import Path
+
+    from processor.evaluation import figures
+
+    names = [n for n in Path("data_gen/resources/classes_ntu120.txt").read_text(encoding="utf-8").splitlines()
+             if n.strip()][:num_classes]
+    acc = np.full(num_classes, 100.0)
+    fig, renderer = _drawn_figure(monkeypatch, figures.plot_per_class_comparison, acc, acc, "JB", "JM",
+                                  tmp_path / "pc.png", names, title="per class")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "per-class top-1 accuracy (%)" and ax.get_title() == "per class"
+    panel_in = ax.get_window_extent(renderer).height / fig.dpi
+    assert panel_in >= 0.95 * figures.BAR_PANEL_IN, f"the bars have {panel_in:.2f} in"
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y0 >= ax.transData.transform((0, 100.0))[1], "the legend covers bars at 100 %"

@@ -31,6 +31,8 @@ __all__ = ["plot_confusion", "plot_training_curves", "read_metrics", "plot_per_c
 #: class-name tick labels (pt): LABEL_FILL of the axis length each class has, between LABEL_PT_MIN (still legible
 #: in the PNG at the figures' dpi) and LABEL_PT_MAX (the size of a few classes' names)
 LABEL_FILL, LABEL_PT_MIN, LABEL_PT_MAX = 0.6, 5.0, 9.0
+#: height (in) of the per-class figure's bar panel: the figure grows by what the title and rotated names need
+BAR_PANEL_IN = 3.5
 
 
 def _save(fig, path: Path, dpi: int) -> Path:
@@ -143,6 +145,10 @@ def plot_per_class_comparison(acc_a: np.ndarray, acc_b: np.ndarray, label_a: str
     ax.legend(loc="upper center", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or f"Per-class accuracy: {label_a} vs {label_b}")
+    for _ in range(2):                       # long names (NTU's) would squash the bars into a strip under the legend
+        fig.tight_layout()
+        panel_in = ax.get_position().height * fig.get_figheight()
+        fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + BAR_PANEL_IN - panel_in)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
