@@ -385,3 +385,19 @@ def test_per_class_figure_keeps_its_bar_panel_under_long_names(tmp_path, monkeyp
     assert panel_in >= 0.95 * figures.BAR_PANEL_IN, f"the bars have {panel_in:.2f} in"
     legend = ax.get_legend().get_window_extent(renderer)
     assert legend.y0 >= ax.transData.transform((0, 100.0))[1], "the legend covers bars at 100 %"
+
+
+def test_training_curves_label_every_axis(tmp_path, monkeypatch):
+    """Loss, accuracy (%) and learning-rate panels over whole epochs; the learning-rate panel had a title but no
+    y-axis label."""
+    from processor.evaluation import figures
+
+    rows = [{"epoch": e, "lr": 0.1 / e, "train/loss": 1.0 / e, "train/acc": 50.0 + e, "eval/holdout_top1": 40.0 + e}
+            for e in (1, 2, 3)]
+    fig, _ = _drawn_figure(monkeypatch, figures.plot_training_curves, rows, tmp_path / "curves.png", title="t")
+    loss, acc, lr = fig.axes
+    assert [line.get_label() for line in loss.get_lines()] == ["train/loss"]
+    assert [line.get_label() for line in acc.get_lines()] == ["eval/holdout_top1", "train/acc"]
+    assert np.allclose(lr.get_lines()[0].get_ydata(), [0.1, 0.05, 0.1 / 3]) and lr.get_yscale() == "log"
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
+        ("epoch", "loss"), ("epoch", "accuracy (%)"), ("epoch", "learning rate")]

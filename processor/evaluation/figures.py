@@ -117,6 +117,7 @@ def plot_training_curves(metrics: Sequence[Dict[str, float]], path: Path, title:
     axes[2].plot(epochs, [row.get("lr", np.nan) for row in metrics], marker="o", markersize=3, color="tab:red")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("learning rate")
     axes[2].set_title("learning rate")
     axes[2].grid(alpha=0.3)
     for ax in axes:
