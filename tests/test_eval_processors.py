@@ -135,6 +135,28 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog,
         next(line for line in err.splitlines() if "kinds names ['liner']" in line)]
 
 
+def test_report_writes_label_fractions_as_given(tmp_path):
+    """The report wrote the label fraction with the accuracies' two decimals: a semi-supervised run on 0.5 % of
+    the labels read 0.01 (1 %) and one on 0.1 % read 0.00. Finished runs faked by their results.json: no training."""
+    for name, fraction in (("semi_half", 0.005), ("semi_tenth", 0.001), ("semi_1", 0.01), ("linear", 1.0)):
+        run_dir = tmp_path / "runs" / name
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.json").write_text(json.dumps({"kind": "semi", "stream": "joint", "top1": 12.5,
+                                                          "label_fraction": fraction}))
+        (run_dir / FINISHED_MARKER).write_text("done\n")
+    get_processor("report").from_config(None, [f"work_dir={tmp_path / 'runs'}"]).run()
+    for table, sep in (("report.md", "|"), ("report.csv", ",")):
+        lines = [line for line in (tmp_path / "runs" / "report" / table).read_text().splitlines()
+                 if table == "report.csv" or line.startswith("| ")]
+        header = [c.strip() for c in lines[0].strip("|").split(sep)]
+        cells = {row[0]: dict(zip(header, row)) for row in
+                 ([c.strip() for c in line.strip("|").split(sep)] for line in lines[1:]) if row[0] in
+                 ("semi_half", "semi_tenth", "semi_1", "linear")}
+        assert {run: cell["label fraction"] for run, cell in cells.items()} == {
+            "linear": "1", "semi_1": "0.01", "semi_half": "0.005", "semi_tenth": "0.001"}, table
+        assert cells["semi_half"]["top-1 (%)"] == ("12.50" if table == "report.md" else "12.5000")
+
+
 def _correct(path):
     """Per-sample correctness of a saved score file."""
     scores = pickle.loads(path.read_bytes())
