@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -140,7 +141,12 @@ class Fusion(Processor):
         if clashes:
             raise ConfigError(f"fusion: streams share an abbreviation, so their combinations would share labels: "
                              f"{clashes}; give each its own, e.g. abbreviations={{{clashes[next(iter(clashes))][1]}: X}}")
-        weights = {s: float((cfg.weights or {}).get(s, cfg.default_weight)) for s in streams}
+        weights = {}
+        for s in streams:
+            given = (cfg.weights or {}).get(s, cfg.default_weight)
+            if isinstance(given, bool) or not isinstance(given, (int, float)) or not math.isfinite(given) or given <= 0:
+                raise ConfigError(f"fusion: weights.{s} must be a number > 0, got {given!r}")
+            weights[s] = float(given)
         scores, sources = {}, {}
         for s in streams:
             if not isinstance(cfg.streams[s], str) or not cfg.streams[s]:

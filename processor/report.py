@@ -77,7 +77,10 @@ def rows_of(entry: Dict[str, Any]) -> List[List[Any]]:
     pre = pretrained.get("path") or "random init"
     if pretrained.get("pretrain_complete") is False:       # an intermediate checkpoint: say how far it got
         pre += f" (epoch {pretrained.get('pretrain_epoch_reached')} of {pretrained.get('pretrain_epochs')})"
-    return [[run, kind, r.get("stream"), r.get("label_fraction"), r.get("monitor"), r.get("report_epoch"),
+    fraction = r.get("label_fraction")        # as given (0.005), not with the accuracies' two decimals (0.01)
+    if isinstance(fraction, (int, float)) and not isinstance(fraction, bool):
+        fraction = f"{fraction:g}"
+    return [[run, kind, r.get("stream"), fraction, r.get("monitor"), r.get("report_epoch"),
              r.get("top1"), r.get("top5"), best.get("top1"), best.get("epoch"), last.get("top1"), last.get("epoch"),
              pre]]
 

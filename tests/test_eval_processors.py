@@ -135,6 +135,28 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog,
         next(line for line in err.splitlines() if "kinds names ['liner']" in line)]
 
 
+def test_report_writes_label_fractions_as_given(tmp_path):
+    """The report wrote the label fraction with the accuracies' two decimals: a semi-supervised run on 0.5 % of
+    the labels read 0.01 (1 %) and one on 0.1 % read 0.00. Finished runs faked by their results.json: no training."""
+    for name, fraction in (("semi_half", 0.005), ("semi_tenth", 0.001), ("semi_1", 0.01), ("linear", 1.0)):
+        run_dir = tmp_path / "runs" / name
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.json").write_text(json.dumps({"kind": "semi", "stream": "joint", "top1": 12.5,
+                                                          "label_fraction": fraction}))
+        (run_dir / FINISHED_MARKER).write_text("done\n")
+    get_processor("report").from_config(None, [f"work_dir={tmp_path / 'runs'}"]).run()
+    for table, sep in (("report.md", "|"), ("report.csv", ",")):
+        lines = [line for line in (tmp_path / "runs" / "report" / table).read_text().splitlines()
+                 if table == "report.csv" or line.startswith("| ")]
+        header = [c.strip() for c in lines[0].strip("|").split(sep)]
+        cells = {row[0]: dict(zip(header, row)) for row in
+                 ([c.strip() for c in line.strip("|").split(sep)] for line in lines[1:]) if row[0] in
+                 ("semi_half", "semi_tenth", "semi_1", "linear")}
+        assert {run: cell["label fraction"] for run, cell in cells.items()} == {
+            "linear": "1", "semi_1": "0.01", "semi_half": "0.005", "semi_tenth": "0.001"}, table
+        assert cells["semi_half"]["top-1 (%)"] == ("12.50" if table == "report.md" else "12.5000")
+
+
 def _correct(path):
     """Per-sample correctness of a saved score file."""
     scores = pickle.loads(path.read_bytes())
@@ -555,6 +577,28 @@ def test_fusion_weights_combinations_and_abbreviations(tmp_path):
     with pytest.raises(ValueError, match=r"names unknown streams \['motion'\]"):
         get_processor("fusion").from_config(None, base + ["name=fc_bad2", "compare=[]",
                                                           "combinations=[[joint, motion]]"]).run()
+
+
+@pytest.mark.parametrize("extra, match", [
+    ("weights={joint: abc}", r"fusion: weights\.joint must be a number > 0, got 'abc'"),
+    ("weights={bone: -1}", r"fusion: weights\.bone must be a number > 0, got -1"),
+    ("weights={joint: 0}", r"fusion: weights\.joint must be a number > 0, got 0"),
+    ("weights={joint: .nan}", r"fusion: weights\.joint must be a number > 0, got nan"),
+    ("default_weight=-0.5", r"default_weight.*positive number"),
+])
+def test_fusion_weights_must_be_positive_numbers(tmp_path, extra, match):
+    """A weight of 'abc' ended in float()'s 'could not convert string to float' naming no key; 0, negative or NaN
+    weights were used: a zero-weight stream's own row reported the share of class 0 (all-zero scores, arg-max 0), a
+    negative one ranked its least likely class first. Fake score files: no training."""
+    names = [f"s{i:02d}" for i in range(8)]
+    labels = np.arange(8) % NUM_CLASSES
+    _fake_scores(tmp_path / "j", 1, names, labels)
+    _fake_scores(tmp_path / "b", 2, names, labels)
+    over = [f"work_dir={tmp_path / 'runs'}", f"streams={{joint: '{tmp_path / 'j'}', bone: '{tmp_path / 'b'}'}}",
+            "name=fw", "compare=[]", extra]
+    with pytest.raises(ConfigError, match=match):
+        get_processor("fusion").from_config(None, over).run()
+    assert not (tmp_path / "runs" / "fw" / "fusion.md").exists()
 
 
 class KilledAfterEpoch1:

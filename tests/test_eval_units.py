@@ -272,3 +272,132 @@ def test_plateau_rule_refuses_values_it_cannot_apply(kwargs, match):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match=match):
         PlateauRule(opt, **kwargs)
+
+
+def test_load_scores_refuses_non_finite_logits(tmp_path):
+    """A NaN (or inf) logit makes the sample's softmax NaN; arg-max and top-k then counted it as class 0, so a stream
+    with NaN scores got a plausible fused accuracy. The score file is refused, naming it and the samples."""
+    import pickle
+
+    from processor.evaluation.scores import load_scores
+
+    for bad_value in (np.nan, np.inf):
+        logits = np.zeros((4, 3), dtype=np.float32)
+        logits[2, 1] = bad_value
+        path = tmp_path / "stream" / "scores.pkl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(pickle.dumps({"names": ["a", "b", "c", "d"], "logits": logits, "labels": np.zeros(4)}))
+        with pytest.raises(ValueError, match=r"stream.scores\.pkl: 1 of 4 samples have non-finite logits .*'c'"):
+            load_scores(path)
+
+
+def test_load_scores_refuses_labels_and_class_names_that_do_not_fit_the_classes(tmp_path):
+    """A label outside [0, classes) ended in a bare IndexError in fusion's per-class figure (label >= classes) or
+    was counted silently as the last class (label -1); class names of another count ended in a matplotlib tick
+    error. Both are refused on reading, naming the file."""
+    import pickle
+
+    from processor.evaluation.scores import load_scores
+
+    def write(labels, class_names=None):
+        path = tmp_path / "run" / "scores.pkl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(pickle.dumps({"names": ["a", "b", "c"], "logits": np.zeros((3, 3)),
+                                       "labels": np.array(labels), "class_names": class_names}))
+        return path
+
+    for labels in ([0, 3, 1], [0, -1, 2]):
+        with pytest.raises(ValueError, match=r"run.scores\.pkl: labels must be class numbers 0\.\.2 .*'b'"):
+            load_scores(write(labels))
+    with pytest.raises(ValueError, match=r"run.scores\.pkl: 2 class names for 3 classes"):
+        load_scores(write([0, 1, 2], ["x", "y"]))
+    assert load_scores(write([0, 1, 2], ["x", "y", "z"]))["class_names"] == ["x", "y", "z"]
+    assert load_scores(write([0, 1, 2]))["class_names"] is None
+
+
+def _drawn_figure(monkeypatch, plot, *args, **kwargs):
+    """Run a figures.plot_* function; return its matplotlib figure and the renderer that drew it (the PNG is
+    written as usual)."""
+    from processor.evaluation import figures
+
+    kept = {}
+    save = figures._save
+
+    def keep(fig, path, dpi):
+        fig.canvas.draw()
+        kept["fig"], kept["renderer"] = fig, fig.canvas.get_renderer()
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    plot(*args, **kwargs)
+    return kept["fig"], kept["renderer"]
+
+
+@pytest.mark.parametrize("num_classes", [1, 60, 120])
+def test_class_name_figures_keep_60_and_120_ntu_names_legible(tmp_path, monkeypatch, num_classes):
+    """The tick-label font shrank as 400 / classes (confusion) and 500 / classes (per-class bars): 3 pt and 4 pt for
+    NTU-120, 5-6 px glyphs, though each class has about 14 pt of axis. The font now follows the space per class:
+    never below figures.LABEL_PT_MIN, and neighbouring names never overlap."""
+    from pathlib import Path
+
+    from processor.evaluation import figures
+
+    names = [n for n in Path("data_gen/resources/classes_ntu120.txt").read_text(encoding="utf-8").splitlines()
+             if n.strip()][:num_classes]
+    labels = np.repeat(np.arange(num_classes), 2)
+    pred = np.roll(labels, 1)
+    cm = confusion_matrix(pred, labels, num_classes)
+    fig, fig_renderer = _drawn_figure(monkeypatch, figures.plot_confusion, cm, tmp_path / "cm.png", names, title="cm")
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted class", "true class", "cm")
+    assert np.allclose(np.asarray(ax.images[0].get_array()).sum(axis=1), 1.0)      # rows = true class, normalised
+    acc = per_class_accuracy(pred, labels, num_classes)
+    bars, bars_renderer = _drawn_figure(monkeypatch, figures.plot_per_class_comparison, acc, acc, "JB", "JM",
+                                        tmp_path / "pc.png", names)
+    for renderer, ticks, vertical in ((fig_renderer, ax.get_yticklabels(), True),
+                                      (fig_renderer, ax.get_xticklabels(), False),
+                                      (bars_renderer, bars.axes[0].get_xticklabels(), False)):
+        assert [t.get_text() for t in ticks] == names
+        assert min(t.get_fontsize() for t in ticks) >= figures.LABEL_PT_MIN
+        boxes = [t.get_window_extent(renderer) for t in ticks]
+        spans = sorted((b.y0, b.y1) if vertical else (b.x0, b.x1) for b in boxes)
+        assert all(a[1] <= b[0] + 0.5 for a, b in zip(spans, spans[1:])), "neighbouring class names overlap"
+
+
+@pytest.mark.parametrize("num_classes", [4, 60])
+def test_per_class_figure_keeps_its_bar_panel_under_long_names(tmp_path, monkeypatch, num_classes):
+    """The per-class figure was 5 inches high whatever the names: NTU's rotated names took most of it, the bars
+    were left under two inches, and the legend (meant to sit in the headroom above 100 %) hid the bars
+    near 100 %. The figure now grows by the names' height: the bar panel keeps its height, the legend stays
+    above 100 %."""
+    from pathlib import Path
+
+    from processor.evaluation import figures
+
+    names = [n for n in Path("data_gen/resources/classes_ntu120.txt").read_text(encoding="utf-8").splitlines()
+             if n.strip()][:num_classes]
+    acc = np.full(num_classes, 100.0)
+    fig, renderer = _drawn_figure(monkeypatch, figures.plot_per_class_comparison, acc, acc, "JB", "JM",
+                                  tmp_path / "pc.png", names, title="per class")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "per-class top-1 accuracy (%)" and ax.get_title() == "per class"
+    panel_in = ax.get_window_extent(renderer).height / fig.dpi
+    assert panel_in >= 0.95 * figures.BAR_PANEL_IN, f"the bars have {panel_in:.2f} in"
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y0 >= ax.transData.transform((0, 100.0))[1], "the legend covers bars at 100 %"
+
+
+def test_training_curves_label_every_axis(tmp_path, monkeypatch):
+    """Loss, accuracy (%) and learning-rate panels over whole epochs; the learning-rate panel had a title but no
+    y-axis label."""
+    from processor.evaluation import figures
+
+    rows = [{"epoch": e, "lr": 0.1 / e, "train/loss": 1.0 / e, "train/acc": 50.0 + e, "eval/holdout_top1": 40.0 + e}
+            for e in (1, 2, 3)]
+    fig, _ = _drawn_figure(monkeypatch, figures.plot_training_curves, rows, tmp_path / "curves.png", title="t")
+    loss, acc, lr = fig.axes
+    assert [line.get_label() for line in loss.get_lines()] == ["train/loss"]
+    assert [line.get_label() for line in acc.get_lines()] == ["eval/holdout_top1", "train/acc"]
+    assert np.allclose(lr.get_lines()[0].get_ydata(), [0.1, 0.05, 0.1 / 3]) and lr.get_yscale() == "log"
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
+        ("epoch", "loss"), ("epoch", "accuracy (%)"), ("epoch", "learning rate")]

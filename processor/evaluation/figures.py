@@ -28,6 +28,12 @@ from feeder.io import atomic_path  # noqa: E402
 
 __all__ = ["plot_confusion", "plot_training_curves", "read_metrics", "plot_per_class_comparison", "plot_embeddings"]
 
+#: class-name tick labels (pt): LABEL_FILL of the axis length each class has, between LABEL_PT_MIN (still legible
+#: in the PNG at the figures' dpi) and LABEL_PT_MAX (the size of a few classes' names)
+LABEL_FILL, LABEL_PT_MIN, LABEL_PT_MAX = 0.6, 5.0, 9.0
+#: height (in) of the per-class figure's bar panel: the figure grows by what the title and rotated names need
+BAR_PANEL_IN = 3.5
+
 
 def _save(fig, path: Path, dpi: int) -> Path:
     path = Path(path)
@@ -41,6 +47,14 @@ def _names(class_names: Optional[Sequence[str]], k: int) -> List[str]:
     return list(class_names) if class_names else [str(i) for i in range(k)]
 
 
+def _label_font(fig, ax, k: int, axis: str) -> float:
+    """Font size (pt) of ``k`` class names along ``axis`` ("x" or "y") of ``ax``, from the length each one has."""
+    ax.apply_aspect()                          # an image's equal aspect shrinks the axes: measure what is left
+    box, (width, height) = ax.get_position(), fig.get_size_inches()
+    pitch_pt = 72.0 * (box.width * width if axis == "x" else box.height * height) / max(k, 1)
+    return float(np.clip(LABEL_FILL * pitch_pt, LABEL_PT_MIN, LABEL_PT_MAX))
+
+
 def plot_confusion(cm: np.ndarray, path: Path, class_names: Optional[Sequence[str]] = None,
                    title: str = "Confusion matrix", dpi: int = 120) -> Path:
     """Rows = true class, columns = predicted class, each row normalised to sum 1."""
@@ -50,8 +64,9 @@ def plot_confusion(cm: np.ndarray, path: Path, class_names: Optional[Sequence[st
     size = min(4 + 0.22 * k, 40)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     names = _names(class_names, k)
-    font = max(3, min(9, 400 // max(k, 1)))
+    font = min(_label_font(fig, ax, k, "x"), _label_font(fig, ax, k, "y"))
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     ax.set_xticklabels(names, rotation=90, fontsize=font)
@@ -65,7 +80,6 @@ def plot_confusion(cm: np.ndarray, path: Path, class_names: Optional[Sequence[st
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=font - 1,
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     return _save(fig, path, dpi)
 
 
@@ -103,6 +117,7 @@ def plot_training_curves(metrics: Sequence[Dict[str, float]], path: Path, title:
     axes[2].plot(epochs, [row.get("lr", np.nan) for row in metrics], marker="o", markersize=3, color="tab:red")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("learning rate")
     axes[2].set_title("learning rate")
     axes[2].grid(alpha=0.3)
     for ax in axes:
@@ -124,13 +139,17 @@ def plot_per_class_comparison(acc_a: np.ndarray, acc_b: np.ndarray, label_a: str
     ax.bar(x - 0.2, acc_a, width=0.4, label=f"{label_a} (mean {np.nanmean(acc_a):.1f})")
     ax.bar(x + 0.2, acc_b, width=0.4, label=f"{label_b} (mean {np.nanmean(acc_b):.1f})")
     ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=90, fontsize=max(4, min(9, 500 // max(k, 1))))
+    ax.set_xticklabels(names, rotation=90, fontsize=_label_font(fig, ax, k, "x"))
     ax.set_ylabel("per-class top-1 accuracy (%)")
     ax.set_ylim(0, 118)                      # headroom above 100 % for the legend: it never hides a bar
     ax.set_yticks(np.arange(0, 101, 20))
     ax.legend(loc="upper center", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or f"Per-class accuracy: {label_a} vs {label_b}")
+    for _ in range(2):                       # long names (NTU's) would squash the bars into a strip under the legend
+        fig.tight_layout()
+        panel_in = ax.get_position().height * fig.get_figheight()
+        fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + BAR_PANEL_IN - panel_in)
     fig.tight_layout()
     return _save(fig, path, dpi)
 

@@ -6,7 +6,7 @@
 - ``softmax(logits) -> probabilities`` (numpy, row-wise, numerically stable);
 - ``save_scores(path, names, logits, labels, class_names)`` / ``load_scores(path) -> dict``:
   ``scores.pkl`` = ``{"names": [str] (N), "logits": float32 (N, K), "labels": int64 (N),
-  "class_names": [str] | None}``; ``logits`` are pre-softmax scores in the order of ``names``.
+  "class_names": [str] | None}``; ``logits`` are finite pre-softmax scores in the order of ``names``.
 """
 from __future__ import annotations
 
@@ -96,6 +96,20 @@ def load_scores(path: Path) -> dict:
         raise ValueError(f"{path}: labels must be whole class numbers (N,), got {labels.dtype} {labels.shape}")
     if not all(isinstance(n, str) for n in obj["names"]):
         raise ValueError(f"{path}: names must be sample-name strings")
+    num_classes = logits.shape[1]
+    outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if outside.size:
+        raise ValueError(f"{path}: labels must be class numbers 0..{num_classes - 1} (its logits have {num_classes} "
+                         f"classes); {outside.size} are not, e.g. "
+                         f"{[(obj['names'][i], int(labels[i])) for i in outside[:10]]}")
+    class_names = obj.get("class_names")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{path}: {len(class_names)} class names for {num_classes} classes (the logits' columns)")
+    bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{path}: {bad.size} of {len(logits)} samples have non-finite logits (NaN or inf), e.g. "
+                         f"{[obj['names'][i] for i in bad[:10]]}; their softmax is undefined, so no accuracy or "
+                         f"fusion can use them (the model that wrote them diverged or read non-finite input)")
     return dict(obj, logits=logits, labels=labels.astype(np.int64))
 
 
