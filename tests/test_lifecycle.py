@@ -121,12 +121,12 @@ def test_mid_epoch_checkpoint_refuses_another_world_size(toy):
     assert state["world_size"] == 1
     state["world_size"] = 2  # as if two DDP processes had written it
     torch.save(state, path)
-    with pytest.raises(RuntimeError, match=r"middle of an epoch by 2 process\(es\) at batch_size 8; resume it "
+    with pytest.raises(ConfigError, match=r"middle of an epoch by 2 process\(es\) at batch_size 8; resume it "
                                            r"with 2 process\(es\) and batch_size 8, not 1 and 8"):
         make(toy, "name=world", "resume=true").run()
     state["world_size"] = 1
     torch.save(state, path)
-    with pytest.raises(RuntimeError, match=r"batch_size 8, not 1 and 2"):
+    with pytest.raises(ConfigError, match=r"batch_size 8, not 1 and 2"):
         make(toy, "name=world", "resume=true", "batch_size=2").run()
 
 
@@ -475,7 +475,7 @@ def test_rng_state_of_more_gpus_than_visible_on_a_gpu():
 
 def test_a_resume_whose_model_no_longer_fits_names_the_changed_setting(toy):
     """model_width changed between the kill and the resume: torch's raw size-mismatch error became a config
-    error naming the changed key; and a mid-epoch checkpoint resumed at another batch size is one too."""
+    error naming the changed key."""
     ToyProcessor.interrupt_at = 7
     with pytest.raises(Interrupt):
         make(toy, "name=killed").run()
@@ -483,8 +483,6 @@ def test_a_resume_whose_model_no_longer_fits_names_the_changed_setting(toy):
     with pytest.raises(ConfigError, match=r"latest\.pt: its model or optimiser does not fit this run's "
                                           r"\(model_width: 8 -> 16\): resume with the settings it was saved with"):
         make(toy, "name=killed", "resume=true", "model_width=16").run()
-    with pytest.raises(ConfigError, match=r"saved in the middle of an epoch by 1 process\(es\) at batch_size 8"):
-        make(toy, "name=killed", "resume=true", "batch_size=4").run()
     make(toy, "name=killed", "resume=true").run()                 # the saved settings still resume
     assert (toy / "runs/killed" / FINISHED_MARKER).exists()
 
