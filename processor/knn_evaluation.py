@@ -29,7 +29,7 @@ from processor.evaluation.figures import plot_confusion
 from processor.evaluation.frozen import FrozenGuard
 from processor.evaluation.knn import knn_classify
 from processor.evaluation.markdown import markdown_table
-from processor.evaluation.scores import confusion_matrix, load_class_names, save_scores
+from processor.evaluation.scores import confusion_matrix, load_class_names, require_finite, save_scores
 from processor.registry import register
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,13 @@ class KnnEvaluation(Processor):
         model.eval()
         kw = dict(batch_size=int(cfg.eval_batch_size), device=device, num_workers=int(cfg.num_workers),
                   progress=bool(cfg.progress_bar))
-        train_f, train_y, _ = extract_features(model.features, train_set, desc="features (train)", **kw)
+        train_f, train_y, train_i = extract_features(model.features, train_set, desc="features (train)", **kw)
         test_f, test_y, test_i = extract_features(model.features, test_set, desc="features (test)", **kw)
         guard.check()
+        for split, feats, dataset, order in ((d.train_split, train_f, train_set, train_i),
+                                             (d.test_split, test_f, test_set, test_i)):
+            require_finite(feats, [dataset.all_sample_names[i] for i in order], str(split_files(d.root, split).data),
+                           what="features")
         results: Dict[str, Any] = {"kind": self.kind, "processor": self.name, "dataset_root": d.root,
                                    "stream": d.stream, "num_classes": num_classes, "pretrained": info,
                                    "feature_dim": int(train_f.shape[1]),

@@ -817,3 +817,23 @@ def test_warmup_spans_the_epochs_the_evaluation_actually_steps(env, tmp_path, ba
     run("warm", env, f"epochs={epochs}", f"batch_size={batch}", "optim.lr=0.5", "scheduler.name=none",
         f"scheduler.warmup_epochs={warmup}", f"work_dir={tmp_path / 'runs'}", cls=Recording)
     assert seen == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("processor", ["linear_evaluation", "knn_evaluation"])
+def test_non_finite_test_outputs_are_an_error_naming_the_data_file(env, tmp_path, processor):
+    """A NaN in one test clip gave that clip NaN logits (kNN: NaN features), which top-k and arg-max counted as
+    class 0: the evaluation reported a plausible accuracy. Now it names the split's data file and the sample."""
+    import shutil
+
+    from feeder.io import load_label_pkl
+
+    root = tmp_path / "data"
+    shutil.copytree(env[1], root)
+    data = np.load(root / "val_data_joint.npy")
+    data[3, :, 0] = np.nan
+    np.save(root / "val_data_joint.npy", data)
+    name = load_label_pkl(root / "val_label.pkl")[0][3]
+    with pytest.raises(ValueError, match=rf"val_data_joint\.npy.*: 1 of 20 samples have non-finite "
+                                         rf"(logits|features) \(NaN or inf\), e\.g\. \['{name}'\]"):
+        training = ["epochs=1", "batch_size=16"] if processor == "linear_evaluation" else []
+        run("nan_test", (tmp_path, root, env[2]), *training, processor=processor)

@@ -58,7 +58,8 @@ from processor.evaluation.encoder_loading import (PretrainedMismatch, encoder_co
 from processor.evaluation.features import FeatureDataset, extract_features
 from processor.evaluation.figures import plot_confusion, plot_training_curves, read_metrics
 from processor.evaluation.frozen import FrozenGuard
-from processor.evaluation.scores import (confusion_matrix, load_class_names, save_scores, topk_accuracy)
+from processor.evaluation.scores import (confusion_matrix, load_class_names, require_finite, save_scores,
+                                         topk_accuracy)
 from processor.evaluation.subsets import class_balanced_subset, holdout_split
 from processor.evaluation.markdown import markdown_table
 
@@ -365,8 +366,9 @@ class ClassificationEvaluation(TrainProcessor):
     # ----------------------------------------------------------------- results
     def _score_test(self, tag: str, filename: str, class_names) -> Dict[str, Any]:
         logits, labels, index = self.scores(self.test_set, f"test ({tag})")
-        acc = topk_accuracy(logits, labels, (1, 5))
         names = [self.test_sample_names[i] for i in index]
+        require_finite(logits, names, f"{split_files(self.cfg.data.root, self.cfg.data.test_split).data} ({tag})")
+        acc = topk_accuracy(logits, labels, (1, 5))
         if runtime.is_main_process():
             save_scores(self.work_dir / filename, names, logits, labels, class_names)
         return {"top1": acc[1], "top5": acc[5], "scores": filename, "pred": logits.argmax(1), "labels": labels}

@@ -4,6 +4,8 @@
 - ``confusion_matrix(pred (N,), labels (N,), num_classes) -> (K, K)`` int64, rows = true class;
 - ``per_class_accuracy(pred, labels, num_classes) -> (K,)`` percent (NaN for absent classes);
 - ``softmax(logits) -> probabilities`` (numpy, row-wise, numerically stable);
+- ``require_finite(values (N, D), names, where, what)``: a row with NaN / inf is an error naming the samples
+  (their softmax, arg-max and neighbours are undefined: top-k counted a NaN row as class 0);
 - ``save_scores(path, names, logits, labels, class_names)`` / ``load_scores(path) -> dict``:
   ``scores.pkl`` = ``{"names": [str] (N), "logits": float32 (N, K), "labels": int64 (N),
   "class_names": [str] | None}``; ``logits`` are finite pre-softmax scores in the order of ``names``.
@@ -19,8 +21,8 @@ import numpy as np
 
 from feeder.io import save_pickle_atomic
 
-__all__ = ["topk_accuracy", "confusion_matrix", "per_class_accuracy", "softmax", "save_scores", "load_scores",
-           "load_class_names", "SCORES_FILE"]
+__all__ = ["topk_accuracy", "confusion_matrix", "per_class_accuracy", "softmax", "require_finite", "save_scores",
+           "load_scores", "load_class_names", "SCORES_FILE"]
 
 SCORES_FILE = "scores.pkl"
 
@@ -61,6 +63,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def require_finite(values: np.ndarray, names: Sequence[str], where: str, what: str = "logits") -> None:
+    """Raise ValueError (naming ``where`` and up to ten samples) when a row of ``values`` holds NaN or inf."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(values)).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{where}: {bad.size} of {len(values)} samples have non-finite {what} (NaN or inf), e.g. "
+                         f"{[names[i] for i in bad[:10]]}; their softmax, arg-max and neighbours are undefined, so "
+                         f"no accuracy or fusion can use them (the model diverged or read non-finite input)")
 
 
 def save_scores(path: Path, names: Sequence[str], logits: np.ndarray, labels: np.ndarray,
@@ -105,11 +116,7 @@ def load_scores(path: Path) -> dict:
     class_names = obj.get("class_names")
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"{path}: {len(class_names)} class names for {num_classes} classes (the logits' columns)")
-    bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))
-    if bad.size:
-        raise ValueError(f"{path}: {bad.size} of {len(logits)} samples have non-finite logits (NaN or inf), e.g. "
-                         f"{[obj['names'][i] for i in bad[:10]]}; their softmax is undefined, so no accuracy or "
-                         f"fusion can use them (the model that wrote them diverged or read non-finite input)")
+    require_finite(logits, obj["names"], str(path))
     return dict(obj, logits=logits, labels=labels.astype(np.int64))
 
 
