@@ -564,6 +564,7 @@ def test_fusion_weights_combinations_and_abbreviations(tmp_path):
                                                           "weights={joint: 1.0, bone: 0.2}"]).run()
     assert list(r["combinations"]) == ["J", "B", "JB"]
     assert r["combinations"]["JB"]["top1"] == pytest.approx(acc(weighted))
+    assert r["headline"] == "JB" and r["top1"] == r["combinations"]["JB"]["top1"]
     assert r["combinations"]["J"]["top1"] == pytest.approx(acc(joint))
     assert r["combinations"]["B"]["top1"] == pytest.approx(acc(bone))
     r = get_processor("fusion").from_config(None, base + [
@@ -571,6 +572,9 @@ def test_fusion_weights_combinations_and_abbreviations(tmp_path):
     assert list(r["combinations"]) == ["JX", "X"]
     assert r["combinations"]["JX"]["streams"] == ["joint", "bone"] and r["combinations"]["X"]["streams"] == ["bone"]
     assert r["combinations"]["JX"]["top1"] == pytest.approx(acc(even))
+    assert r["headline"] == "JX" and r["top1"] == r["combinations"]["JX"]["top1"] != r["combinations"]["X"]["top1"]
+    r = get_processor("fusion").from_config(None, base + ["name=fsub", "compare=[]", "combinations=[B, J]"]).run()
+    assert r["headline"] == "J" and r["top1"] == r["combinations"]["J"]["top1"]   # no all-stream row: the last
     with pytest.raises(ValueError, match=r"unknown combination 'JB'; known: J, X, JX"):
         get_processor("fusion").from_config(None, base + [
             "name=fc_bad", "compare=[]", "abbreviations={bone: X}", "combinations=[JB]"]).run()
