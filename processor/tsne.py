@@ -107,7 +107,8 @@ class TSNEFigure(Processor):
             panels.append((titles[key], emb, colours))
             saved[f"{key}_tsne"] = emb
             saved[f"{key}_colour"] = colours
-        colour_note = "true labels" if cfg.color_by == "label" else f"k-means pseudo-labels (k={cfg.clusters})"
+        clusters = min(int(cfg.clusters), len(chosen))         # kmeans_labels' own cap: no more clusters than samples
+        colour_note = "true labels" if cfg.color_by == "label" else f"k-means pseudo-labels (k={clusters})"
         title = f"t-SNE of {len(chosen)} {cfg.split} samples, coloured by {colour_note}"
         plot_embeddings(panels, self.work_dir / "tsne.png", title=title)
         with atomic_path(self.work_dir / "tsne_features.npz") as tmp:

@@ -455,6 +455,10 @@ def test_tsne_figure(env):
     assert w > 3 * h / 2
     saved = np.load(tmp / "runs/tsne/tsne_features.npz")
     assert saved["modulated_tsne"].shape == (20, 2) and saved["skeleton_colour"].max() == 3
+    # more clusters asked than samples: the figure's title says the k that coloured it (20), not the one asked
+    get_processor("tsne").from_config(None, [f"work_dir={tmp / 'runs'}", "name=tsne_k", f"checkpoint={ckpt}",
+                                             "clusters=60", "device=cpu", f"data.root={root}"]).run()
+    assert "k-means pseudo-labels (k=20)" in (tmp / "runs/tsne_k/report.md").read_text()
 
 
 def test_head_norm_with_batches_of_one_sample_is_a_config_error(env):
