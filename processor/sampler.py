@@ -55,8 +55,8 @@ class ResumableSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         order = self._order()
         total = self.num_batches() * self.global_batch
-        if total > len(order):  # pad by wrapping (only without drop_last)
-            order = np.concatenate([order, order[: total - len(order)]])
+        if total > len(order):  # pad by wrapping (only without drop_last), more than once if the pad exceeds n
+            order = np.resize(order, total)
         for b in range(self.start_batch, self.num_batches()):
             chunk = order[b * self.global_batch:(b + 1) * self.global_batch]
             yield from chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()
