@@ -498,6 +498,10 @@ def build_pretrain_transform(cfg: Mapping[str, Any] | None, layout: Layout, wind
         "temporal_mask": lambda a: TemporalMask(**a),
     }
     ops += [makers[name](c[name]) for name in c["order"]]
+    masks = [op for op in ops if isinstance(op, TemporalMask)]
+    if masks and masks[0].cubes > int(window):       # else every sample fails later, inside a loader worker
+        raise ValueError(f"augment.temporal_mask.cubes={masks[0].cubes} needs a window of at least as many frames "
+                         f"(data.window={window}): lower the cubes or raise the window")
     return SkeletonPipeline(ops)
 
 

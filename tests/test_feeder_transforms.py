@@ -372,6 +372,11 @@ def test_error_messages():
     TemporalMask(cubes=16, n=16)
     with pytest.raises(ValueError, match="16 cubes need at least as many frames, got 15"):
         TemporalMask(cubes=16, n=6).sample(np.random.default_rng(0), {"frames": 15})
+    # ... which a pretraining pipeline of a shorter window now says when it is built, naming both keys
+    with pytest.raises(ValueError, match=r"augment\.temporal_mask\.cubes=16 needs a window of at least as many "
+                                         r"frames \(data\.window=8\)"):
+        build_pretrain_transform({}, LAYOUT, window=8)
+    build_pretrain_transform({"order": ["flip"]}, LAYOUT, window=8)     # no temporal mask listed: nothing to check
     params = TemporalMask(p=1.0).sample(np.random.default_rng(0), {"frames": 64})
     with pytest.raises(ValueError, match="drawn for 64 frames, data has T=32"):
         TemporalMask(p=1.0).apply(x[:, :32], params)
