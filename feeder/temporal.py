@@ -44,8 +44,9 @@ def random_crop_bounds(rng: np.random.Generator, valid: int, ratio: Sequence[flo
 
     ``p ~ U(ratio[0], ratio[1])``; ``length = clip(floor(valid * p), min_length, valid)``
     (so ``valid`` when ``valid < min_length``); ``start ~ U{0, ..., valid - length}``.
-    Exactly two draws from ``rng``.  ``min_length`` must be an integer >= 1 (a length-0
-    crop has no frame to resize).
+    Two calls on ``rng`` (the second consumes nothing when the crop covers the clip: numpy draws
+    no bits for a one-value range).  ``min_length`` must be an integer >= 1 (a length-0 crop has no
+    frame to resize).
     """
     if int(min_length) != min_length or min_length < 1:
         raise ValueError(f"random_crop_bounds: min_length must be an integer >= 1, got {min_length!r}")

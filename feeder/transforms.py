@@ -5,7 +5,8 @@ into two steps so that the per-sample numpy path and the batched torch path
 (:mod:`feeder.batch_augment`) share one definition of the randomness:
 
 - ``op.sample(rng, ctx) -> dict``: draws the op's parameters for one sample from a
-  ``numpy.random.Generator`` (a fixed number of draws whether or not the op fires);
+  ``numpy.random.Generator`` (the same calls whether or not the op fires; what they consume can depend on
+  the clip, e.g. a crop covering it whole; the views stay fixed by (seed, epoch, index, view));
 - ``op.apply(x, params)``: numpy, one sample ``(C, T, V, M)``;
 - ``op.apply_batch(x, params)``: torch, a batch ``(N, C, T, V, M)`` with the
   per-sample parameters stacked along a leading axis.
