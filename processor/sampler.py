@@ -28,6 +28,9 @@ class ResumableSampler(Sampler[int]):
             self.indices = np.arange(num_samples, dtype=np.int64)
         if len(self.indices) == 0:
             raise ValueError("ResumableSampler: no samples to draw from")
+        if int(batch_size) < 1 or int(world_size) < 1 or not 0 <= int(rank) < int(world_size):
+            raise ValueError(f"ResumableSampler: needs batch_size >= 1 and 0 <= rank < world_size, got batch_size "
+                             f"{batch_size}, rank {rank}, world_size {world_size}")
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 0, 0

@@ -44,3 +44,10 @@ def test_epochs_draw_other_orders_from_the_seed():
     assert a == _ranks(20, 4, 1, True, epoch=0)[0][0]
     assert a != _ranks(20, 4, 1, True, epoch=1)[0][0]
     assert sorted(a) == list(range(20))
+
+
+@pytest.mark.parametrize("batch, rank, world", [(0, 0, 1), (-2, 0, 1), (4, 2, 2), (4, -1, 2), (4, 0, 0)])
+def test_impossible_batch_or_rank_is_refused(batch, rank, world):
+    """A rank outside the world drew nothing while its length promised batches; batch 0 divided by zero."""
+    with pytest.raises(ValueError, match=r"needs batch_size >= 1 and 0 <= rank < world_size"):
+        ResumableSampler(10, batch, seed=0, rank=rank, world_size=world)
