@@ -69,6 +69,9 @@ class DualBranchEncoder(nn.Module):
                  stem_channels: Sequence[int], hidden_dim: int, num_heads: int, num_layers: int, ff_dim: int,
                  dropout: float, tcn_kernel_size: int = 5, tcn_dilations: Sequence[int] = (1, 2)):
         super().__init__()
+        if hidden_dim % num_heads:
+            raise ValueError(f"model.num_heads={num_heads} does not divide model.hidden_dim={hidden_dim}: each "
+                             f"Transformer head takes hidden_dim / num_heads channels")
         adjacency = get_layout(layout).adjacency()
         self.in_channels, self.num_person, self.num_frame = in_channels, num_person, num_frame
         self.num_joints = adjacency.shape[-1]

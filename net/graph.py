@@ -182,8 +182,9 @@ LAYOUTS: Dict[str, Layout] = {
 
 
 def get_layout(name: str) -> Layout:
-    """The layout registered under ``name`` (``ntu25``, ``kinect_v1``, ``coco17``)."""
+    """The layout registered under ``name`` (``ntu25``, ``kinect_v1``, ``coco17``); ValueError for another name
+    (a config value or command-line option, which main.py and the data_gen scripts report in one line)."""
     try:
         return LAYOUTS[name]
     except KeyError:
-        raise KeyError(f"unknown skeleton layout {name!r}; known: {sorted(LAYOUTS)}") from None
+        raise ValueError(f"unknown skeleton layout {name!r}; known: {sorted(LAYOUTS)}") from None

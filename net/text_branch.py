@@ -62,6 +62,9 @@ class TextBranch(nn.Module):
             raise ValueError(f"text mode {mode!r}: expected one of {TEXT_MODES[1:]} (mode 'none' builds no branch)")
         if level not in TEXT_LEVELS:
             raise ValueError(f"text level {level!r}: expected one of {TEXT_LEVELS}")
+        if mode == "cross_attention" and out_dim % attention_heads:
+            raise ValueError(f"text.attention_heads={attention_heads} does not divide the projection width {out_dim} "
+                             f"(model.proj_dim): each attention head takes proj_dim / attention_heads channels")
         self.mode, self.level = mode, level
         self.feature_dim = feature_dim
         self.num_tokens = num_tokens if level == "token" else 1

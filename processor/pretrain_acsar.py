@@ -27,7 +27,9 @@ from feeder.batch_augment import BatchAugmenter
 from feeder.datasets import PretrainDataset
 from feeder.splits import split_files
 from net.acsar import ACSAR
+from processor import runtime
 from processor.base import TrainProcessor
+from processor.config import ConfigError
 from processor.registry import register
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,26 @@ class PretrainACSAR(TrainProcessor):
     @property
     def use_text(self) -> bool:
         return self.cfg.text.mode != "none"
+
+    def setup(self) -> None:
+        self._check_batch_size()
+        super().setup()
+
+    def _check_batch_size(self) -> None:
+        """Refuse a batch of one sample where a loss needs two: L_cross contrasts each sample with the rest of the
+        (gathered) batch, alone it is 0 at 100 % accuracy and the text branch gets no gradient; the projectors'
+        BatchNorm1d (``model.proj_norm``) has no batch statistics (over the processes when they are synced)."""
+        world, batch = runtime.world_size(), int(self.cfg.batch_size)
+        synced = world > 1 and bool(self.cfg.get("sync_bn", True))
+        needs = []
+        if self.use_text and batch * world < 2:
+            needs.append(f"text.mode={self.cfg.text.mode} (L_cross contrasts each sample with the others of its batch)")
+        if self.cfg.model.get("proj_norm") and (batch * world if synced else batch) < 2:
+            needs.append("model.proj_norm (BatchNorm1d over the batch)")
+        if needs:
+            raise ConfigError(f"{' and '.join(needs)} needs at least 2 samples per batch; batch_size={batch} on "
+                              f"{world} process(es) gives {batch} sample per batch: raise batch_size, or set "
+                              f"text.mode=none / model.proj_norm=false")
 
     def build_data(self) -> None:
         d = self.cfg.data

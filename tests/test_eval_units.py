@@ -401,3 +401,25 @@ def test_training_curves_label_every_axis(tmp_path, monkeypatch):
     assert np.allclose(lr.get_lines()[0].get_ydata(), [0.1, 0.05, 0.1 / 3]) and lr.get_yscale() == "log"
     assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
         ("epoch", "loss"), ("epoch", "accuracy (%)"), ("epoch", "learning rate")]
+
+
+def test_an_official_checkpoint_of_another_shape_is_a_mismatch_naming_the_file(tmp_path):
+    """An SCD-Net checkpoint (no config to compare) whose tensors do not fit the configured encoder (here: an
+    NTU-25 one evaluated with the 20-joint NW-UCLA layout) ends in one error line naming the file and the keys."""
+    from net.acsar import ACSAR
+    from net.classifier import SkeletonClassifier
+    from net.scdnet_checkpoint import to_scdnet
+    from processor.evaluation.encoder_loading import PretrainedMismatch, load_pretrained
+
+    encoder = dict(layout="ntu25", in_channels=3, num_person=1, num_frame=8, stem_channels=[4, 4], hidden_dim=8,
+                   num_heads=2, num_layers=1, ff_dim=8, dropout=0.0)
+    pretrained = ACSAR(**encoder, proj_hidden=4, proj_dim=4, queue_size=4, momentum=0.999, tau_domain=0.2)
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 1, "state_dict": to_scdnet(pretrained.state_dict())}, path)
+    ucla = SkeletonClassifier(num_classes=3, freeze_encoder=True, **dict(encoder, layout="kinect_v1"))
+    with pytest.raises(PretrainedMismatch, match=r"checkpoint\.pth\.tar \(scdnet format\): .*shape mismatch "
+                                                 r"\[.*stem_s\.data_bn\.bias: checkpoint \(75,\) vs model \(60,\)"):
+        load_pretrained(ucla, path, "scdnet", {})
+    with pytest.raises(PretrainedMismatch, match=r"checkpoint\.pth\.tar \(scdnet format\)"):
+        load_pretrained(ucla, path, "auto", {})
+    assert isinstance(PretrainedMismatch(""), ValueError)       # main.py: one `error:` line, exit 1

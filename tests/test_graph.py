@@ -58,5 +58,6 @@ def test_kinect_v1_matches_readme():
 
 
 def test_unknown_layout_raises():
-    with pytest.raises(KeyError, match="unknown skeleton layout"):
+    # a ValueError, which main.py ends with one `error:` line (data.layout=ntu was a KeyError traceback)
+    with pytest.raises(ValueError, match=r"unknown skeleton layout 'smpl'; known: \['coco17', 'kinect_v1', 'ntu25'\]"):
         get_layout("smpl")

@@ -46,6 +46,13 @@ def test_encoder_rejects_wrong_input():
         enc(torch.randn(2, 3, 20, 25, 2))
 
 
+def test_heads_that_do_not_divide_the_width_are_a_value_error_naming_the_keys():
+    """nn.MultiheadAttention asserts: an AssertionError ended `main.py pretrain_acsar model.num_heads=3` in a
+    traceback, not in the one error line of a config value that cannot work."""
+    with pytest.raises(ValueError, match=r"model\.num_heads=3 does not divide model\.hidden_dim=32"):
+        DualBranchEncoder(layout="ntu25", num_person=2, **dict(SMALL, num_heads=3))
+
+
 def test_transformer_is_post_norm_sequence_first():
     enc = DualBranchEncoder(layout="ntu25", num_person=2, **SMALL)
     layer = enc.transformer_t.layers[0]

@@ -124,3 +124,10 @@ def test_bad_mode_and_level():
         _branch("none")
     with pytest.raises(ValueError, match="level"):
         _branch("film", level="word")
+
+
+def test_cross_attention_heads_must_divide_the_projection_width():
+    with pytest.raises(ValueError, match=rf"text\.attention_heads=3 does not divide the projection width {C3} "
+                                         r"\(model\.proj_dim\)"):
+        _branch("cross_attention", attention_heads=3)
+    _branch("film", attention_heads=3)               # only cross_attention has heads

@@ -81,6 +81,20 @@ def test_text_mode_without_text_data_is_an_error(tmp_path, data_root):
         tiny(tmp_path, data_root, "name=bad", "data.text=null").run()
 
 
+@pytest.mark.parametrize("extra, match", [
+    (("text.mode=film",), r"text\.mode=film .*batch_size=1 on 1 process\(es\) gives 1 sample per batch"),
+    (("text.mode=none", "data.text=null", "model.proj_norm=true"),
+     r"model\.proj_norm .*batch_size=1 on 1 process\(es\) gives 1 sample per batch"),
+])
+def test_a_batch_of_one_is_refused_where_the_loss_needs_two(tmp_path, data_root, extra, match):
+    """L_cross contrasts each sample with the others of its batch: alone, it was 0 with 100 % accuracy (the text
+    branch never trained, the log looked perfect); the projectors' BatchNorm1d raised torch's own error."""
+    from processor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        tiny(tmp_path, data_root, "name=b1", "batch_size=1", *extra).run()
+
+
 @pytest.mark.parametrize("on_device", [False, True])
 def test_killed_and_resumed_pretraining_is_identical(tmp_path, data_root, monkeypatch, on_device):
     extra = [f"augment_on_device={str(on_device).lower()}"]

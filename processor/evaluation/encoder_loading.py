@@ -10,7 +10,7 @@ Two checkpoint formats:
   pretraining (a periodic one, or ``latest.pt`` of a run still going) is named in a warning.
 - ``scdnet``: an official SCD-Net ``checkpoint.pth.tar`` (``{state_dict: ...}``), read with
   ``weights_only=True`` and mapped by :mod:`net.scdnet_checkpoint`; it carries no config, so
-  only the tensor shapes are checked (by ``load_encoder_state``).
+  only the tensor shapes are checked (by ``load_encoder_state``; a mismatch is a :class:`PretrainedMismatch`).
 
 ``auto`` tries the SCD-Net reader first (a plain tensor file) and falls back to ours.
 Paths may contain ``{work_dir}``, replaced by the config's ``work_dir``.
@@ -145,6 +145,10 @@ def load_pretrained(classifier: torch.nn.Module, path: Path, fmt: str, cfg: Mapp
             logger.warning("%s was saved %s of its %s pretraining epochs: this evaluates an intermediate encoder "
                            "(a periodic checkpoint, or the latest.pt of a run that has not finished)", path, where,
                            info["pretrain_epochs"])
-    classifier.load_encoder_state(state)
+    try:
+        classifier.load_encoder_state(state)
+    except KeyError as err:   # missing, unexpected or mis-shaped tensors: another encoder than the config builds
+        raise PretrainedMismatch(f"{path} ({found} format): {err.args[0]}; set the model/data keys (data.layout, "
+                                 f"model.num_person, data.window, model.*) to the pretraining values") from err
     logger.info("loaded the pretrained encoder from %s (%s format)", path, found)
     return info
