@@ -22,7 +22,8 @@
 
 ``level``: ``token`` takes the L = ``num_tokens`` token features (N, L, D);
 ``sentence`` takes one sentence embedding per sample, (N, D) or (N, 1, D), so
-the token projection runs over 1 token and the MLP input is 1.  A token-level
+the token projection runs over 1 token and the MLP input is 1 (not with
+``cross_attention``: attention over a single token ignores its query).  A token-level
 array is refused at sentence level (CLIP's sentence embedding is the projected
 end-of-text token, not a pooling we could redo here).
 
@@ -62,6 +63,10 @@ class TextBranch(nn.Module):
             raise ValueError(f"text mode {mode!r}: expected one of {TEXT_MODES[1:]} (mode 'none' builds no branch)")
         if level not in TEXT_LEVELS:
             raise ValueError(f"text level {level!r}: expected one of {TEXT_LEVELS}")
+        if mode == "cross_attention" and level == "sentence":
+            raise ValueError("text.mode=cross_attention at text.level=sentence: attention over one token weighs it 1 "
+                             "whatever the skeleton asks, so q_g would not reach the output (its query projection "
+                             "gets no gradient); use text.level=token or another text.mode")
         if mode == "cross_attention" and out_dim % attention_heads:
             raise ValueError(f"text.attention_heads={attention_heads} does not divide the projection width {out_dim} "
                              f"(model.proj_dim): each attention head takes proj_dim / attention_heads channels")

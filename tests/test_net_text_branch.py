@@ -126,6 +126,15 @@ def test_bad_mode_and_level():
         _branch("film", level="word")
 
 
+def test_cross_attention_over_one_sentence_token_is_refused():
+    """One key: the softmax weighs it 1 for every query, so the skeleton never reached the output (the query
+    projection got zero gradient) and the mode silently acted as plain + a text-only term."""
+    with pytest.raises(ValueError, match=r"text\.mode=cross_attention at text\.level=sentence: .*q_g would not "
+                                         r"reach the output"):
+        _branch("cross_attention", level="sentence")
+    _branch("cross_attention", level="token")
+
+
 def test_cross_attention_heads_must_divide_the_projection_width():
     with pytest.raises(ValueError, match=rf"text\.attention_heads=3 does not divide the projection width {C3} "
                                          r"\(model\.proj_dim\)"):
