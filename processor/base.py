@@ -230,6 +230,14 @@ class TrainProcessor(Processor):
         """The value a ``plateau`` scheduler watches (subclasses with one override this)."""
         return None
 
+    @staticmethod
+    def shared_metrics(metrics: Dict[str, float]) -> Dict[str, float]:
+        """Rank 0's evaluation metrics on every process (itself in one process): the plateau rule's lr cut and
+        stop follow one evaluation.  Each process evaluates on its own; where two disagree (GPU kernels that
+        round differently can flip a sample), one process would cut its lr alone, or stop while the other
+        waits in its next all-reduce."""
+        return runtime.gather_objects(metrics)[0]
+
     def finalize(self) -> Dict[str, Any]:
         """Results of the finished run (written to ``results.json``)."""
         return {"epochs_run": self.epoch, "global_step": self.global_step}
@@ -491,7 +499,7 @@ class TrainProcessor(Processor):
             start_batch = 0
             if self.stop_requested:
                 break
-            eval_metrics = self.evaluate(epoch)
+            eval_metrics = self.shared_metrics(self.evaluate(epoch))
             epoch_lr = self.last_step_lr          # logged: the rate this epoch trained with, not the next one's
             stop = self.scheduler_step(eval_metrics)
             self.epoch = epoch + 1

@@ -487,6 +487,28 @@ def test_a_resume_whose_model_no_longer_fits_names_the_changed_setting(toy):
     assert (toy / "runs/killed" / FINISHED_MARKER).exists()
 
 
+def test_every_process_follows_rank_zeros_evaluation(toy, monkeypatch):
+    """Under torchrun each process evaluates on its own; the plateau rule must act on one evaluation (rank 0's),
+    or a process whose accuracy differs by one flipped sample cuts its lr alone or stops while the others wait.
+    Emulated: this process's accuracy improves every epoch, rank 0's never does."""
+    from processor import runtime
+
+    class Watching(ToyProcessor):
+        def evaluate(self, epoch):
+            return {"acc": 50.0 + epoch}
+
+        def monitored_value(self, metrics):
+            return metrics["acc"]
+
+    monkeypatch.setattr(runtime, "gather_objects", lambda obj: [{"acc": 10.0}, obj])
+    base = [f"work_dir={toy / 'runs'}", "name=ranks", "epochs=10", "batch_size=8", "tensorboard=false",
+            "progress_bar=false", "scheduler.name=plateau", "scheduler.patience=1", "scheduler.stop_patience=2"]
+    results = Watching.from_config(None, base).run()
+    assert results["epochs_run"] == 3                   # rank 0's best at epoch 1, then two epochs without gain
+    rows = [json.loads(line) for line in (toy / "runs/ranks/metrics.jsonl").read_text().splitlines()]
+    assert [r["eval/acc"] for r in rows] == [10.0, 10.0, 10.0]
+
+
 def test_a_cuda_index_becomes_the_current_device_and_must_exist(monkeypatch):
     """device=cuda:1 in one process: GPU 1 becomes the current device (else the DataLoader's pin-memory thread
     opens a context on GPU 0); cuda:3 on a machine of 2 GPUs is a config error naming the count.  Emulated."""
