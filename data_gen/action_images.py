@@ -301,7 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               sub.add_parser("skeleton", help="stick figures rendered from gendata skeletons")):
         p.add_argument("--out", type=Path, required=True, help="folder for <sample>.jpg")
         p.add_argument("--num-frames", type=positive_int, default=5, help="frames per image (paper: 5; tried 3, 5, 8)")
-        p.add_argument("--limit", type=int, default=None, help="make at most this many new images")
+        p.add_argument("--limit", type=positive_int, default=None, help="make at most this many new images")
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds images made with other settings: move them into "
                             "<out>/overwritten/<time>/ and make every image again (default: refuse)")

@@ -1,5 +1,5 @@
 """Shared command-line pieces of the data scripts: the ``--help`` formatter, the input-error exit and a
-count type for argparse (:func:`positive_int`: frames, persons, workers, batch sizes, character limits).
+count type for argparse (:func:`positive_int`: frames, persons, workers, batch sizes, character limits, --limit).
 
 :class:`DefaultsHelpFormatter` prints ``(default: X)`` only where X tells the reader something.
 

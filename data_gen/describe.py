@@ -310,7 +310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for p in (vlm, kin):
         p.add_argument("--out", type=Path, required=True, help="descriptions folder (<sample>.txt)")
         p.add_argument("--max-chars", type=positive_int, default=PAPER_MAX_CHARS, help="character limit (paper: 75)")
-        p.add_argument("--limit", type=int, default=None, help="describe at most this many new samples")
+        p.add_argument("--limit", type=positive_int, default=None, help="describe at most this many new samples")
         p.add_argument("--batch-size", type=positive_int, default=8, help="samples per batch (default: %(default)s)")
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds descriptions made with other settings: move them into "

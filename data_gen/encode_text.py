@@ -710,7 +710,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--chunk-size", type=positive_int, default=1024, help="samples per resumable chunk")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--limit", type=int, default=None, help="encode only the first N samples (debugging)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="encode only the first N samples (debugging)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <bench>/text)")
     parser.add_argument("--max-chars", type=positive_int, default=None,
                         help="warn about descriptions longer than this (default: the max_chars recorded in "

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import DefaultsHelpFormatter  # noqa: E402
+from data_gen.cli import DefaultsHelpFormatter, positive_int  # noqa: E402
 from data_gen.split_writer import release_pages  # noqa: E402
 from feeder.io import load_npy, open_memmap_atomic  # noqa: E402
 from feeder.skeleton_ops import to_bone  # noqa: E402
@@ -84,7 +84,7 @@ def stream_parser(stream: str) -> argparse.ArgumentParser:
     if stream == "bone":
         parser.add_argument("--layout", default=None,
                             help="skeleton layout (net.graph); default: inferred from the joint count")
-    parser.add_argument("--chunk", type=int, default=256, help="samples per chunk")
+    parser.add_argument("--chunk", type=positive_int, default=256, help="samples per chunk")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--log-level", default="INFO", help="logging level")
     return parser

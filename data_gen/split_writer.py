@@ -47,6 +47,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from data_gen.cli import positive_int
 from feeder.io import open_memmap_atomic, save_npy_atomic, save_pickle_atomic, save_text_atomic
 
 __all__ = ["SplitGroup", "SplitWriter", "pwrite_all", "release_pages"]
@@ -303,6 +304,6 @@ def add_conversion_options(parser, limit_help: str) -> None:
     """The options every dataset converter shares: --on-error, --limit, --no-progress, --log-level."""
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                         help="bad file: stop (raise) or record it in <out-folder>/skipped.txt and go on (skip)")
-    parser.add_argument("--limit", type=int, default=None, help=limit_help)
+    parser.add_argument("--limit", type=positive_int, default=None, help=limit_help)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--log-level", default="INFO", help="logging level")

@@ -488,7 +488,7 @@ def build_pretrain_transform(cfg: Mapping[str, Any] | None, layout: Layout, wind
     c = _merge(cfg, DEFAULT_PRETRAIN_CFG, "augment")
     unknown = [name for name in c["order"] if name not in _OP_NAMES]
     if unknown:
-        raise KeyError(f"augment.order: unknown ops {unknown}; known: {list(_OP_NAMES)}")
+        raise ValueError(f"augment.order: unknown ops {unknown}; known: {list(_OP_NAMES)}")
     ops: List[Op] = [RandomCropResize(window, **c["temporal_crop"]), StreamConvert(stream, layout)]
     makers = {
         "rotate": lambda a: RandomRotate(**a),

@@ -334,7 +334,7 @@ def test_detector_letterboxes_to_a_square_640(detector):
 
 @pytest.mark.parametrize("source, option, value", [
     ("skeleton", "--num-frames", "0"), ("skeleton", "--height", "0"), ("video", "--num-frames", "-2"),
-    ("video", "--height", "0"), ("video", "--imgsz", "0")])
+    ("video", "--height", "0"), ("video", "--imgsz", "0"), ("skeleton", "--limit", "-1")])
 def test_counts_below_one_are_refused_before_anything_is_written(tmp_path, capsys, source, option, value):
     """``--num-frames 0`` recorded the settings, then failed in concat_strip ("no images to concatenate");
     a height or letterbox size of 0 failed later inside OpenCV / YOLO: neither error named the option."""

@@ -82,3 +82,16 @@ def test_help(script):
     out = subprocess.run([sys.executable, str(ROOT / "data_gen" / script), "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "--folder" in out.stdout and "--chunk" in out.stdout
+
+
+@pytest.mark.parametrize("stream", ["bone", "motion"])
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_chunk_below_one_is_refused_before_anything_is_written(tmp_path, capsys, stream, value):
+    """``--chunk -5`` wrote all-zero bone / motion arrays (range() with a negative step copies no chunk) and
+    exited 0; ``--chunk 0`` failed in range() naming no option."""
+    folder, _ = _joint_folder(tmp_path, n=4)
+    with pytest.raises(SystemExit) as exit_info:
+        gen_bone_data.stream_main(stream, ["--folder", str(folder), "--chunk", value, "--no-progress"])
+    assert exit_info.value.code == 2
+    assert "argument --chunk: expected an integer >= 1, got" in capsys.readouterr().err
+    assert not list(folder.glob(f"*_data_{stream}.npy"))

@@ -106,10 +106,12 @@ def test_exit_code_of_passes_other_errors_on_with_their_traceback():
 
 @pytest.mark.parametrize("name, option", [("ntu_gendata", "--max-frames"), ("ntu_gendata", "--workers"),
                                           ("pku_gendata", "--max-frames"), ("json_gendata", "--max-frames"),
-                                          ("json_gendata", "--num-persons")])
+                                          ("json_gendata", "--num-persons"), ("ntu_gendata", "--limit"),
+                                          ("pku_gendata", "--limit"), ("json_gendata", "--limit")])
 @pytest.mark.parametrize("value", ["0", "-3", "ten"])
 def test_counts_below_one_are_refused_by_the_parser(name, option, value, capsys):
-    """``--max-frames 0`` wrote arrays of no frames that failed only later, in the feeder."""
+    """``--max-frames 0`` wrote arrays of no frames that failed only later, in the feeder; ``--limit -3`` (a
+    Python slice) converted all files but the last three and exited 0."""
     parser = PARSERS[name]()
     required = [a for a in parser._actions if a.required and a.option_strings]
     argv = [x for a in required for x in (a.option_strings[0], "x")] + [option, value]

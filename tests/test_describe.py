@@ -657,7 +657,8 @@ def test_stale_temp_files_are_removed_and_not_outputs(tmp_path, caplog):
 
 @pytest.mark.parametrize("describer, option, value", [
     ("kinematic", "--max-chars", "0"), ("kinematic", "--max-chars", "-5"), ("kinematic", "--batch-size", "0"),
-    ("vlm", "--max-chars", "0"), ("vlm", "--batch-size", "-1"), ("vlm", "--max-new-tokens", "0")])
+    ("vlm", "--max-chars", "0"), ("vlm", "--batch-size", "-1"), ("vlm", "--max-new-tokens", "0"),
+    ("kinematic", "--limit", "-1")])
 def test_counts_below_one_are_refused_before_anything_is_written(tmp_path, capsys, describer, option, value):
     """``--max-chars 0`` wrote the text ``a`` for every sample (``-5``: a cut sentence), exit 0; the VLM's
     ``clean_description(t, 0)`` is empty; ``--batch-size 0`` failed in ``range()`` after loading the model."""

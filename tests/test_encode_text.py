@@ -486,10 +486,12 @@ def test_clip_checkpoint_size_and_mtime_are_recorded(tiny_clip, tmp_path):
     assert meta["encoder_config"]["checkpoint_file"]["mtime_ns"] == st.st_mtime_ns + 10**9
 
 
-@pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--chunk-size", "0"), ("--max-chars", "-1")])
+@pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--chunk-size", "0"), ("--max-chars", "-1"),
+                                           ("--limit", "-1")])
 def test_cli_counts_below_one_are_refused_by_the_parser(tmp_path, capsys, option, value):
     """``--batch-size 0`` loaded the encoder, then failed in ``range()`` ("arg 3 must not be zero") naming
-    no option; ``--max-chars -1`` warned that every description was too long."""
+    no option; ``--max-chars -1`` warned that every description was too long; ``--limit -1`` wrote the features of
+    every sample but the last (a Python slice) and exited 0."""
     bench, desc = _bench(tmp_path, ["x"], ["a person walks"])
     with pytest.raises(SystemExit) as exit_info:
         et.main(["--bench", str(bench), "--split", "train", "--descriptions", str(desc), option, value])

@@ -679,3 +679,18 @@ def main_module_main(argv):
     import main as main_module
 
     return main_module.main(argv)
+
+
+def test_main_reports_an_unknown_augmentation_op_in_one_line(tmp_path, repo_root, capsys):
+    """augment.order naming an op that does not exist: one error line naming the key and the known ops (the
+    README's promise for a config value that cannot work), not a KeyError traceback on the console."""
+    from tests.helpers import make_split
+
+    root = tmp_path / "data"
+    make_split(root, "train", n=8)
+    code = main_module_main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", f"data.root={root}", "name=ops", "text.mode=none",
+                             "augment.order=[rotate, jitter]", "progress_bar=false", "tensorboard=false"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code != 0
+    assert "augment.order: unknown ops ['jitter']" in line and "temporal_mask" in line
