@@ -27,6 +27,7 @@ from feeder.batch_augment import BatchAugmenter
 from feeder.datasets import PretrainDataset
 from feeder.splits import split_files
 from net.acsar import ACSAR
+from net.text_branch import TEXT_LEVELS, TEXT_MODES
 from processor import runtime
 from processor.base import TrainProcessor
 from processor.config import ConfigError
@@ -73,6 +74,9 @@ class PretrainACSAR(TrainProcessor):
         return self.cfg.text.mode != "none"
 
     def setup(self) -> None:
+        for key, known in (("mode", TEXT_MODES), ("level", TEXT_LEVELS)):   # before any data is read against them
+            if self.cfg.text[key] not in known:
+                raise ConfigError(f"text.{key}={self.cfg.text[key]!r}: expected one of {', '.join(known)}")
         self._check_batch_size()
         super().setup()
 

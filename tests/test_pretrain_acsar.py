@@ -95,6 +95,14 @@ def test_a_batch_of_one_is_refused_where_the_loss_needs_two(tmp_path, data_root,
         tiny(tmp_path, data_root, "name=b1", "batch_size=1", *extra).run()
 
 
+@pytest.mark.parametrize("key, value", [("mode", "flim"), ("level", "word")])
+def test_an_unknown_text_mode_or_level_is_a_config_error(tmp_path, data_root, key, value):
+    from processor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"text\.{key}='{value}': expected one of "):
+        tiny(tmp_path, data_root, "name=bad_text", f"text.{key}={value}").run()
+
+
 @pytest.mark.parametrize("on_device", [False, True])
 def test_killed_and_resumed_pretraining_is_identical(tmp_path, data_root, monkeypatch, on_device):
     extra = [f"augment_on_device={str(on_device).lower()}"]
