@@ -53,7 +53,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Callable, Iterable, List, Optional, Sequence  # noqa: E402
+from typing import Callable, List, Optional, Sequence  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

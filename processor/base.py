@@ -410,9 +410,9 @@ class TrainProcessor(Processor):
         saved_batch = int(state.get("batch_size", self.cfg.batch_size))
         if state["step_in_epoch"] and (saved_world, saved_batch) != (world, int(self.cfg.batch_size)):
             raise ConfigError(f"{path} was saved in the middle of an epoch by {saved_world} process(es) at "
-                               f"batch_size {saved_batch}; resume it with {saved_world} process(es) and batch_size "
-                               f"{saved_batch}, not {world} and {int(self.cfg.batch_size)} (its position counts "
-                               f"global batches of batch_size x processes)")
+                              f"batch_size {saved_batch}; resume it with {saved_world} process(es) and batch_size "
+                              f"{saved_batch}, not {world} and {int(self.cfg.batch_size)} (its position counts "
+                              f"global batches of batch_size x processes)")
         if saved_world != world:
             logger.warning("resuming %s, saved by %d process(es), with %d: the global batch changes from %d to %d",
                            path, saved_world, world, saved_world * int(self.cfg.batch_size),

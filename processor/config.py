@@ -19,7 +19,7 @@ whose default does not say it in a ``_types_`` mapping of dotted keys (merged
 through ``_base_`` like the rest): ``_types_: {data.root: string,
 scheduler.milestones: list of integer}``; ``<type> or null`` also lets a key
 with a non-null default take ``null``, and ``positive integer`` / ``positive number``
-(also as list items) refuse zero and negative values (``data.window: positive
+(also as list items) refuse zero, negative and infinite values (``data.window: positive
 integer``: a window of 0 frames fails only deep inside the feeder).  A ``null`` default without a declared
 type accepts any value.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +224,7 @@ def _fits(kind: str, value: Any) -> bool:
 @dataclass(frozen=True)
 class KeyType:
     """The type a config key takes: a kind of :data:`KINDS`, the kind of a list's items (None: any),
-    whether ``null`` is allowed, and whether the number (or each item) must be > 0."""
+    whether ``null`` is allowed, and whether the number (or each item) must be finite and > 0."""
 
     kind: str
     item: Optional[str] = None
@@ -238,11 +239,11 @@ class KeyType:
     def problem(self, value: Any) -> Optional[str]:
         """Why ``value`` (not null) is not of this type, or None when it is."""
         sign = "positive " if self.positive else ""
-        if not _fits(self.kind, value) or (self.positive and not self.item and not value > 0):
+        if not _fits(self.kind, value) or (self.positive and not self.item and not 0 < value < math.inf):
             return f"must be {_a(self.kind if self.item else sign + self.kind)}"
         if self.item:
             for i, item in enumerate(value):
-                if not _fits(self.item, item) or (self.positive and not item > 0):
+                if not _fits(self.item, item) or (self.positive and not 0 < item < math.inf):
                     return (f"must be a list of {sign}{self.item} items (item {i} is {item!r}, "
                             f"{_a(_kind(item))})")
         return None

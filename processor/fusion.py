@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from feeder.io import save_text_atomic
 from processor.base import Processor
-from processor.config import ConfigError
+from processor.config import ConfigError, parse_type
 from processor.evaluation.classification import resolve_repo_path
 from processor.evaluation.encoder_loading import expand_path
 from processor.evaluation.figures import plot_per_class_comparison
@@ -40,6 +39,9 @@ from processor.runtime import FINISHED_MARKER
 __all__ = ["Fusion", "align_scores", "fuse"]
 
 logger = logging.getLogger(__name__)
+
+
+POSITIVE_NUMBER = parse_type("positive number")   # a stream weight (as default_weight is declared)
 
 
 class ScoreMismatch(ValueError):
@@ -141,11 +143,11 @@ class Fusion(Processor):
         clashes = {a: names for a, names in labels_of.items() if len(names) > 1}
         if clashes:
             raise ConfigError(f"fusion: streams share an abbreviation, so their combinations would share labels: "
-                             f"{clashes}; give each its own, e.g. abbreviations={{{clashes[next(iter(clashes))][1]}: X}}")
+                              f"{clashes}; give each its own, e.g. abbreviations={{{clashes[next(iter(clashes))][1]}: X}}")
         weights = {}
         for s in streams:
             given = (cfg.weights or {}).get(s, cfg.default_weight)
-            if isinstance(given, bool) or not isinstance(given, (int, float)) or not math.isfinite(given) or given <= 0:
+            if POSITIVE_NUMBER.problem(given):             # the open weights mapping: checked as _types_ would
                 raise ConfigError(f"fusion: weights.{s} must be a number > 0, got {given!r}")
             weights[s] = float(given)
         scores, sources = {}, {}

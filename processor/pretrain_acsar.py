@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict
 
-import numpy as np
 import torch
 
 from feeder.batch_augment import BatchAugmenter

@@ -262,6 +262,7 @@ def test_every_null_default_of_the_shipped_defaults_has_a_declared_type():
     ("pretrain_acsar", "moco.queue_size=-8", r"'moco.queue_size' .* must be a positive integer .*got -8$"),
     ("pretrain_acsar", "text.tau_cross=0", r"'text.tau_cross' .* must be a positive number .*got 0$"),
     ("pretrain_acsar", "optim.lr=-1", r"'optim.lr' .* must be a positive number .*got -1$"),
+    ("pretrain_acsar", "optim.lr=.inf", r"'optim.lr' .* must be a positive number .*got inf$"),
     ("pretrain_acsar", "model.stem_channels=[4,0,4]", r"'model.stem_channels' .* must be a list of positive "
                                                       r"integer items \(item 1 is 0, an integer\)"),
     ("knn_evaluation", "k=[1,0]", r"'k' .* must be a list of positive integer items \(item 1 is 0"),

@@ -592,6 +592,7 @@ def test_fusion_weights_combinations_and_abbreviations(tmp_path):
     ("weights={bone: -1}", r"fusion: weights\.bone must be a number > 0, got -1"),
     ("weights={joint: 0}", r"fusion: weights\.joint must be a number > 0, got 0"),
     ("weights={joint: .nan}", r"fusion: weights\.joint must be a number > 0, got nan"),
+    ("weights={bone: .inf}", r"fusion: weights\.bone must be a number > 0, got inf"),
     ("default_weight=-0.5", r"default_weight.*positive number"),
 ])
 def test_fusion_weights_must_be_positive_numbers(tmp_path, extra, match):

@@ -1,5 +1,4 @@
 """ResumableSampler: the batches every rank draws, per epoch and across a resume."""
-import numpy as np
 import pytest
 
 from processor.sampler import ResumableSampler
