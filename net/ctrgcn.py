@@ -41,6 +41,11 @@ __all__ = [
     "CTRGCNStem",
 ]
 
+# CTR-GCN's fixed constants (its model/ctrgcn.py; no paper gives them, none is a tunable of AC-SAR):
+GCN_BN_INIT_SCALE = 1e-6     # unit_gcn: bn_init(self.bn, 1e-6), so each graph conv starts near its residual
+TCN_BN_INIT_STD = 0.02       # MultiScale_TemporalConv weights_init: BN weight ~ N(1, 0.02)
+TCN_POOL_WINDOW = 3          # the max-pool branch: MaxPool2d(kernel_size=(3, 1), stride 1, padding (1, 0))
+
 
 def _init_conv(conv: nn.Conv2d) -> None:
     nn.init.kaiming_normal_(conv.weight, mode="fan_out")
@@ -152,7 +157,7 @@ class GraphConv(nn.Module):
         self.PA = nn.Parameter(torch.from_numpy(adjacency.copy()))
         self.alpha = nn.Parameter(torch.zeros(1))
         self.bn = nn.BatchNorm2d(out_channels)
-        _init_bn(self.bn, 1e-6)
+        _init_bn(self.bn, GCN_BN_INIT_SCALE)
         self.down: Optional[nn.Sequential] = None
         if in_channels != out_channels:
             self.down = nn.Sequential(PointwiseConv(in_channels, out_channels),
@@ -205,7 +210,7 @@ class TemporalMaxPool(nn.MaxPool2d):
     """
 
     def __init__(self):
-        super().__init__(kernel_size=(3, 1), stride=1, padding=(1, 0))
+        super().__init__(kernel_size=(TCN_POOL_WINDOW, 1), stride=1, padding=(TCN_POOL_WINDOW // 2, 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.dim() != 4:
@@ -244,7 +249,7 @@ class MultiScaleTemporalConv(nn.Module):
             if isinstance(m, nn.Conv2d):
                 _init_conv(m)
             elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.normal_(m.weight, 1.0, TCN_BN_INIT_STD)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
