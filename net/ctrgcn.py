@@ -5,9 +5,10 @@ Shapes (no temporal stride anywhere, so T is kept):
 * :class:`PointwiseConv`    (B, C_in, T, V) -> (B, C_out, T, V), a 1x1 convolution (one GEMM on CPU)
 * :class:`CTRGC`            (B, C_in, T, V) -> (B, C_out, T, V), one adjacency subset
 * :class:`GraphConv`        (B, C_in, T, V) -> (B, C_out, T, V), sum over the subsets + BN + residual + ReLU
+* :class:`TemporalConvBN`   (B, C_in, T, V) -> (B, C_out, T, V), (k x 1) dilated temporal conv + BN
 * :class:`TemporalMaxPool` (B, C, T, V) -> (B, C, T, V), 3x1 max-pool over time (channels-last on CPU)
 * :class:`MultiScaleTemporalConv` (B, C, T, V) -> (B, C, T, V), dilated branches + max-pool + 1x1
-* :class:`CTRGCNBlock`      graph conv -> temporal conv, block residual, ReLU
+* :class:`CTRGCNBlock`      (B, C_in, T, V) -> (B, C_out, T, V): graph conv -> temporal conv, block residual, ReLU
 * :class:`CTRGCNStem`       (N, C, T, V, M) -> (N*M, C_last, T, V): data_bn over (M V C) then the blocks
 
 B = N*M (every person is a separate graph).  The adjacency comes from
