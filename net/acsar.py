@@ -1,7 +1,8 @@
 """AC-SAR pretraining model: SCD-Net's MoCo v2 with cross-domain loss + the skeleton-modulated text branch.
 
-Model configuration (``ACSAR(**cfg)``; every key is required unless a default is shown;
-paper values from acsar_facts.md §3-4 in brackets)::
+Model configuration (``ACSAR(**cfg)``; every key is required unless marked optional; the values
+shown are the paper's, or the SCD-Net / CTR-GCN code's where the comment says so (acsar_facts.md
+§3-4); [ours] marks our own choices)::
 
     layout: ntu25              # net.graph layout: V and the adjacency
     in_channels: 3             # C
@@ -50,6 +51,9 @@ contrast with q_g is won without reading q'_text.  A branch that uses the text s
 In training mode a forward also (before the keys) moves the key encoder by
 momentum and (after the loss) enqueues the normalised keys k_t, k_s, k_g,
 gathered over DDP ranks; in eval mode neither happens.  No ``.item()`` inside.
+The momentum step sits at the start of the next forward (as MoCo's builder) where the paper's
+Algorithm 1 puts it after the optimiser step (3.7-3.8): the same key encoder meets every batch,
+since the first call finds theta_k = theta_q (a copy) and leaves it unchanged.
 
 DDP: wrap the whole ACSAR; every rank must see the same batch size
 (``drop_last=True``).  Keys enter the queues through ``concat_all_gather``

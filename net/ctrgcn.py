@@ -5,9 +5,10 @@ Shapes (no temporal stride anywhere, so T is kept):
 * :class:`PointwiseConv`    (B, C_in, T, V) -> (B, C_out, T, V), a 1x1 convolution (one GEMM on CPU)
 * :class:`CTRGC`            (B, C_in, T, V) -> (B, C_out, T, V), one adjacency subset
 * :class:`GraphConv`        (B, C_in, T, V) -> (B, C_out, T, V), sum over the subsets + BN + residual + ReLU
+* :class:`TemporalConvBN`   (B, C_in, T, V) -> (B, C_out, T, V), (k x 1) dilated temporal conv + BN
 * :class:`TemporalMaxPool` (B, C, T, V) -> (B, C, T, V), 3x1 max-pool over time (channels-last on CPU)
 * :class:`MultiScaleTemporalConv` (B, C, T, V) -> (B, C, T, V), dilated branches + max-pool + 1x1
-* :class:`CTRGCNBlock`      graph conv -> temporal conv, block residual, ReLU
+* :class:`CTRGCNBlock`      (B, C_in, T, V) -> (B, C_out, T, V): graph conv -> temporal conv, block residual, ReLU
 * :class:`CTRGCNStem`       (N, C, T, V, M) -> (N*M, C_last, T, V): data_bn over (M V C) then the blocks
 
 B = N*M (every person is a separate graph).  The adjacency comes from
@@ -40,6 +41,11 @@ __all__ = [
     "CTRGCNBlock",
     "CTRGCNStem",
 ]
+
+# CTR-GCN's fixed constants (its model/ctrgcn.py; no paper gives them, none is a tunable of AC-SAR):
+GCN_BN_INIT_SCALE = 1e-6     # unit_gcn: bn_init(self.bn, 1e-6), so each graph conv starts near its residual
+TCN_BN_INIT_STD = 0.02       # MultiScale_TemporalConv weights_init: BN weight ~ N(1, 0.02)
+TCN_POOL_WINDOW = 3          # the max-pool branch: MaxPool2d(kernel_size=(3, 1), stride 1, padding (1, 0))
 
 
 def _init_conv(conv: nn.Conv2d) -> None:
@@ -152,7 +158,7 @@ class GraphConv(nn.Module):
         self.PA = nn.Parameter(torch.from_numpy(adjacency.copy()))
         self.alpha = nn.Parameter(torch.zeros(1))
         self.bn = nn.BatchNorm2d(out_channels)
-        _init_bn(self.bn, 1e-6)
+        _init_bn(self.bn, GCN_BN_INIT_SCALE)
         self.down: Optional[nn.Sequential] = None
         if in_channels != out_channels:
             self.down = nn.Sequential(PointwiseConv(in_channels, out_channels),
@@ -205,7 +211,7 @@ class TemporalMaxPool(nn.MaxPool2d):
     """
 
     def __init__(self):
-        super().__init__(kernel_size=(3, 1), stride=1, padding=(1, 0))
+        super().__init__(kernel_size=(TCN_POOL_WINDOW, 1), stride=1, padding=(TCN_POOL_WINDOW // 2, 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.dim() != 4:
@@ -244,7 +250,7 @@ class MultiScaleTemporalConv(nn.Module):
             if isinstance(m, nn.Conv2d):
                 _init_conv(m)
             elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.normal_(m.weight, 1.0, TCN_BN_INIT_STD)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 PERCENT_KEYS = ("acc_domain", "acc_cross", "acc_cross_rolled")    # logged in %, the model gives fractions
 DOMAIN_KEYS = ("loss", "loss_domain", "acc_domain")               # logged by every run
 TEXT_KEYS = ("loss_cross", "acc_cross", "acc_cross_rolled")       # logged when the text branch is on
+AMP_MODES = ("none", "bf16")                                      # the choices of the amp key
 
 
 def acsar_kwargs(cfg) -> Dict[str, Any]:
@@ -73,11 +74,23 @@ class PretrainACSAR(TrainProcessor):
         return self.cfg.text.mode != "none"
 
     def setup(self) -> None:
-        for key, known in (("mode", TEXT_MODES), ("level", TEXT_LEVELS)):   # before any data is read against them
-            if self.cfg.text[key] not in known:
-                raise ConfigError(f"text.{key}={self.cfg.text[key]!r}: expected one of {', '.join(known)}")
+        self._check_switches()          # before any data is read
         self._check_batch_size()
         super().setup()
+
+    def _check_switches(self) -> None:
+        """Config mistakes that the model would only meet after the data is read, as ConfigErrors naming the key."""
+        for key, known in (("mode", TEXT_MODES), ("level", TEXT_LEVELS)):
+            if self.cfg.text[key] not in known:
+                raise ConfigError(f"text.{key}={self.cfg.text[key]!r}: expected one of {', '.join(known)}")
+        if self.cfg.amp not in AMP_MODES:
+            raise ConfigError(f"amp={self.cfg.amp!r}: expected one of {', '.join(AMP_MODES)}")
+        if self.cfg.text.pairwise and self.cfg.text.mode != "film":
+            raise ConfigError(f"text.pairwise=true scores FiLM-modulated texts: it needs text.mode=film, "
+                              f"got text.mode={self.cfg.text.mode}")
+        if not 0.0 <= self.cfg.moco.momentum <= 1.0:
+            raise ConfigError(f"moco.momentum={self.cfg.moco.momentum}: the key encoder's EMA coefficient alpha "
+                              f"must lie in [0, 1] (paper eq. 1)")
 
     def _check_batch_size(self) -> None:
         """Refuse a batch of one sample where a loss needs two: L_cross contrasts each sample with the rest of the
@@ -118,8 +131,6 @@ class PretrainACSAR(TrainProcessor):
 
     def build_acsar(self) -> ACSAR:
         """The eager ACSAR of the config (``compile`` is a bool: the config loader checks its kind)."""
-        if self.cfg.amp not in ("none", "bf16"):
-            raise ValueError(f"amp must be none or bf16, got {self.cfg.amp!r}")
         return ACSAR(**acsar_kwargs(self.cfg))
 
     def build_model(self) -> torch.nn.Module:
@@ -146,6 +157,7 @@ class PretrainACSAR(TrainProcessor):
         return {k: out[k] * 100.0 if k in PERCENT_KEYS else out[k] for k in keys}   # fractions -> %
 
     def summary(self) -> str:
+        self._check_switches()
         model = self.build_acsar()
         table = model.summary()
         table["query side (encoder + projectors)"] = table["query encoder"] + table["query projectors"]

@@ -103,6 +103,20 @@ def test_an_unknown_text_mode_or_level_is_a_config_error(tmp_path, data_root, ke
         tiny(tmp_path, data_root, "name=bad_text", f"text.{key}={value}").run()
 
 
+@pytest.mark.parametrize("extra, match", [
+    (("amp=fp16",), r"amp='fp16': expected one of none, bf16"),
+    (("text.pairwise=true", "text.mode=plain"), r"text\.pairwise=true .*needs text\.mode=film, got text\.mode=plain"),
+    (("moco.momentum=1.5",), r"moco\.momentum=1\.5: .*\[0, 1\]"),
+])
+def test_model_switch_mistakes_are_config_errors_before_the_data_is_read(tmp_path, extra, match):
+    """amp, text.pairwise without FiLM and moco.momentum outside [0, 1] were found by the model only after the
+    training split was read (here: a missing data folder was reported instead), and as a plain ValueError."""
+    from processor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        tiny(tmp_path, tmp_path / "no_data", "name=bad_switch", *extra).run()
+
+
 @pytest.mark.parametrize("on_device", [False, True])
 def test_killed_and_resumed_pretraining_is_identical(tmp_path, data_root, monkeypatch, on_device):
     extra = [f"augment_on_device={str(on_device).lower()}"]
