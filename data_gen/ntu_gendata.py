@@ -80,6 +80,7 @@ DATASETS: Dict[str, dict] = {
 NAME_PATTERN = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
 NUM_PERSONS = 2          # bodies kept per sample (M)
 NUM_COORDS = 3
+_NAMES_SHOWN = 10        # file names listed in a warning about ignored files
 
 
 @dataclass(frozen=True)
@@ -183,14 +184,19 @@ def list_samples(data_path: Path, dataset: str, missing: set, limit: Optional[in
                  ) -> Tuple[List[Path], List[SampleInfo]]:
     """Sorted ``.skeleton`` files of ``dataset`` in ``data_path`` minus the missing list."""
     spec = DATASETS[dataset]
-    files = sorted(p for p in Path(data_path).iterdir() if p.suffix == ".skeleton" and p.is_file())
+    # ".SKELETON" too: such a file is not used, and the warning below names it rather than passing over it
+    files = sorted(p for p in Path(data_path).iterdir() if p.suffix.lower() == ".skeleton" and p.is_file())
     kept_paths, infos = [], []
     counts = {"not_named": 0, "missing_list": 0, "other_dataset": 0}
+    not_named: List[str] = []
     for path in files:
-        try:
-            info = SampleInfo.parse(path.stem)
-        except ValueError:
+        info = None
+        if path.suffix == ".skeleton":
+            with contextlib.suppress(ValueError):
+                info = SampleInfo.parse(path.stem)
+        if info is None:
             counts["not_named"] += 1
+            not_named.append(path.name)
             continue
         if info.name in missing:
             counts["missing_list"] += 1
@@ -204,6 +210,10 @@ def list_samples(data_path: Path, dataset: str, missing: set, limit: Optional[in
                 "%d outside %s (action > A%03d or setup > S%03d), %d not named SsssCcccPpppRrrrAaaa",
                 data_path, len(files), len(kept_paths), counts["missing_list"], counts["other_dataset"],
                 dataset, spec["max_action"], spec["max_setup"], counts["not_named"])
+    if not_named:                                        # a renamed or copied file: never passed over unnamed
+        shown = ", ".join(not_named[:_NAMES_SHOWN]) + (", ..." if len(not_named) > _NAMES_SHOWN else "")
+        logger.warning("%s: %d .skeleton file(s) ignored, not named SsssCcccPpppRrrrAaaa.skeleton: %s",
+                       data_path, len(not_named), shown)
     if limit is not None:
         kept_paths, infos = kept_paths[:limit], infos[:limit]
     return kept_paths, infos

@@ -569,3 +569,21 @@ def test_clean_rerun_removes_the_stale_skipped_report(tmp_path, capsys, caplog):
     assert "S001C001P002R001A005" in _load(out / "xsub", "train")[2]
     assert capsys.readouterr().out == ""                                            # the summary is logged
     assert "ntu60/xsub: train 4  val 3" in [r.getMessage() for r in caplog.records]
+
+
+def test_files_not_named_like_ntu_samples_are_named_in_a_warning(tmp_path, caplog):
+    """A .skeleton file whose name is not SsssCcccPpppRrrrAaaa (renamed, lower-case, an upper-case suffix) is
+    not converted: the run says which ones, not only how many (an upper-case suffix was not even counted)."""
+    raw = _dataset_folder(tmp_path)
+    source = (raw / "S001C001P001R001A001.skeleton").read_text()
+    odd = ["s001c001p001r001a004.skeleton", "S001C001P001R001A004.SKELETON", "take2.skeleton"]
+    for name in odd:
+        (raw / name).write_text(source)
+    caplog.set_level("INFO")
+    summary = ntu_gendata.gendata(raw, tmp_path / "out", "ntu60", benchmarks=["xsub"], max_frames=32,
+                                  progress=False)
+    assert summary == {"xsub": {"train": 3, "val": 3}}                     # as without the odd files
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "3 .skeleton file(s) ignored" in warnings[0], warnings
+    assert all(name in warnings[0] for name in odd)
+    assert "3 not named" in " ".join(r.getMessage() for r in caplog.records)
