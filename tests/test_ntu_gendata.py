@@ -587,3 +587,36 @@ def test_files_not_named_like_ntu_samples_are_named_in_a_warning(tmp_path, caplo
     assert len(warnings) == 1 and "3 .skeleton file(s) ignored" in warnings[0], warnings
     assert all(name in warnings[0] for name in odd)
     assert "3 not named" in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_rerun_removes_the_bone_and_motion_arrays_of_the_joints_it_replaces(tmp_path, caplog):
+    """gen_bone_data / gen_motion_data arrays are made from the joint array beside them: a conversion that
+    replaces the joints removes them (they were left with N=3 beside a new N=1 joint array, looking valid); a failed
+    conversion leaves everything, and a benchmark the rerun does not write keeps its arrays."""
+    from data_gen import gen_bone_data
+
+    raw = _dataset_folder(tmp_path)
+    out = tmp_path / "out"
+    ntu_gendata.gendata(raw, out, "ntu60", max_frames=32, progress=False)
+    folders = [str(out / "xsub"), str(out / "xview")]
+    for stream in ("bone", "motion"):
+        assert gen_bone_data.stream_main(stream, ["--folder", *folders, "--no-progress"]) == 0
+    derived = {f"{split}_data_{stream}.npy" for split in ("train", "val") for stream in ("bone", "motion")}
+
+    def stream_files(folder):
+        return {p.name for p in folder.glob("*_data_*.npy")} - {"train_data_joint.npy", "val_data_joint.npy"}
+
+    bad = raw / "S001C001P002R001A005.skeleton"                  # a failed rerun changes nothing
+    bad.write_text(_mutate("nan")[0])
+    with pytest.raises(SkeletonFormatError):
+        ntu_gendata.gendata(raw, out, "ntu60", benchmarks=["xsub"], max_frames=32, progress=False)
+    assert stream_files(out / "xsub") == derived
+    bad.unlink()
+
+    caplog.set_level("INFO")
+    ntu_gendata.gendata(raw, out, "ntu60", benchmarks=["xsub"], max_frames=32, progress=False, limit=3)
+    assert np.load(out / "xsub" / "train_data_joint.npy").shape[0] == 1         # 3 before
+    assert stream_files(out / "xsub") == set()
+    assert stream_files(out / "xview") == derived                   # not rewritten: its arrays still match
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("train_data_bone.npy, train_data_motion.npy" in w and "gen_bone_data" in w for w in warnings)
