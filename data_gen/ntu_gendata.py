@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     workers = max(1, min(4, multiprocessing.cpu_count()))
     parser.add_argument("--workers", type=positive_int, default=workers,
                         help=f"worker processes reading files (1 = in-process; default: min(4, CPU cores) = {workers})")
-    parser.add_argument("--chunksize", type=int, default=8, help="files per task sent to a worker")
+    parser.add_argument("--chunksize", type=positive_int, default=8, help="files per task sent to a worker")
     missing = parser.add_mutually_exclusive_group()
     missing.add_argument("--missing-list", type=Path, default=None,
                          help="file of sample names to skip, one per line (# comments and a .skeleton "
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     missing.add_argument("--ignore-missing-list", action="store_true",
                          help="do not skip the samples with missing skeletons")
     add_conversion_options(parser, "only the first N files (sorted) after filtering, for quick looks")
-    parser.add_argument("--flush-every", type=int, default=256,
+    parser.add_argument("--flush-every", type=positive_int, default=256,
                         help="rows per chunk when skipped samples are dropped from the output (bounds resident memory)")
     parser.add_argument("--strict", action="store_true",
                         help="also check the fields the arrays do not use (all 12 per joint, the body-info "

@@ -620,3 +620,15 @@ def test_a_rerun_removes_the_bone_and_motion_arrays_of_the_joints_it_replaces(tm
     assert stream_files(out / "xview") == derived                   # not rewritten: its arrays still match
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("train_data_bone.npy, train_data_motion.npy" in w and "gen_bone_data" in w for w in warnings)
+
+
+@pytest.mark.parametrize("option", ["--chunksize", "--flush-every"])
+def test_counts_below_one_are_refused_naming_the_option(tmp_path, capsys, option):
+    """--chunksize 0 ended in multiprocessing's 'Chunksize must be 1+, not 0' (no option named) after the
+    output folders were made; --flush-every 0 was silently read as 1."""
+    with pytest.raises(SystemExit) as info:
+        ntu_gendata.main(["--data-path", str(tmp_path), "--out-folder", str(tmp_path / "out"), "--workers", "2",
+                          option, "0"])
+    assert info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
