@@ -248,7 +248,11 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
         missing = load_missing_list(missing_list or spec["missing_list"])
     paths, infos = list_samples(data_path, dataset, missing, limit)
     if not paths:
-        raise FileNotFoundError(f"no usable {dataset} .skeleton files in {data_path}")
+        holders = sorted(sub.name for sub in data_path.iterdir()
+                         if sub.is_dir() and next(sub.glob("*.skeleton"), None) is not None)
+        hint = (f"; the .skeleton files are one level down, in {', '.join(holders)}: --data-path is the folder "
+                f"that holds them (e.g. {data_path / holders[0]})") if holders else ""
+        raise FileNotFoundError(f"no usable {dataset} .skeleton files in {data_path}{hint}")
 
     layout = get_layout("ntu25")
     sample_shape = (NUM_COORDS, max_frames, layout.num_joints, NUM_PERSONS)

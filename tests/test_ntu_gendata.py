@@ -632,3 +632,21 @@ def test_counts_below_one_are_refused_naming_the_option(tmp_path, capsys, option
     assert info.value.code == 2
     assert f"argument {option}: expected an integer >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_data_path_above_the_unpacked_archive_is_an_error_naming_the_folder_below(tmp_path, caplog):
+    """The NTU archives unpack into nturgb+d_skeletons/: pointing --data-path at the folder above said only
+    'no usable ntu60 .skeleton files in RAW'."""
+    raw = tmp_path / "RAW"
+    write_synthetic_folder(raw / "nturgb+d_skeletons", 2, frames=30)
+    assert ntu_gendata.main(["--data-path", str(raw), "--out-folder", str(tmp_path / "out"), "--no-progress",
+                             "--workers", "1"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"no usable ntu60 .skeleton files in {raw};" in errors[0]
+    assert f"(e.g. {raw / 'nturgb+d_skeletons'})" in errors[0]
+    (raw / "nturgb+d_skeletons").rename(tmp_path / "elsewhere")                    # an empty folder: no hint
+    caplog.clear()
+    assert ntu_gendata.main(["--data-path", str(raw), "--out-folder", str(tmp_path / "out"), "--no-progress",
+                             "--workers", "1"]) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"no usable ntu60 .skeleton files in {raw}"]
