@@ -5,7 +5,8 @@ layout's parents (:func:`feeder.skeleton_ops.to_bone`, the one implementation;
 acsar_facts.md §6).  The joint array is read as a memmap and the output written
 as a memmap chunk by chunk (atomic: it appears only when complete), so memory
 stays flat.  The layout is inferred from V (25 -> ntu25, 20 -> kinect_v1,
-17 -> coco17) unless ``--layout`` is given.
+17 -> coco17) unless ``--layout`` is given.  A later conversion that rewrites the joint
+array removes the bone and motion arrays made from the old one (:mod:`data_gen.split_writer`).
 
 Usage: ``python data_gen/gen_bone_data.py --folder data/ntu60/xsub data/ntu60/xview``
 """
@@ -24,7 +25,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from data_gen.cli import DefaultsHelpFormatter, positive_int  # noqa: E402
-from data_gen.split_writer import release_pages  # noqa: E402
+from data_gen.split_writer import release_pages, stream_array_path  # noqa: E402
 from feeder.io import load_npy, open_memmap_atomic  # noqa: E402
 from feeder.skeleton_ops import to_bone  # noqa: E402
 from net.graph import LAYOUTS, get_layout  # noqa: E402
@@ -48,7 +49,7 @@ def layout_for_joints(num_joints: int, name: Optional[str] = None):
 def open_joints(folder, split: str) -> np.ndarray:
     """``{folder}/{split}_data_joint.npy`` as a read-only memmap; a missing, unreadable or not (N, C, T, V, M)
     array is an error naming the file."""
-    source_path = Path(folder) / f"{split}_data_joint.npy"
+    source_path = stream_array_path(folder, split, "joint")
     if not source_path.is_file():
         raise FileNotFoundError(f"joint array not found: {source_path}")
     source = load_npy(source_path, mmap_mode="r")
@@ -62,7 +63,7 @@ def convert_split(folder, split: str, stream: str, fn: Callable[[np.ndarray], np
     """``{folder}/{split}_data_joint.npy`` -> ``{folder}/{split}_data_{stream}.npy`` via ``fn`` per chunk."""
     folder = Path(folder)
     source = open_joints(folder, split)
-    target = folder / f"{split}_data_{stream}.npy"
+    target = stream_array_path(folder, split, stream)
     with open_memmap_atomic(target, source.shape, np.float32, fill=None) as out:
         for a in tqdm(range(0, len(source), chunk), desc=f"{folder.name}/{split} {stream}", unit="chunk",
                       disable=not progress):

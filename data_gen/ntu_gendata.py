@@ -80,6 +80,7 @@ DATASETS: Dict[str, dict] = {
 NAME_PATTERN = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
 NUM_PERSONS = 2          # bodies kept per sample (M)
 NUM_COORDS = 3
+_NAMES_SHOWN = 10        # file names listed in a warning about ignored files
 
 
 @dataclass(frozen=True)
@@ -183,14 +184,19 @@ def list_samples(data_path: Path, dataset: str, missing: set, limit: Optional[in
                  ) -> Tuple[List[Path], List[SampleInfo]]:
     """Sorted ``.skeleton`` files of ``dataset`` in ``data_path`` minus the missing list."""
     spec = DATASETS[dataset]
-    files = sorted(p for p in Path(data_path).iterdir() if p.suffix == ".skeleton" and p.is_file())
+    # ".SKELETON" too: such a file is not used, and the warning below names it rather than passing over it
+    files = sorted(p for p in Path(data_path).iterdir() if p.suffix.lower() == ".skeleton" and p.is_file())
     kept_paths, infos = [], []
     counts = {"not_named": 0, "missing_list": 0, "other_dataset": 0}
+    not_named: List[str] = []
     for path in files:
-        try:
-            info = SampleInfo.parse(path.stem)
-        except ValueError:
+        info = None
+        if path.suffix == ".skeleton":
+            with contextlib.suppress(ValueError):
+                info = SampleInfo.parse(path.stem)
+        if info is None:
             counts["not_named"] += 1
+            not_named.append(path.name)
             continue
         if info.name in missing:
             counts["missing_list"] += 1
@@ -204,6 +210,10 @@ def list_samples(data_path: Path, dataset: str, missing: set, limit: Optional[in
                 "%d outside %s (action > A%03d or setup > S%03d), %d not named SsssCcccPpppRrrrAaaa",
                 data_path, len(files), len(kept_paths), counts["missing_list"], counts["other_dataset"],
                 dataset, spec["max_action"], spec["max_setup"], counts["not_named"])
+    if not_named:                                        # a renamed or copied file: never passed over unnamed
+        shown = ", ".join(not_named[:_NAMES_SHOWN]) + (", ..." if len(not_named) > _NAMES_SHOWN else "")
+        logger.warning("%s: %d .skeleton file(s) ignored, not named SsssCcccPpppRrrrAaaa.skeleton: %s",
+                       data_path, len(not_named), shown)
     if limit is not None:
         kept_paths, infos = kept_paths[:limit], infos[:limit]
     return kept_paths, infos
@@ -238,7 +248,11 @@ def gendata(data_path, out_folder, dataset: str = "ntu60", benchmarks: Optional[
         missing = load_missing_list(missing_list or spec["missing_list"])
     paths, infos = list_samples(data_path, dataset, missing, limit)
     if not paths:
-        raise FileNotFoundError(f"no usable {dataset} .skeleton files in {data_path}")
+        holders = sorted(sub.name for sub in data_path.iterdir()
+                         if sub.is_dir() and next(sub.glob("*.skeleton"), None) is not None)
+        hint = (f"; the .skeleton files are one level down, in {', '.join(holders)}: --data-path is the folder "
+                f"that holds them (e.g. {data_path / holders[0]})") if holders else ""
+        raise FileNotFoundError(f"no usable {dataset} .skeleton files in {data_path}{hint}")
 
     layout = get_layout("ntu25")
     sample_shape = (NUM_COORDS, max_frames, layout.num_joints, NUM_PERSONS)
@@ -309,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     workers = max(1, min(4, multiprocessing.cpu_count()))
     parser.add_argument("--workers", type=positive_int, default=workers,
                         help=f"worker processes reading files (1 = in-process; default: min(4, CPU cores) = {workers})")
-    parser.add_argument("--chunksize", type=int, default=8, help="files per task sent to a worker")
+    parser.add_argument("--chunksize", type=positive_int, default=8, help="files per task sent to a worker")
     missing = parser.add_mutually_exclusive_group()
     missing.add_argument("--missing-list", type=Path, default=None,
                          help="file of sample names to skip, one per line (# comments and a .skeleton "
@@ -318,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     missing.add_argument("--ignore-missing-list", action="store_true",
                          help="do not skip the samples with missing skeletons")
     add_conversion_options(parser, "only the first N files (sorted) after filtering, for quick looks")
-    parser.add_argument("--flush-every", type=int, default=256,
+    parser.add_argument("--flush-every", type=positive_int, default=256,
                         help="rows per chunk when skipped samples are dropped from the output (bounds resident memory)")
     parser.add_argument("--strict", action="store_true",
                         help="also check the fields the arrays do not use (all 12 per joint, the body-info "

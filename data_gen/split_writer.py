@@ -27,6 +27,11 @@ move into place and the new label files come in last.  A failure while any split
 being finished (a full disk during the compaction, a bad file) leaves every old split
 as it was; there is never a new split beside an old one, both looking complete.
 
+Derived arrays: ``{split}_data_bone.npy`` / ``{split}_data_motion.npy`` (``gen_bone_data.py``,
+``gen_motion_data.py``) are functions of the joint array beside them.  The commit of a new
+joint array removes those of the split it replaces (with a warning naming them): left in
+place they would still look valid, of another run's samples (another N, another order).
+
 Memory: rows are written straight into the file behind the ``.npy`` memmap with
 ``os.pwrite`` (no page of the mapping is touched, so the resident set does not
 grow with the dataset, and a row costs one copy into the page cache instead of a
@@ -50,9 +55,16 @@ import numpy as np
 from data_gen.cli import positive_int
 from feeder.io import open_memmap_atomic, save_npy_atomic, save_pickle_atomic, save_text_atomic
 
-__all__ = ["SplitGroup", "SplitWriter", "pwrite_all", "release_pages"]
+__all__ = ["SplitGroup", "SplitWriter", "pwrite_all", "release_pages", "DERIVED_STREAMS", "stream_array_path"]
 
 logger = logging.getLogger(__name__)
+
+DERIVED_STREAMS = ("bone", "motion")     # the streams gen_bone_data.py / gen_motion_data.py write beside the joints
+
+
+def stream_array_path(out_dir, split: str, stream: str) -> Path:
+    """``{out_dir}/{split}_data_{stream}.npy``: where a split's ``joint`` (or derived) array lives."""
+    return Path(out_dir) / f"{split}_data_{stream}.npy"
 
 
 def pwrite_all(fd: int, buffer, offset: int) -> None:
@@ -110,7 +122,9 @@ class SplitWriter:
 
     # ----------------------------------------------------------- paths
     def path(self, kind: str) -> Path:
-        suffix = {"joint": "_data_joint.npy", "num_frame": "_num_frame.npy", "label": "_label.pkl"}[kind]
+        if kind == "joint":
+            return stream_array_path(self.out_dir, self.split, kind)
+        suffix = {"num_frame": "_num_frame.npy", "label": "_label.pkl"}[kind]
         return self.out_dir / f"{self.split}{suffix}"
 
     def _hidden(self, kind: str) -> Path:
@@ -239,6 +253,14 @@ def commit_splits(writers: Sequence[SplitWriter]) -> None:
     for writer in writers:
         os.replace(writer._finished_array, writer.path("joint"))
         os.replace(writer._hidden("num_frame"), writer.path("num_frame"))
+        stale = [path for path in (stream_array_path(writer.out_dir, writer.split, stream)
+                                   for stream in DERIVED_STREAMS) if path.is_file()]
+        for path in stale:
+            path.unlink()
+        if stale:
+            logger.warning("%s: removed %s, made from the joint array this run replaced; rerun "
+                           "data_gen/gen_bone_data.py / gen_motion_data.py if you want them on disk",
+                           writer.out_dir, ", ".join(p.name for p in stale))
     for writer in writers:
         os.replace(writer._hidden("label"), writer.path("label"))
         writer._finished_array = None

@@ -569,3 +569,84 @@ def test_clean_rerun_removes_the_stale_skipped_report(tmp_path, capsys, caplog):
     assert "S001C001P002R001A005" in _load(out / "xsub", "train")[2]
     assert capsys.readouterr().out == ""                                            # the summary is logged
     assert "ntu60/xsub: train 4  val 3" in [r.getMessage() for r in caplog.records]
+
+
+def test_files_not_named_like_ntu_samples_are_named_in_a_warning(tmp_path, caplog):
+    """A .skeleton file whose name is not SsssCcccPpppRrrrAaaa (renamed, lower-case, an upper-case suffix) is
+    not converted: the run says which ones, not only how many (an upper-case suffix was not even counted)."""
+    raw = _dataset_folder(tmp_path)
+    source = (raw / "S001C001P001R001A001.skeleton").read_text()
+    odd = ["s001c001p001r001a004.skeleton", "S001C001P001R001A004.SKELETON", "take2.skeleton"]
+    for name in odd:
+        (raw / name).write_text(source)
+    caplog.set_level("INFO")
+    summary = ntu_gendata.gendata(raw, tmp_path / "out", "ntu60", benchmarks=["xsub"], max_frames=32,
+                                  progress=False)
+    assert summary == {"xsub": {"train": 3, "val": 3}}                     # as without the odd files
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "3 .skeleton file(s) ignored" in warnings[0], warnings
+    assert all(name in warnings[0] for name in odd)
+    assert "3 not named" in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_rerun_removes_the_bone_and_motion_arrays_of_the_joints_it_replaces(tmp_path, caplog):
+    """gen_bone_data / gen_motion_data arrays are made from the joint array beside them: a conversion that
+    replaces the joints removes them (they were left with N=3 beside a new N=1 joint array, looking valid); a failed
+    conversion leaves everything, and a benchmark the rerun does not write keeps its arrays."""
+    from data_gen import gen_bone_data
+
+    raw = _dataset_folder(tmp_path)
+    out = tmp_path / "out"
+    ntu_gendata.gendata(raw, out, "ntu60", max_frames=32, progress=False)
+    folders = [str(out / "xsub"), str(out / "xview")]
+    for stream in ("bone", "motion"):
+        assert gen_bone_data.stream_main(stream, ["--folder", *folders, "--no-progress"]) == 0
+    derived = {f"{split}_data_{stream}.npy" for split in ("train", "val") for stream in ("bone", "motion")}
+
+    def stream_files(folder):
+        return {p.name for p in folder.glob("*_data_*.npy")} - {"train_data_joint.npy", "val_data_joint.npy"}
+
+    bad = raw / "S001C001P002R001A005.skeleton"                  # a failed rerun changes nothing
+    bad.write_text(_mutate("nan")[0])
+    with pytest.raises(SkeletonFormatError):
+        ntu_gendata.gendata(raw, out, "ntu60", benchmarks=["xsub"], max_frames=32, progress=False)
+    assert stream_files(out / "xsub") == derived
+    bad.unlink()
+
+    caplog.set_level("INFO")
+    ntu_gendata.gendata(raw, out, "ntu60", benchmarks=["xsub"], max_frames=32, progress=False, limit=3)
+    assert np.load(out / "xsub" / "train_data_joint.npy").shape[0] == 1         # 3 before
+    assert stream_files(out / "xsub") == set()
+    assert stream_files(out / "xview") == derived                   # not rewritten: its arrays still match
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("train_data_bone.npy, train_data_motion.npy" in w and "gen_bone_data" in w for w in warnings)
+
+
+@pytest.mark.parametrize("option", ["--chunksize", "--flush-every"])
+def test_counts_below_one_are_refused_naming_the_option(tmp_path, capsys, option):
+    """--chunksize 0 ended in multiprocessing's 'Chunksize must be 1+, not 0' (no option named) after the
+    output folders were made; --flush-every 0 was silently read as 1."""
+    with pytest.raises(SystemExit) as info:
+        ntu_gendata.main(["--data-path", str(tmp_path), "--out-folder", str(tmp_path / "out"), "--workers", "2",
+                          option, "0"])
+    assert info.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_data_path_above_the_unpacked_archive_is_an_error_naming_the_folder_below(tmp_path, caplog):
+    """The NTU archives unpack into nturgb+d_skeletons/: pointing --data-path at the folder above said only
+    'no usable ntu60 .skeleton files in RAW'."""
+    raw = tmp_path / "RAW"
+    write_synthetic_folder(raw / "nturgb+d_skeletons", 2, frames=30)
+    assert ntu_gendata.main(["--data-path", str(raw), "--out-folder", str(tmp_path / "out"), "--no-progress",
+                             "--workers", "1"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"no usable ntu60 .skeleton files in {raw};" in errors[0]
+    assert f"(e.g. {raw / 'nturgb+d_skeletons'})" in errors[0]
+    (raw / "nturgb+d_skeletons").rename(tmp_path / "elsewhere")                    # an empty folder: no hint
+    caplog.clear()
+    assert ntu_gendata.main(["--data-path", str(raw), "--out-folder", str(tmp_path / "out"), "--no-progress",
+                             "--workers", "1"]) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"no usable ntu60 .skeleton files in {raw}"]
