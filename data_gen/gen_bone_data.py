@@ -107,7 +107,7 @@ def stream_main(stream: str, argv: Optional[Sequence[str]] = None) -> int:
                 else:
                     fn = to_motion
                 convert_split(folder, split, stream, fn, args.chunk, not args.no_progress)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError) as exc:        # OSError: a missing file, no permission, a full disk
         logger.error("%s", exc)
         return 1
     return 0

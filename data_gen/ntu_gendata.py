@@ -120,6 +120,9 @@ def load_missing_list(path) -> set:
     path = Path(path)
     try:
         text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such missing-skeleton list (--missing-list: a text file of "
+                                f"sample names SsssCcccPpppRrrrAaaa, one per line)") from None
     except UnicodeDecodeError as exc:
         raise SkeletonFormatError(path, None, f"non-ASCII byte at offset {exc.start}: expected sample names "
                                               f"SsssCcccPpppRrrrAaaa, one per line") from None

@@ -95,3 +95,18 @@ def test_a_chunk_below_one_is_refused_before_anything_is_written(tmp_path, capsy
     assert exit_info.value.code == 2
     assert "argument --chunk: expected an integer >= 1, got" in capsys.readouterr().err
     assert not list(folder.glob(f"*_data_{stream}.npy"))
+
+
+
+@pytest.mark.parametrize("stream", ["bone", "motion"])
+def test_an_output_that_cannot_be_written_is_one_error_naming_it(tmp_path, caplog, stream):
+    """The target is a folder (any OSError beyond a missing file: no permission, a full disk): exit code 1 and one
+    ERROR line naming it; before, only FileNotFoundError was caught and this ended in a traceback."""
+    folder, _ = _joint_folder(tmp_path, n=4)
+    target = folder / f"train_data_{stream}.npy"
+    target.mkdir()
+    with caplog.at_level("ERROR"):
+        code = gen_bone_data.stream_main(stream, ["--folder", str(folder), "--splits", "train", "--no-progress"])
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == 1 and len(errors) == 1 and f"train_data_{stream}.npy" in errors[0], errors
+    assert target.is_dir() and not list(target.iterdir())

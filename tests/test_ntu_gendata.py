@@ -554,6 +554,17 @@ def test_missing_list_bad_line_names_file_and_line(tmp_path, bad):
                              "--missing-list", str(path), "--no-progress", "--workers", "1"]) == 1
 
 
+def test_a_missing_list_that_does_not_exist_is_named_as_such(tmp_path, caplog):
+    """--missing-list with a wrong path said only Python's "[Errno 2] No such file or directory"."""
+    absent = tmp_path / "no_such_list.txt"
+    with pytest.raises(FileNotFoundError, match="no such missing-skeleton list"):
+        ntu_gendata.load_missing_list(absent)
+    with caplog.at_level("ERROR"):
+        assert ntu_gendata.main(["--data-path", str(tmp_path), "--out-folder", str(tmp_path / "out"),
+                                 "--missing-list", str(absent), "--no-progress", "--workers", "1"]) == 1
+    assert any(str(absent) in r.getMessage() and "--missing-list" in r.getMessage() for r in caplog.records)
+
+
 def test_clean_rerun_removes_the_stale_skipped_report(tmp_path, capsys, caplog):
     raw = _dataset_folder(tmp_path)
     bad = raw / "S001C001P002R001A005.skeleton"
