@@ -118,13 +118,18 @@ def check_image_text_to_text_folder(model_dir: Path) -> None:
     Refused first: a remote-code layout whose ``auto_map`` names ``AutoModelForCausalLM`` but not
     ``AutoModelForImageTextToText`` (the original Ovis releases), whatever its ``model_type``: the
     built-in class would read the remote code's config keys as unknown and build another model.
-    A folder without ``config.json`` is left to transformers (which names the missing file).
+    A folder without ``config.json`` is refused too (a ``FileNotFoundError`` naming it, and the subfolders
+    that have one: ``--model`` given the folder above the model's).
     """
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     cfg_path = Path(model_dir) / "config.json"
     if not cfg_path.is_file():
-        return
+        inside = sorted(p.parent.name for p in Path(model_dir).glob("*/config.json"))
+        hint = f"; its subfolders {inside} have one: give one of them" if inside else ""
+        raise FileNotFoundError(f"{cfg_path} not found: expected a transformers-format model folder (config.json, "
+                                f"the weights, the tokenizer and processor files, e.g. a local copy of "
+                                f"thisisiron/Ovis2-2B-hf){hint}")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
