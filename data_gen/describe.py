@@ -191,13 +191,21 @@ class VLMDescriber:
         self.max_new_tokens = int(max_new_tokens)
         self.max_chars = int(max_chars)
         self.device = device
+        self.model_dir = model_dir
         self._text = self._prompt_text()
 
     def _prompt_text(self) -> str:
+        """The prompt in the processor's chat template; without one, ``<image token>\\n<prompt>`` (logged)."""
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
         if getattr(self.processor, "chat_template", None):
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         image_token = getattr(self.processor, "image_token", "<image>")
+        in_tokenizer = bool(getattr(getattr(self.processor, "tokenizer", None), "chat_template", None))
+        logger.warning("%s: its processor has no chat template (chat_template.jinja / chat_template.json%s), so "
+                       "the model gets the bare prompt '%s\\n<prompt>' without the chat format it was tuned on; "
+                       "its descriptions may suffer: add the model's processor chat template to the folder",
+                       self.model_dir, "; the tokenizer's own template is not used" if in_tokenizer else "",
+                       image_token)
         return f"{image_token}\n{self.prompt}"
 
     def __call__(self, images: Sequence) -> List[str]:

@@ -489,6 +489,25 @@ def test_a_folder_without_config_json_is_refused_naming_it_and_the_model_folders
     assert ds.VLMDescriber(weights / "Ovis2-tiny-hf", max_new_tokens=2).model is not None
 
 
+def test_a_folder_without_a_processor_chat_template_is_named_in_a_warning(tiny_vlm_dir, tmp_path, caplog):
+    """Without chat_template.jinja (e.g. a template kept only in tokenizer_config.json, where the processor does
+    not look) the model silently got the bare '<image>\\n<prompt>' instead of its chat format."""
+    import shutil
+
+    folder = tmp_path / "no_template"
+    shutil.copytree(tiny_vlm_dir, folder)
+    (folder / "chat_template.jinja").unlink()
+    with caplog.at_level("WARNING", logger="data_gen.describe"):
+        bare = ds.VLMDescriber(folder, max_new_tokens=2)
+    assert bare._text == f"<image>\n{ds.DEFAULT_PROMPT}"                 # what the model gets: unchanged
+    warned = [r.getMessage() for r in caplog.records if "no chat template" in r.getMessage()]
+    assert len(warned) == 1 and str(folder) in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="data_gen.describe"):
+        chat = ds.VLMDescriber(tiny_vlm_dir, max_new_tokens=2)
+    assert chat._text.startswith("<|im_start|>user") and "no chat template" not in caplog.text
+
+
 def test_kinematic_single_frame_is_static_and_zero_frames_an_error():
     """num_frames 1 used to be read as 2 frames (the second one padding): motion described from noise."""
     layout = get_layout("kinect_v1")
