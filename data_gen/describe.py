@@ -118,13 +118,18 @@ def check_image_text_to_text_folder(model_dir: Path) -> None:
     Refused first: a remote-code layout whose ``auto_map`` names ``AutoModelForCausalLM`` but not
     ``AutoModelForImageTextToText`` (the original Ovis releases), whatever its ``model_type``: the
     built-in class would read the remote code's config keys as unknown and build another model.
-    A folder without ``config.json`` is left to transformers (which names the missing file).
+    A folder without ``config.json`` is refused too (a ``FileNotFoundError`` naming it, and the subfolders
+    that have one: ``--model`` given the folder above the model's).
     """
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     cfg_path = Path(model_dir) / "config.json"
     if not cfg_path.is_file():
-        return
+        inside = sorted(p.parent.name for p in Path(model_dir).glob("*/config.json"))
+        hint = f"; its subfolders {inside} have one: give one of them" if inside else ""
+        raise FileNotFoundError(f"{cfg_path} not found: expected a transformers-format model folder (config.json, "
+                                f"the weights, the tokenizer and processor files, e.g. a local copy of "
+                                f"thisisiron/Ovis2-2B-hf){hint}")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -186,13 +191,21 @@ class VLMDescriber:
         self.max_new_tokens = int(max_new_tokens)
         self.max_chars = int(max_chars)
         self.device = device
+        self.model_dir = model_dir
         self._text = self._prompt_text()
 
     def _prompt_text(self) -> str:
+        """The prompt in the processor's chat template; without one, ``<image token>\\n<prompt>`` (logged)."""
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
         if getattr(self.processor, "chat_template", None):
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         image_token = getattr(self.processor, "image_token", "<image>")
+        in_tokenizer = bool(getattr(getattr(self.processor, "tokenizer", None), "chat_template", None))
+        logger.warning("%s: its processor has no chat template (chat_template.jinja / chat_template.json%s), so "
+                       "the model gets the bare prompt '%s\\n<prompt>' without the chat format it was tuned on; "
+                       "its descriptions may suffer: add the model's processor chat template to the folder",
+                       self.model_dir, "; the tokenizer's own template is not used" if in_tokenizer else "",
+                       image_token)
         return f"{image_token}\n{self.prompt}"
 
     def __call__(self, images: Sequence) -> List[str]:

@@ -15,8 +15,9 @@ through a memmap that appears only when complete, plus ``.json`` metadata
 (encoder, D, token count, level, sha256 of the descriptions and of the sample names in
 order, which pretraining checks against the split's ``*_label.pkl``, encoder settings;
 for CLIP the checkpoint's path, size and mtime, so other weights at the same path are
-not taken as up to date).  The ``.json`` is removed before the ``.npy`` is
-replaced and written last: features without metadata are never taken as up to date.
+not taken as up to date).  A stale ``.json`` and then its ``.npy`` are removed before the new
+``.npy`` is written, and the ``.json`` is written last: features without metadata are never taken as
+up to date, and an interrupted re-encode leaves no stale features behind.
 
 Encoders (paper §3.3; acsar_facts.md §2; loaded only here, never during pretraining):
 
@@ -632,9 +633,10 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
     logged (default: the limit recorded by ``describe.py`` in ``desc_dir``, else the paper's 75);
     so are descriptions the tokenizer truncates (:func:`warn_about_lengths`).
 
-    Consistency of the output pair: the old ``.json`` is removed before the ``.npy`` is replaced and
-    the new one written last, so a crash in between leaves no metadata and the next run recomputes
-    (reusing the finished chunks, which are deleted only after the ``.json`` is written).
+    Consistency of the output pair: the old ``.json`` and then the old ``.npy`` (stale, as they are
+    recomputed) are removed before the new ``.npy`` is written and the new ``.json`` last, so a crash in
+    between leaves no metadata (and no stale features) and the next run recomputes (reusing the finished
+    chunks, which are deleted only after the ``.json`` is written).
     """
     if level not in ("token", "sentence"):
         raise ValueError(f"level must be 'token' or 'sentence', got {level!r}")
@@ -681,7 +683,12 @@ def encode_split(bench_dir: Path, split: str, desc_dir: Path, encoder, level: st
             done[start:stop] = True
     if not done.all():  # cannot happen: every missing row was encoded above
         raise RuntimeError(f"{partial}: rows {np.flatnonzero(~done)[:5].tolist()}... were never encoded")
-    json_path.unlink(missing_ok=True)      # first: old metadata never sits beside new features
+    # The old pair is stale (not up to date, above): the .json goes first, so old metadata never sits beside
+    # new features, then the .npy, so an interruption while the new one is written leaves no features the
+    # feeder would take as this split's (it checks a .npy without a .json by N alone, as a file written
+    # before the names were recorded).
+    json_path.unlink(missing_ok=True)
+    npy_path.unlink(missing_ok=True)
     with open_memmap_atomic(npy_path, (len(names), tokens, dim), dtype=np.float16, fill=None) as out:
         for start, stop, chunk_path in pieces:
             out[start:stop] = np.load(chunk_path)

@@ -67,8 +67,9 @@ def check_text_features(text_path: Path, data_path: Path, num_samples: int,
 
     Row ``i`` must hold sample ``i``'s description: N must equal the split's ``num_samples``, and when
     ``names`` (the split's ``*_label.pkl`` names) are given and ``data_gen/encode_text.py`` recorded the
-    names it encoded (``names_sha256`` in the ``.json`` beside the ``.npy``; files written before it
-    did are checked by N alone), they must be the same names in the same order.
+    names it encoded (``names_sha256`` in the ``.json`` beside the ``.npy``), they must be the same names
+    in the same order.  Features whose order cannot be checked (no names, no ``.json``, or one written
+    before the names were recorded) are checked by N alone, with a warning naming the file.
     """
     text_path = Path(text_path)
     shape, _ = _npy_shape(text_path)
@@ -78,6 +79,7 @@ def check_text_features(text_path: Path, data_path: Path, num_samples: int,
         raise ValueError(f"text features {text_path} have N={shape[0]} samples but skeleton data {data_path} "
                          f"has N={num_samples}: they must be aligned with the split's sample order")
     meta_path = text_path.with_suffix(".json")
+    recorded = None
     if names is not None and meta_path.is_file():
         try:
             recorded = json.loads(meta_path.read_text(encoding="utf-8")).get("names_sha256")
@@ -87,6 +89,13 @@ def check_text_features(text_path: Path, data_path: Path, num_samples: int,
         if recorded is not None and recorded != lines_sha256(names):
             raise ValueError(f"text features {text_path} were encoded for other samples (or another order) than "
                              f"{label_path or data_path} lists: rerun data_gen/encode_text.py for this split")
+    if recorded is None:
+        why = ("no sample names given (no label file)" if names is None else
+               f"no {meta_path.name} beside it" if not meta_path.is_file() else
+               f"{meta_path.name} records no sample names (an older data_gen/encode_text.py)")
+        logger.warning("text features %s: %s, so only their count (N=%d) is checked against %s, not that row i "
+                       "is sample i; rerun data_gen/encode_text.py for this split to record the names",
+                       text_path, why, num_samples, label_path or data_path)
     return tuple(shape)
 
 

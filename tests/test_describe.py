@@ -465,13 +465,47 @@ def test_check_accepts_builtin_ovis2(tiny_vlm_dir, tmp_path):
     (remote / "config.json").write_text(json.dumps({"model_type": "custom_vlm",
                                                     "auto_map": {"AutoModelForImageTextToText": "m.M"}}))
     assert ds.check_image_text_to_text_folder(remote) is None         # remote code for the right auto class
-    assert ds.check_image_text_to_text_folder(tmp_path / "no_config") is None  # left to transformers
+    with pytest.raises(FileNotFoundError, match=r"no_config/config\.json not found"):
+        ds.check_image_text_to_text_folder(tmp_path / "no_config")
     # the same config under a model_type transformers does not build as image-text-to-text: refused
     other = tmp_path / "other"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({**cfg, "model_type": "ovis2_unknown"}))
     with pytest.raises(ValueError, match=r"model_type 'ovis2_unknown' is not an image-text-to-text model"):
         ds.check_image_text_to_text_folder(other)
+
+
+def test_a_folder_without_config_json_is_refused_naming_it_and_the_model_folders_inside(tiny_vlm_dir, tmp_path):
+    """--model given the folder above the model's (or an empty one) used to end in transformers' "Unrecognized
+    processing class in ...", which names neither config.json nor where the model is."""
+    import shutil
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_vlm_dir, weights / "Ovis2-tiny-hf")
+    with pytest.raises(FileNotFoundError) as err:
+        ds.VLMDescriber(weights)
+    message = str(err.value)
+    assert f"{weights / 'config.json'} not found" in message and "['Ovis2-tiny-hf']" in message
+    assert ds.VLMDescriber(weights / "Ovis2-tiny-hf", max_new_tokens=2).model is not None
+
+
+def test_a_folder_without_a_processor_chat_template_is_named_in_a_warning(tiny_vlm_dir, tmp_path, caplog):
+    """Without chat_template.jinja (e.g. a template kept only in tokenizer_config.json, where the processor does
+    not look) the model silently got the bare '<image>\\n<prompt>' instead of its chat format."""
+    import shutil
+
+    folder = tmp_path / "no_template"
+    shutil.copytree(tiny_vlm_dir, folder)
+    (folder / "chat_template.jinja").unlink()
+    with caplog.at_level("WARNING", logger="data_gen.describe"):
+        bare = ds.VLMDescriber(folder, max_new_tokens=2)
+    assert bare._text == f"<image>\n{ds.DEFAULT_PROMPT}"                 # what the model gets: unchanged
+    warned = [r.getMessage() for r in caplog.records if "no chat template" in r.getMessage()]
+    assert len(warned) == 1 and str(folder) in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="data_gen.describe"):
+        chat = ds.VLMDescriber(tiny_vlm_dir, max_new_tokens=2)
+    assert chat._text.startswith("<|im_start|>user") and "no chat template" not in caplog.text
 
 
 def test_kinematic_single_frame_is_static_and_zero_frames_an_error():

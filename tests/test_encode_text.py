@@ -460,7 +460,36 @@ def test_crash_while_replacing_features_leaves_no_stale_metadata(tmp_path, monke
     monkeypatch.setattr(et, "open_memmap_atomic", crash)
     with pytest.raises(Boom):
         et.encode_split(bench, "train", desc, TextHash())
-    assert npy.is_file() and not npy.with_suffix(".json").exists()
+    assert not npy.with_suffix(".json").exists()
+    assert not npy.exists()          # the stale features go with their metadata (see the test below)
+
+
+def test_interrupted_reencode_of_a_reordered_split_leaves_no_features_the_feeder_would_take(tmp_path,
+                                                                                          monkeypatch):
+    """Re-encoding a split whose samples were reordered (same N) and interrupting it while the new features
+    were written used to leave the old .npy without its .json: the feeder takes such a file as one written
+    before names were recorded (checked by N alone), so pretraining read every row for another sample."""
+    from feeder.datasets import check_text_features
+
+    names = ["a", "b", "c"]
+    bench, desc = _bench(tmp_path, names, ["a person waves", "a person sits", "two people hug"])
+    npy = et.encode_split(bench, "train", desc, TextHash())
+    reordered = names[::-1]
+    save_pickle_atomic(bench / "train_label.pkl", (reordered, [0, 1, 2]))
+    with pytest.raises(ValueError, match="other samples"):          # detected before the re-encode
+        check_text_features(npy, bench / "train_data_joint.npy", 3, reordered, bench / "train_label.pkl")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(et, "open_memmap_atomic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        et.encode_split(bench, "train", desc, TextHash())
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError):                           # still detected after the interruption
+        check_text_features(npy, bench / "train_data_joint.npy", 3, reordered, bench / "train_label.pkl")
+    feats = np.load(et.encode_split(bench, "train", desc, TextHash()))  # the rerun resumes and completes
+    np.testing.assert_array_equal(feats, TextHash().encode(et.load_descriptions(reordered, desc)).astype(np.float16))
 
 
 def test_clip_checkpoint_size_and_mtime_are_recorded(tiny_clip, tmp_path):

@@ -122,6 +122,29 @@ def test_text_features_encoded_for_other_samples_are_refused(split):
         dataset()
 
 
+def test_text_features_whose_sample_order_cannot_be_checked_are_named_in_a_warning(split, caplog):
+    """A .npy without its .json (or with one that records no names) was accepted by N alone without a word:
+    a split regenerated in another order with the same N then trained every sample on another's text."""
+    paths, _, _, _ = split
+    meta = paths["text_path"].with_suffix(".json")
+
+    def warnings_for_the_text_file():
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="feeder.datasets"):
+            PretrainDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"],
+                            text_path=paths["text_path"])
+        return [r.getMessage() for r in caplog.records if str(paths["text_path"]) in r.getMessage()]
+
+    found = warnings_for_the_text_file()                               # no .json at all
+    assert len(found) == 1 and "train_clip.json" in found[0] and "only their count (N=12)" in found[0]
+    assert "encode_text.py" in found[0]
+    save_json_atomic(meta, {"encoder": "clip"})                        # a .json without the names
+    found = warnings_for_the_text_file()
+    assert len(found) == 1 and "records no sample names" in found[0]
+    save_json_atomic(meta, {"encoder": "clip", "names_sha256": lines_sha256([f"S{i:03d}" for i in range(N)])})
+    assert warnings_for_the_text_file() == []                          # checked: nothing to say
+
+
 def test_length_mismatch_errors_name_files(split, tmp_path):
     paths, _, num_frame, _ = split
     nf_bad = tmp_path / "nf.npy"
