@@ -260,7 +260,9 @@ def describe_samples(names: Sequence[str], describe: Callable[[List[str]], List[
                 raise RuntimeError(f"describer returned {len(texts)} texts for {len(batch)} samples")
             for name, text in zip(batch, texts):
                 if not text:
-                    logger.warning("%s: empty description", name)
+                    logger.warning("%s: empty description (written as it is; encode_text.py refuses it: write "
+                                   "one line into %s by hand, or delete it and rerun with other settings)",
+                                   name, out_dir / f"{name}.txt")
                 save_text_atomic(out_dir / f"{name}.txt", text + "\n")
                 written += 1
             bar.update(len(batch))

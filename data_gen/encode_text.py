@@ -481,8 +481,9 @@ def read_description(path: Path) -> str:
     lines = [(i, " ".join(raw.split())) for i, raw in enumerate(text.splitlines(), start=1)]
     lines = [(i, t) for i, t in lines if t]
     if not lines:
-        raise ValueError(f"{path}: empty description; expected one line of text (delete the file and rerun "
-                         f"data_gen/describe.py for this sample)")
+        raise ValueError(f"{path}: empty description; expected one line of text. Write one into the file (the "
+                         f"describer returned nothing for this sample, and describe.py with the same settings "
+                         f"returns the same), or delete it and rerun describe.py with other settings")
     if len(lines) > 1:
         raise ValueError(f"{path}:{lines[1][0]}: a second non-empty line ({lines[1][1][:40]!r}); expected one "
                          f"description on one line (line {lines[0][0]}: {lines[0][1][:40]!r})")

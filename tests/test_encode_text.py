@@ -352,7 +352,7 @@ def test_cli_clip_model_is_recorded_and_a_change_recomputes(tiny_clip, tmp_path)
 @pytest.mark.parametrize("content, match", [
     (b"a person \xff waves\n", r"S2\.txt:1: not UTF-8 text"),
     (b"a person waves\n\nthen sits down\n", r"S2\.txt:3: a second non-empty line \('then sits down'\)"),
-    (b"", r"S2\.txt: empty description"),
+    (b"", r"S2\.txt: empty description.*Write one into the file"),
     (b"  \n\t\n", r"S2\.txt: empty description"),
 ])
 def test_bad_description_file_is_an_error_naming_file_and_line(tmp_path, content, match):
