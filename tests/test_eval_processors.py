@@ -116,7 +116,7 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog,
     interrupted.write_text(json.dumps({"kind": "linear"}))
     with caplog.at_level(logging.WARNING, logger="processor.report"):
         assert main_module.main(["report", f"work_dir={tmp_path / 'runs'}"]) == 0
-    assert "1 run(s) with results.json but no FINISHED marker (interrupted or running) left out: lin_cut" in caplog.text
+    assert "1 run(s) without a FINISHED marker (crashed, interrupted or running) left out: lin_cut" in caplog.text
     lines = (tmp_path / "runs/report/report.md").read_text().splitlines()
     assert not any(l.startswith(("| demo", "| lin_cut")) for l in lines)
     header = [c.strip() for c in next(l for l in lines if l.startswith("| run")).strip("|").split("|")]
@@ -133,6 +133,23 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog,
     err = capsys.readouterr().err
     assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("error:")] == [
         next(line for line in err.splitlines() if "kinds names ['liner']" in line)]
+
+
+def test_report_names_a_crashed_evaluation(env, tmp_path, caplog):
+    """A run that crashed (or was stopped) leaves its run record and log but no results.json: the report passed
+    over it without a word, so a missing row looked like a run never started. It is named in the log and under
+    the table now; a finished run beside it is reported as before."""
+    runs = tmp_path / "runs"
+    run("done", env, "epochs=1", "batch_size=16", f"work_dir={runs}")
+    with pytest.raises(FileNotFoundError):
+        run("lin/crashed", env, "epochs=1", f"pretrained={tmp_path / 'missing.pt'}", f"work_dir={runs}")
+    assert (runs / "lin/crashed/run_info.json").is_file() and not (runs / "lin/crashed/results.json").exists()
+    with caplog.at_level(logging.WARNING, logger="processor.report"):
+        r = get_processor("report").from_config(None, [f"work_dir={runs}"]).run()
+    assert r["runs"] == ["done"] and r["unfinished"] == ["lin/crashed"]
+    assert "1 run(s) without a FINISHED marker (crashed, interrupted or running) left out: lin/crashed" in caplog.text
+    report = (runs / "report/report.md").read_text()
+    assert "| done | linear |" in report and "left out: `lin/crashed`" in report
 
 
 def test_report_writes_label_fractions_as_given(tmp_path):
