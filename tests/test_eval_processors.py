@@ -368,6 +368,23 @@ def test_knn_config_errors_before_any_work(env, extra, match):
     assert not (env[0] / "runs/knn_bad/results.json").exists()
 
 
+def test_knn_with_k_above_the_training_split_is_a_config_error_before_the_features(env, monkeypatch):
+    """k larger than the training split: every feature was extracted (on NTU-120 the long part) and the smaller k
+    computed before a ValueError that named neither the key nor the file; now a ConfigError comes first."""
+    import processor.knn_evaluation as knn_module
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features extracted before k was checked")
+
+    monkeypatch.setattr(knn_module, "extract_features", no_features)
+    with pytest.raises(ConfigError, match=r"k=\[1, 41\]: 41 neighbours .*train_data_joint.npy holds 40 samples"):
+        run("knn_big_k", env, "k=[1,41]", "overwrite=true", processor="knn_evaluation")
+    assert not (env[0] / "runs/knn_big_k/results.json").exists()
+    monkeypatch.undo()
+    r = run("knn_all", env, "k=[40]", "figures=false", processor="knn_evaluation")   # k = the whole split is fine
+    assert r["k"] == 40 and 0 <= r["top1"] <= 100
+
+
 @pytest.mark.parametrize("processor", ["linear_evaluation", "knn_evaluation"])
 def test_a_class_name_file_of_another_count_fails_before_any_work(env, monkeypatch, processor):
     """data.class_names with fewer names than data.num_classes: the probe trained every epoch (kNN extracted every
