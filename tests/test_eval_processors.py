@@ -309,6 +309,15 @@ def test_semi_supervised_fraction_errors_before_training(env, extra, match):
     assert not (env[0] / "runs/semi_bad/metrics.jsonl").exists()
 
 
+def test_fine_tuning_with_cached_features_is_a_config_error(env):
+    """semi_supervised freeze_encoder=false without cache_features=false (the semi default caches): a plain
+    ValueError (exit status 1, as for bad data) instead of the ConfigError of a config mistake (status 2)."""
+    with pytest.raises(ConfigError, match=r"cache_features: true needs freeze_encoder: true .* cache_features=false"):
+        run("semi_ft_cached", env, "label_fraction=0.5", "epochs=1", "freeze_encoder=false",
+            processor="semi_supervised")
+    assert not (env[0] / "runs/semi_ft_cached/metrics.jsonl").exists()
+
+
 def test_finetune_and_random_init_baseline(env):
     r = run("finetune", env, "epochs=1", "batch_size=8", "pretrained=null", processor="finetune")
     assert r["kind"] == "finetune" and r["pretrained"]["format"] == "random init"
