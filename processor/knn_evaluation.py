@@ -66,6 +66,10 @@ class KnnEvaluation(Processor):
         device = runtime.resolve_device(cfg.device)
         runtime.seed_everything(cfg.seed, bool(cfg.get("deterministic")))
         train_set, test_set = self._dataset(d.train_split), self._dataset(d.test_split)
+        if max(ks) > len(train_set):       # before the features: NTU-120's take long to extract
+            raise ConfigError(f"k={ks}: {max(ks)} neighbours asked for, but the training split "
+                              f"{split_files(d.root, d.train_split).data} holds {len(train_set)} samples; "
+                              f"k may be at most {len(train_set)}")
         model = self.build_model().to(device)
         path = expand_path(cfg.pretrained, cfg.work_dir)
         info: Dict[str, Any] = {"path": None, "format": "random init"}

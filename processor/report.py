@@ -7,22 +7,24 @@
 one row per evaluation (run, kind, stream, label fraction, monitored split, which epoch the
 run reports (``report_epoch``) with its test top-1 / top-5, then the test top-1 at the best
 monitored epoch and at the last epoch, each with its epoch) and, per fusion run, one row
-per stream combination.  The Markdown table is also printed.  Runs with a ``results.json``
-but no ``FINISHED`` marker (interrupted) are left out and counted in the log; a ``results.json``
-with no evaluation ``kind`` (``bench/demo.py``'s summary of a whole demo) is not a run and is passed over.
+per stream combination.  The Markdown table is also printed.  A run without its ``FINISHED`` marker
+(crashed, interrupted or still running: its run record ``run_info.json``, written when a run starts, or an
+evaluation's ``results.json`` without the marker) is left out of the table and named in the log and under
+the table; a ``results.json`` with no evaluation ``kind`` (``bench/demo.py``'s summary of a whole demo) is
+not a run and is passed over.
 """
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from feeder.io import save_text_atomic
 from processor.base import Processor
 from processor.evaluation.markdown import csv_text, markdown_table
 from processor.registry import register
-from processor.runtime import FINISHED_MARKER, OVERWRITTEN_DIR
+from processor.runtime import FINISHED_MARKER, OVERWRITTEN_DIR, RUN_RECORD
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +34,27 @@ HEADER = ["run", "kind", "stream", "label fraction", "monitor", "reported epoch"
 KNOWN_KINDS = ("linear", "semi", "finetune", "knn", "fusion")
 
 
-def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict[str, Any]]:
-    """(run name, results) of every finished run under ``work_dir`` with a ``kind`` in ``kinds``."""
+def _skipped(run_dir: Path, work_dir: Path, exclude: Path = None) -> bool:
+    if OVERWRITTEN_DIR in run_dir.relative_to(work_dir).parts:
+        return True  # an earlier run that overwrite=true replaced
+    return exclude is not None and run_dir.resolve() == Path(exclude).resolve()
+
+
+def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """(finished runs under ``work_dir`` with a ``kind`` in ``kinds``, as ``{run, results}``; the names of the
+    unfinished runs: a run record or an evaluation's results.json but no FINISHED marker)."""
     unknown = sorted(set(kinds) - set(KNOWN_KINDS))
     if unknown:
         raise ValueError(f"report: kinds names {unknown}, which no evaluation writes; known kinds: {list(KNOWN_KINDS)}")
-    found, unfinished = [], []
-    for path in sorted(Path(work_dir).rglob("results.json")):
+    work_dir = Path(work_dir)
+    found, unfinished = [], set()
+    for path in work_dir.rglob(RUN_RECORD):
+        # a run that crashed or was stopped has its run record (written at its start) but no results.json
+        if not _skipped(path.parent, work_dir, exclude) and not (path.parent / FINISHED_MARKER).exists():
+            unfinished.add(str(path.parent.relative_to(work_dir)))
+    for path in sorted(work_dir.rglob("results.json")):
         run_dir = path.parent
-        if OVERWRITTEN_DIR in run_dir.relative_to(work_dir).parts:
-            continue  # an earlier run that overwrite=true replaced
-        if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
+        if _skipped(run_dir, work_dir, exclude):
             continue
         finished = (run_dir / FINISHED_MARKER).exists()
         try:
@@ -51,18 +63,18 @@ def collect(work_dir: Path, kinds: List[str], exclude: Path = None) -> List[Dict
             if finished:
                 logger.warning("%s: unreadable (%s), skipped", path, err)
             else:
-                unfinished.append(str(run_dir.relative_to(work_dir)))
+                unfinished.add(str(run_dir.relative_to(work_dir)))
             continue
         if not isinstance(results, dict) or results.get("kind") not in KNOWN_KINDS:
             continue  # not an evaluation's results (e.g. bench/demo.py's summary of a whole demo)
         if not finished:
-            unfinished.append(str(run_dir.relative_to(work_dir)))
+            unfinished.add(str(run_dir.relative_to(work_dir)))
         elif results["kind"] in kinds:
             found.append({"run": str(run_dir.relative_to(work_dir)), "results": results})
     if unfinished:
-        logger.warning("report: %d run(s) with results.json but no %s marker (interrupted or running) left out: %s",
-                       len(unfinished), FINISHED_MARKER, ", ".join(unfinished))
-    return found
+        logger.warning("report: %d run(s) without a %s marker (crashed, interrupted or running) left out: %s",
+                       len(unfinished), FINISHED_MARKER, ", ".join(sorted(unfinished)))
+    return found, sorted(unfinished)
 
 
 def rows_of(entry: Dict[str, Any]) -> List[List[Any]]:
@@ -91,11 +103,16 @@ class Report(Processor):
 
     def execute(self) -> Dict[str, Any]:
         work_dir = Path(self.cfg.work_dir)
-        entries = collect(work_dir, list(self.cfg.kinds), exclude=self.work_dir)
+        entries, unfinished = collect(work_dir, list(self.cfg.kinds), exclude=self.work_dir)
         rows = [row for e in entries for row in rows_of(e)]
         md = markdown_table(HEADER, rows)
-        save_text_atomic(self.work_dir / "report.md", f"# Evaluations under {work_dir}\n\n{md}")
+        left_out = ""
+        if unfinished:
+            left_out = (f"\nNot finished (no {FINISHED_MARKER} marker: crashed, interrupted or still running), left "
+                        f"out: {', '.join(f'`{run}`' for run in unfinished)}\n")
+        save_text_atomic(self.work_dir / "report.md", f"# Evaluations under {work_dir}\n\n{md}{left_out}")
         save_text_atomic(self.work_dir / "report.csv", csv_text(HEADER, rows))
         print(md)  # the CLI's final table
         logger.info("report: %d evaluations, %d rows -> %s", len(entries), len(rows), self.work_dir / "report.md")
-        return {"kind": "report", "num_runs": len(entries), "runs": [e["run"] for e in entries]}
+        return {"kind": "report", "num_runs": len(entries), "runs": [e["run"] for e in entries],
+                "unfinished": unfinished}

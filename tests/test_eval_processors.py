@@ -116,7 +116,7 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog,
     interrupted.write_text(json.dumps({"kind": "linear"}))
     with caplog.at_level(logging.WARNING, logger="processor.report"):
         assert main_module.main(["report", f"work_dir={tmp_path / 'runs'}"]) == 0
-    assert "1 run(s) with results.json but no FINISHED marker (interrupted or running) left out: lin_cut" in caplog.text
+    assert "1 run(s) without a FINISHED marker (crashed, interrupted or running) left out: lin_cut" in caplog.text
     lines = (tmp_path / "runs/report/report.md").read_text().splitlines()
     assert not any(l.startswith(("| demo", "| lin_cut")) for l in lines)
     header = [c.strip() for c in next(l for l in lines if l.startswith("| run")).strip("|").split("|")]
@@ -133,6 +133,23 @@ def test_report_names_the_reported_epoch_and_both_results(env, tmp_path, caplog,
     err = capsys.readouterr().err
     assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("error:")] == [
         next(line for line in err.splitlines() if "kinds names ['liner']" in line)]
+
+
+def test_report_names_a_crashed_evaluation(env, tmp_path, caplog):
+    """A run that crashed (or was stopped) leaves its run record and log but no results.json: the report passed
+    over it without a word, so a missing row looked like a run never started. It is named in the log and under
+    the table now; a finished run beside it is reported as before."""
+    runs = tmp_path / "runs"
+    run("done", env, "epochs=1", "batch_size=16", f"work_dir={runs}")
+    with pytest.raises(FileNotFoundError):
+        run("lin/crashed", env, "epochs=1", f"pretrained={tmp_path / 'missing.pt'}", f"work_dir={runs}")
+    assert (runs / "lin/crashed/run_info.json").is_file() and not (runs / "lin/crashed/results.json").exists()
+    with caplog.at_level(logging.WARNING, logger="processor.report"):
+        r = get_processor("report").from_config(None, [f"work_dir={runs}"]).run()
+    assert r["runs"] == ["done"] and r["unfinished"] == ["lin/crashed"]
+    assert "1 run(s) without a FINISHED marker (crashed, interrupted or running) left out: lin/crashed" in caplog.text
+    report = (runs / "report/report.md").read_text()
+    assert "| done | linear |" in report and "left out: `lin/crashed`" in report
 
 
 def test_report_writes_label_fractions_as_given(tmp_path):
@@ -292,6 +309,15 @@ def test_semi_supervised_fraction_errors_before_training(env, extra, match):
     assert not (env[0] / "runs/semi_bad/metrics.jsonl").exists()
 
 
+def test_fine_tuning_with_cached_features_is_a_config_error(env):
+    """semi_supervised freeze_encoder=false without cache_features=false (the semi default caches): a plain
+    ValueError (exit status 1, as for bad data) instead of the ConfigError of a config mistake (status 2)."""
+    with pytest.raises(ConfigError, match=r"cache_features: true needs freeze_encoder: true .* cache_features=false"):
+        run("semi_ft_cached", env, "label_fraction=0.5", "epochs=1", "freeze_encoder=false",
+            processor="semi_supervised")
+    assert not (env[0] / "runs/semi_ft_cached/metrics.jsonl").exists()
+
+
 def test_finetune_and_random_init_baseline(env):
     r = run("finetune", env, "epochs=1", "batch_size=8", "pretrained=null", processor="finetune")
     assert r["kind"] == "finetune" and r["pretrained"]["format"] == "random init"
@@ -349,6 +375,23 @@ def test_knn_config_errors_before_any_work(env, extra, match):
     with pytest.raises(ConfigError, match=match):
         run("knn_bad", env, *extra, "overwrite=true", processor="knn_evaluation")
     assert not (env[0] / "runs/knn_bad/results.json").exists()
+
+
+def test_knn_with_k_above_the_training_split_is_a_config_error_before_the_features(env, monkeypatch):
+    """k larger than the training split: every feature was extracted (on NTU-120 the long part) and the smaller k
+    computed before a ValueError that named neither the key nor the file; now a ConfigError comes first."""
+    import processor.knn_evaluation as knn_module
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features extracted before k was checked")
+
+    monkeypatch.setattr(knn_module, "extract_features", no_features)
+    with pytest.raises(ConfigError, match=r"k=\[1, 41\]: 41 neighbours .*train_data_joint.npy holds 40 samples"):
+        run("knn_big_k", env, "k=[1,41]", "overwrite=true", processor="knn_evaluation")
+    assert not (env[0] / "runs/knn_big_k/results.json").exists()
+    monkeypatch.undo()
+    r = run("knn_all", env, "k=[40]", "figures=false", processor="knn_evaluation")   # k = the whole split is fine
+    assert r["k"] == 40 and 0 <= r["top1"] <= 100
 
 
 @pytest.mark.parametrize("processor", ["linear_evaluation", "knn_evaluation"])

@@ -196,9 +196,11 @@ class ClassificationEvaluation(TrainProcessor):
 
     def setup(self) -> None:
         if self.cfg.cache_features and not self.cfg.freeze_encoder:
-            raise ValueError("cache_features needs freeze_encoder: true (a trained encoder changes its features)")
+            raise ConfigError("cache_features: true needs freeze_encoder: true (a trained encoder changes its "
+                              "features); with freeze_encoder=false set cache_features=false too")
         if self.cfg.cache_features and runtime.world_size() > 1:
-            raise ValueError("cache_features runs in one process; launch without torchrun or set cache_features=false")
+            raise ConfigError("cache_features: true runs in one process; launch without torchrun or set "
+                              "cache_features=false")
         super().setup()
         if self.cfg.head_norm:
             world, n = runtime.world_size(), len(self.train_set)
