@@ -85,6 +85,11 @@ def rows_of(entry: Dict[str, Any]) -> List[List[Any]]:
     best = r.get("test_best_monitored_epoch") or {}
     last = r.get("test_last_epoch") or {}
     kind = r["kind"] if r["kind"] != "knn" else f"knn (k={r.get('k')})"
+    frozen = r.get("freeze_encoder")      # semi_supervised / linear_evaluation can fine-tune, finetune can freeze
+    if frozen is False and r["kind"] != "finetune":
+        kind += " (encoder trained)"
+    elif frozen is True and r["kind"] == "finetune":
+        kind += " (encoder frozen)"
     pretrained = r.get("pretrained") or {}
     pre = pretrained.get("path") or "random init"
     if pretrained.get("pretrain_complete") is False:       # an intermediate checkpoint: say how far it got

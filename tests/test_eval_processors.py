@@ -174,6 +174,26 @@ def test_report_writes_label_fractions_as_given(tmp_path):
         assert cells["semi_half"]["top-1 (%)"] == ("12.50" if table == "report.md" else "12.5000")
 
 
+def test_report_says_which_runs_trained_their_encoder(tmp_path):
+    """A frozen and a fine-tuned semi-supervised run were both listed as kind 'semi' (freeze_encoder is a
+    config value of each evaluation processor); the kind now says when it differs from the processor's own."""
+    runs = {"semi_frozen": ("semi", True), "semi_tuned": ("semi", False), "ft": ("finetune", False),
+            "ft_frozen": ("finetune", True), "old": ("linear", None)}
+    for name, (kind, frozen) in runs.items():
+        run_dir = tmp_path / "runs" / name
+        run_dir.mkdir(parents=True)
+        results = {"kind": kind, "stream": "joint", "top1": 50.0, "label_fraction": 0.1}
+        if frozen is not None:
+            results["freeze_encoder"] = frozen
+        (run_dir / "results.json").write_text(json.dumps(results))
+        (run_dir / FINISHED_MARKER).write_text("done\n")
+    get_processor("report").from_config(None, [f"work_dir={tmp_path / 'runs'}"]).run()
+    lines = (tmp_path / "runs" / "report" / "report.csv").read_text().splitlines()
+    kinds = {row[0]: row[1] for row in (line.split(",") for line in lines[1:])}
+    assert kinds == {"semi_frozen": "semi", "semi_tuned": "semi (encoder trained)", "ft": "finetune",
+                     "ft_frozen": "finetune (encoder frozen)", "old": "linear"}
+
+
 def _correct(path):
     """Per-sample correctness of a saved score file."""
     scores = pickle.loads(path.read_bytes())
