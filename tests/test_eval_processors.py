@@ -279,10 +279,10 @@ def test_semi_supervised_subset_and_fine_tuned_encoder(env):
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["label_fraction=10"], r"label_fraction must lie in \(0, 1\] .* got 10"),
+    (["label_fraction=10"], r"'label_fraction' .* must be a number in \(0, 1\] .* got 10$"),
     (["label_fraction=0.1"], r"monitor: holdout leaves nothing to monitor: .* \(4 in all at label_fraction=0.1\); "
                              r"use monitor=test"),
-    (["holdout_fraction=0"], r"holdout_fraction must lie in \(0, 1\) .* got 0"),
+    (["holdout_fraction=0"], r"'holdout_fraction' .* must be a number in \(0, 1\) .* got 0$"),
 ])
 def test_semi_supervised_fraction_errors_before_training(env, extra, match):
     from processor.config import ConfigError
