@@ -261,6 +261,22 @@ def test_every_null_default_of_the_shipped_defaults_has_a_declared_type():
     assert not untyped, "null defaults without a type in _types_: " + ", ".join(untyped)
 
 
+def test_every_number_of_the_shipped_defaults_has_a_declared_range():
+    """A number's kind alone takes any sign: a negative loss weight, dropout, seed or worker count passed and was
+    met (or not) only after the data; each numeric default declares where its values lie."""
+    root = Path(__file__).resolve().parents[1] / "config" / "defaults"
+    unbounded = []
+    for path in sorted(root.glob("*.yaml")):
+        defaults = load_with_bases(path)
+        types = defaults.pop(TYPES_KEY, {})
+        for key, value in flatten(defaults).items():
+            values = value if isinstance(value, list) else [value]
+            numeric = values and all(type(v) in (int, float) for v in values)
+            if numeric and (key not in types or parse_type(types[key]).bounds is None):
+                unbounded.append(f"{path.name}: {key}")
+    assert not unbounded, "numbers without a declared range in _types_: " + ", ".join(unbounded)
+
+
 @pytest.mark.parametrize("text, good, bad", [
     ("non-negative integer", [0, 3], [-1, 1.5, True]),
     ("non-negative number", [0, 0.0, 2.5, 7], [-0.1, math.inf, math.nan, "1"]),
