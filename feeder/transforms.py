@@ -98,8 +98,17 @@ def rotation_matrix(angles_rad: Sequence[float]) -> np.ndarray:
 def _check_p(name: str, p: float) -> float:
     p = float(p)
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name}: probability p must be in [0, 1], got {p}")
+        raise ValueError(f"augment.{name}.p: a probability must be in [0, 1], got {p}")
     return p
+
+
+def _check_extent(key: str, value: float) -> float:
+    """A finite half-width >= 0 of a ``U(0, value)`` / ``U(-value, value)`` draw: checked when the op is built, else
+    numpy fails on every sample inside a loader worker ("high - low < 0") or draws NaN views (``nan``)."""
+    value = float(value)
+    if not 0.0 <= value < np.inf:
+        raise ValueError(f"augment.{key} must be a finite number >= 0, got {value}")
+    return value
 
 
 def _apply_linear(x: np.ndarray, matrix: np.ndarray, who: str) -> np.ndarray:
@@ -140,12 +149,13 @@ class RandomCropResize(Op):
 
     def __init__(self, window: int, ratio: Sequence[float] = (0.1, 1.0), min_length: int | None = None) -> None:
         if len(ratio) != 2 or not 0.0 < float(ratio[0]) <= float(ratio[1]) <= 1.0:   # a fraction of the valid frames
-            raise ValueError(f"temporal_crop.ratio must be [low, high] with 0 < low <= high <= 1, got {ratio}")
+            raise ValueError(f"augment.temporal_crop.ratio must be [low, high] with 0 < low <= high <= 1, "
+                             f"got {list(ratio)}")
         self.window = int(window)
         self.ratio = (float(ratio[0]), float(ratio[1]))
         if min_length is not None and (isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer))
                                        or min_length < 1):
-            raise ValueError(f"temporal_crop.min_length must be an integer >= 1 (or null for the window, "
+            raise ValueError(f"augment.temporal_crop.min_length must be an integer >= 1 (or null for the window, "
                              f"{self.window}), got {min_length!r}")
         self.min_length = self.window if min_length is None else int(min_length)
 
@@ -215,8 +225,8 @@ class RandomRotate(Op):
 
     def __init__(self, p: float = 0.5, main_max_deg: float = 30.0, other_max_deg: float = 1.0) -> None:
         self.p = _check_p(self.name, p)
-        self.main_max_deg = float(main_max_deg)
-        self.other_max_deg = float(other_max_deg)
+        self.main_max_deg = _check_extent("rotate.main_max_deg", main_max_deg)
+        self.other_max_deg = _check_extent("rotate.other_max_deg", other_max_deg)
 
     def sample(self, rng, ctx):
         fire = rng.random() < self.p
@@ -266,7 +276,7 @@ class RandomShear(Op):
 
     def __init__(self, p: float = 0.5, s: float = 1.0) -> None:
         self.p = _check_p(self.name, p)
-        self.s = float(s)
+        self.s = _check_extent("shear.s", s)
 
     def sample(self, rng, ctx):
         fire = rng.random() < self.p
@@ -293,9 +303,9 @@ class RandomScale(Op):
 
     def __init__(self, p: float = 0.5, range: Sequence[float] = (0.8, 1.2)) -> None:  # noqa: A002 (config key)
         self.p = _check_p(self.name, p)
+        if len(range) != 2 or not 0.0 < float(range[0]) <= float(range[1]) < np.inf:
+            raise ValueError(f"augment.scale.range must be [low, high] with 0 < low <= high (finite), got {list(range)}")
         low, high = (float(v) for v in range)
-        if not 0.0 < low <= high:
-            raise ValueError(f"scale: range must be [low, high] with 0 < low <= high, got {list(range)}")
         self.range = (low, high)
 
     def sample(self, rng, ctx):
@@ -327,13 +337,13 @@ class SpatialMask(Op):
         self.p = _check_p(self.name, p)
         v = layout.num_joints
         if rule not in self.RULES:
-            raise ValueError(f"spatial_mask.rule must be one of {list(self.RULES)}, got {rule!r}")
+            raise ValueError(f"augment.spatial_mask.rule must be one of {list(self.RULES)}, got {rule!r}")
         if not 1 <= int(centres) <= v:
-            raise ValueError(f"spatial_mask.centres must be in [1, {v}], got {centres}")
+            raise ValueError(f"augment.spatial_mask.centres must be in [1, {v}], got {centres}")
         if not 0 <= int(k) <= v:
-            raise ValueError(f"spatial_mask.k must be in [0, {v}], got {k}")
+            raise ValueError(f"augment.spatial_mask.k must be in [0, {v}], got {k}")
         if int(hops) < 0:
-            raise ValueError(f"spatial_mask.hops must be >= 0, got {hops}")
+            raise ValueError(f"augment.spatial_mask.hops must be >= 0, got {hops}")
         self.centres, self.hops, self.k, self.rule = int(centres), int(hops), int(k), rule
         self._hop = layout.hop_distance()
         self._walks = np.linalg.matrix_power((self._hop <= 1).astype(np.int64), self.hops)   # (I + A)^hops
@@ -376,8 +386,10 @@ class TemporalMask(Op):
 
     def __init__(self, p: float = 0.5, cubes: int = 16, n: int = 6) -> None:
         self.p = _check_p(self.name, p)
+        if int(cubes) < 1:
+            raise ValueError(f"augment.temporal_mask.cubes must be >= 1, got {cubes}")
         if not 0 <= int(n) <= int(cubes):
-            raise ValueError(f"temporal_mask.n must be in [0, cubes={cubes}], got {n}")
+            raise ValueError(f"augment.temporal_mask.n must be in [0, cubes={cubes}], got {n}")
         self.cubes, self.n = int(cubes), int(n)
 
     def sample(self, rng, ctx):

@@ -20,7 +20,10 @@ through ``_base_`` like the rest): ``_types_: {data.root: string,
 scheduler.milestones: list of integer}``; ``<type> or null`` also lets a key
 with a non-null default take ``null``, and ``positive integer`` / ``positive number``
 (also as list items) refuse zero, negative and infinite values (``data.window: positive
-integer``: a window of 0 frames fails only deep inside the feeder).  A ``null`` default without a declared
+integer``: a window of 0 frames fails only deep inside the feeder); ``non-negative integer`` /
+``non-negative number`` take 0 too (``text.weight``: 0 turns a loss term off, a negative weight maximises it);
+``number in [0, 1]`` takes the finite numbers of an interval, each end closed ``[ ]`` or open ``( )``
+(probabilities and fractions: ``number in (0, 1]`` refuses 0).  A ``null`` default without a declared
 type accepts any value.
 
 Command-line overrides look like ``optim.lr=0.1`` or ``data.augment.flip.p=0``;
@@ -40,7 +43,7 @@ import yaml
 
 __all__ = [
     "ConfigError", "load_yaml", "load_with_bases", "parse_override", "apply_overrides",
-    "merge", "validate", "resolve_config", "flatten", "dump_yaml", "AttrDict", "KeyType", "parse_type",
+    "merge", "validate", "resolve_config", "flatten", "dump_yaml", "AttrDict", "KeyType", "Bounds", "parse_type",
     "declared_types", "TYPES_KEY",
 ]
 
@@ -222,52 +225,103 @@ def _fits(kind: str, value: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The finite numbers a ``number`` / ``integer`` key (or each list item) may take: ``low`` to ``high``, each end
+    closed or open; ``high`` may be ``inf`` (then open).  Infinite and NaN values are always refused."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: Any) -> bool:
+        value = float(value)
+        return (math.isfinite(value) and (self.low < value if self.low_open else self.low <= value)
+                and (value < self.high if self.high_open else value <= self.high))
+
+    @property
+    def word(self) -> Optional[str]:
+        """``"positive"`` / ``"non-negative"`` for (0, inf) / [0, inf), else None (written as an interval)."""
+        return next((w for w, b in NAMED_BOUNDS.items() if b == self), None)
+
+    def __str__(self) -> str:
+        def number(v: float) -> str:
+            return "inf" if v == math.inf else f"{v:g}"
+        return (f"{'(' if self.low_open else '['}{number(self.low)}, {number(self.high)}"
+                f"{')' if self.high_open else ']'}")
+
+
+#: the bounds written as a word before the kind (``positive integer``); any other as ``number in [0, 1]``
+NAMED_BOUNDS = {"positive": Bounds(0.0, math.inf, True, True), "non-negative": Bounds(0.0, math.inf, False, True)}
+_TYPE_TEXT = re.compile(r"""^(?P<list>list\s+of\s+)?(?:(?P<word>positive|non-negative)\s+)?(?P<kind>\w+)
+    (?:\s+in\s+(?P<open>[\[(])\s*(?P<low>[^,\s]+)\s*,\s*(?P<high>[^\])\s]+)\s*(?P<close>[\])]))?
+    (?P<null>\s+or\s+null)?$""", re.X)
+
+
+@dataclass(frozen=True)
 class KeyType:
     """The type a config key takes: a kind of :data:`KINDS`, the kind of a list's items (None: any),
-    whether ``null`` is allowed, and whether the number (or each item) must be finite and > 0."""
+    whether ``null`` is allowed, and the :class:`Bounds` of the number (or of each item), None for any."""
 
     kind: str
     item: Optional[str] = None
     nullable: bool = False
-    positive: bool = False
+    bounds: Optional[Bounds] = None
+
+    def _base(self) -> str:
+        """``"positive integer"`` / ``"number in [0, 1]"`` (the number's or the item's kind with its bounds)."""
+        kind = self.item or self.kind
+        if self.bounds is None:
+            return kind
+        word = self.bounds.word
+        return f"{word} {kind}" if word else f"{kind} in {self.bounds}"
 
     def __str__(self) -> str:
-        sign = "positive " if self.positive else ""
-        text = f"list of {sign}{self.item}" if self.item else f"{sign}{self.kind}"
+        text = f"list of {self._base()}" if self.item else self._base()
         return f"{text} or null" if self.nullable else text
+
+    def _out_of_bounds(self, number: Any) -> bool:
+        return self.bounds is not None and number not in self.bounds
 
     def problem(self, value: Any) -> Optional[str]:
         """Why ``value`` (not null) is not of this type, or None when it is."""
-        sign = "positive " if self.positive else ""
-        if not _fits(self.kind, value) or (self.positive and not self.item and not 0 < value < math.inf):
-            return f"must be {_a(self.kind if self.item else sign + self.kind)}"
+        if not _fits(self.kind, value) or (not self.item and self._out_of_bounds(value)):
+            return f"must be {_a(self.kind if self.item else self._base())}"
         if self.item:
             for i, item in enumerate(value):
-                if not _fits(self.item, item) or (self.positive and not 0 < item < math.inf):
-                    return (f"must be a list of {sign}{self.item} items (item {i} is {item!r}, "
-                            f"{_a(_kind(item))})")
+                if not _fits(self.item, item) or self._out_of_bounds(item):
+                    base = self._base()
+                    items = (f"{base} items" if self.bounds is None or self.bounds.word
+                             else f"{self.item} items in {self.bounds}")
+                    return f"must be a list of {items} (item {i} is {item!r}, {_a(_kind(item))})"
         return None
 
 
 def parse_type(text: Any, where: str = "<type>") -> KeyType:
     """``"integer"`` / ``"list of string"`` / ``"string or null"`` / ``"positive number"`` /
-    ``"list of positive integer"`` -> :class:`KeyType`."""
-    words = str(text).split()
-    nullable = words[-2:] == ["or", "null"]
-    if nullable:
-        words = words[:-2]
-    positive = len(words) >= 2 and words[-2] == "positive"
-    if positive:
-        words = words[:-2] + words[-1:]
-    item = None
-    if len(words) == 3 and words[:2] == ["list", "of"]:
-        words, item = ["list"], words[2]
-    if (len(words) != 1 or words[0] not in KINDS or (item is not None and item not in KINDS)
-            or (positive and (item or words[0]) not in ("integer", "number"))):
+    ``"list of positive integer"`` / ``"non-negative integer"`` / ``"number in [0, 1]"`` / ``"number in (0, 1]"``
+    -> :class:`KeyType`."""
+    match = _TYPE_TEXT.match(" ".join(str(text).split()))
+    problem = match is None
+    if match:
+        kind, word, listed = match["kind"], match["word"], bool(match["list"])
+        item = kind if listed else None
+        bounds = NAMED_BOUNDS[word] if word else None
+        if match["open"]:
+            try:
+                low, high = float(match["low"]), float(match["high"])
+            except ValueError:
+                low, high = math.nan, math.nan
+            high_open = match["close"] == ")" or high == math.inf
+            problem = (word is not None or not math.isfinite(low) or math.isnan(high) or low > high
+                       or (high_open or match["open"] == "(") and low == high)
+            bounds = Bounds(low, high, match["open"] == "(", high_open)
+        problem = problem or kind not in KINDS or (bounds is not None and kind not in ("integer", "number"))
+    if problem:
         raise ConfigError(f"{where}: unknown type {text!r}; expected one of {', '.join(KINDS)} or 'list of <type>' "
-                          f"('positive integer' / 'positive number' for numbers > 0), optionally followed by "
-                          f"'or null'")
-    return KeyType(words[0], item, nullable, positive)
+                          f"('positive' / 'non-negative' before integer or number for numbers > 0 / >= 0, or "
+                          f"'number in [0, 1]', ends open with '(' / ')'), optionally followed by 'or null'")
+    return KeyType("list" if listed else kind, item, bool(match["null"]), bounds)
 
 
 def type_of_default(default: Any) -> Optional[KeyType]:

@@ -18,7 +18,7 @@ state_dict keys, checkpoints and resume are those of the eager model.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 import torch
 
@@ -48,6 +48,24 @@ def acsar_kwargs(cfg) -> Dict[str, Any]:
     return kwargs
 
 
+def check_switches(cfg: Mapping[str, Any], where: str = "") -> None:
+    """Config mistakes that the model would only meet after the data is read, as ConfigErrors naming the key
+    (``where``, e.g. a checkpoint's path, goes before the message).  Also run by ``tsne`` on the config saved in
+    a checkpoint, which it builds the model from."""
+    text = cfg["text"]
+    for key, known in (("mode", TEXT_MODES), ("level", TEXT_LEVELS)):
+        if text.get(key) not in known:
+            raise ConfigError(f"{where}text.{key}={text.get(key)!r}: expected one of {', '.join(known)}")
+    if cfg.get("amp", "none") not in AMP_MODES:
+        raise ConfigError(f"{where}amp={cfg['amp']!r}: expected one of {', '.join(AMP_MODES)}")
+    if text.get("pairwise", False) and text["mode"] != "film":
+        raise ConfigError(f"{where}text.pairwise=true scores FiLM-modulated texts: it needs text.mode=film, "
+                          f"got text.mode={text['mode']}")
+    if not 0.0 <= cfg["moco"]["momentum"] <= 1.0:
+        raise ConfigError(f"{where}moco.momentum={cfg['moco']['momentum']}: the key encoder's EMA coefficient alpha "
+                          f"must lie in [0, 1] (paper eq. 1)")
+
+
 def compile_encoders(model: ACSAR, **options: Any) -> None:
     """Compile ``model.encoder_q`` and ``model.encoder_k`` in place with :meth:`torch.nn.Module.compile`.
 
@@ -74,23 +92,9 @@ class PretrainACSAR(TrainProcessor):
         return self.cfg.text.mode != "none"
 
     def setup(self) -> None:
-        self._check_switches()          # before any data is read
+        check_switches(self.cfg)          # before any data is read
         self._check_batch_size()
         super().setup()
-
-    def _check_switches(self) -> None:
-        """Config mistakes that the model would only meet after the data is read, as ConfigErrors naming the key."""
-        for key, known in (("mode", TEXT_MODES), ("level", TEXT_LEVELS)):
-            if self.cfg.text[key] not in known:
-                raise ConfigError(f"text.{key}={self.cfg.text[key]!r}: expected one of {', '.join(known)}")
-        if self.cfg.amp not in AMP_MODES:
-            raise ConfigError(f"amp={self.cfg.amp!r}: expected one of {', '.join(AMP_MODES)}")
-        if self.cfg.text.pairwise and self.cfg.text.mode != "film":
-            raise ConfigError(f"text.pairwise=true scores FiLM-modulated texts: it needs text.mode=film, "
-                              f"got text.mode={self.cfg.text.mode}")
-        if not 0.0 <= self.cfg.moco.momentum <= 1.0:
-            raise ConfigError(f"moco.momentum={self.cfg.moco.momentum}: the key encoder's EMA coefficient alpha "
-                              f"must lie in [0, 1] (paper eq. 1)")
 
     def _check_batch_size(self) -> None:
         """Refuse a batch of one sample where a loss needs two: L_cross contrasts each sample with the rest of the
@@ -157,7 +161,7 @@ class PretrainACSAR(TrainProcessor):
         return {k: out[k] * 100.0 if k in PERCENT_KEYS else out[k] for k in keys}   # fractions -> %
 
     def summary(self) -> str:
-        self._check_switches()
+        check_switches(self.cfg)
         model = self.build_acsar()
         table = model.summary()
         table["query side (encoder + projectors)"] = table["query encoder"] + table["query projectors"]

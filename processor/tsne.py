@@ -47,7 +47,7 @@ class TSNEFigure(Processor):
     kind = "figure"
 
     def execute(self) -> Dict[str, Any]:
-        from processor.pretrain_acsar import acsar_kwargs
+        from processor.pretrain_acsar import acsar_kwargs, check_switches
 
         cfg = self.cfg
         self._choice("color_by", COLOR_BY)
@@ -63,6 +63,7 @@ class TSNEFigure(Processor):
         pcfg = state["config"]
         if (pcfg.get("text") or {}).get("mode", "none") == "none":
             raise ValueError(f"{path}: the model was pretrained without the text branch (text.mode none)")
+        check_switches(pcfg, where=f"{path}: the checkpoint's config: ")   # as pretraining checks it
         model = ACSAR(**acsar_kwargs(pcfg))
         model.load_state_dict(state["model"])
         model.to(device).eval()

@@ -1,10 +1,11 @@
 """Config system: _base_ inheritance, overrides, strict keys and types."""
+import math
 import re
 from pathlib import Path
 
 import pytest
 from processor.config import (TYPES_KEY, ConfigError, apply_overrides, flatten, load_with_bases, parse_override,
-                              resolve_config)
+                              parse_type, resolve_config)
 
 
 def write(path: Path, text: str) -> Path:
@@ -229,6 +230,14 @@ def test_or_null_lets_a_key_with_a_default_take_null(typed):
     ("{neg: positive integer}", r"_types_ says 'neg' is a positive integer but its default -1 is not"),
     ("{sub: string}", r"_types_ names 'sub', a mapping"),
     ("[name]", r"_types_ must be a mapping"),
+    ("{seed: non-negative string}", r"_types_\.seed: unknown type 'non-negative string'"),
+    ("{seed: 'string in [0, 1]'}", r"_types_\.seed: unknown type 'string in \[0, 1\]'"),
+    ("{seed: 'number in [2, 1]'}", r"_types_\.seed: unknown type 'number in \[2, 1\]'"),
+    ("{seed: 'number in (1, 1]'}", r"_types_\.seed: unknown type 'number in \(1, 1\]'"),
+    ("{seed: 'number in [a, 1]'}", r"_types_\.seed: unknown type"),
+    ("{seed: 'positive number in [0, 1]'}", r"_types_\.seed: unknown type"),
+    ("{seed: 'integer in [2, 5]'}", r"_types_ says 'seed' is an integer in \[2, 5\] but its default 1 is not"),
+    ("{neg: non-negative integer}", r"_types_ says 'neg' is a non-negative integer but its default -1 is not"),
 ])
 def test_a_wrong_types_declaration_names_the_defaults_file(tmp_path, types, match):
     defaults = write(tmp_path / "bad_types.yaml", f"_types_: {types}\nname: null\nseed: 1\nneg: -1\nsub: {{a: 1}}\n")
@@ -252,6 +261,41 @@ def test_every_null_default_of_the_shipped_defaults_has_a_declared_type():
     assert not untyped, "null defaults without a type in _types_: " + ", ".join(untyped)
 
 
+def test_every_number_of_the_shipped_defaults_has_a_declared_range():
+    """A number's kind alone takes any sign: a negative loss weight, dropout, seed or worker count passed and was
+    met (or not) only after the data; each numeric default declares where its values lie."""
+    root = Path(__file__).resolve().parents[1] / "config" / "defaults"
+    unbounded = []
+    for path in sorted(root.glob("*.yaml")):
+        defaults = load_with_bases(path)
+        types = defaults.pop(TYPES_KEY, {})
+        for key, value in flatten(defaults).items():
+            values = value if isinstance(value, list) else [value]
+            numeric = values and all(type(v) in (int, float) for v in values)
+            if numeric and (key not in types or parse_type(types[key]).bounds is None):
+                unbounded.append(f"{path.name}: {key}")
+    assert not unbounded, "numbers without a declared range in _types_: " + ", ".join(unbounded)
+
+
+@pytest.mark.parametrize("text, good, bad", [
+    ("non-negative integer", [0, 3], [-1, 1.5, True]),
+    ("non-negative number", [0, 0.0, 2.5, 7], [-0.1, math.inf, math.nan, "1"]),
+    ("number in [0, 1]", [0, 0.0, 0.5, 1, 1.0], [-0.01, 1.01, math.nan, math.inf, False]),
+    ("number in (0, 1]", [1e-9, 1.0], [0, 0.0, 1.5]),
+    ("number in (0, 1)", [0.5], [0.0, 1.0]),
+    ("number in [0, 1)", [0.0, 0.99], [1.0, -1e-9]),
+    ("integer in [1, 25]", [1, 25], [0, 26, 2.0]),
+    ("number in [0, inf)", [0, 1e30], [math.inf, -1]),
+])
+def test_bounded_types_take_the_numbers_of_their_interval(text, good, bad):
+    key_type = parse_type(text)
+    assert [key_type.problem(v) for v in good] == [None] * len(good)
+    assert all(key_type.problem(v) for v in bad), [v for v in bad if not key_type.problem(v)]
+    items = parse_type(f"list of {text}")
+    assert items.problem(good) is None and items.problem([good[0], bad[0]]) is not None
+    assert parse_type(f"{text} or null").nullable
+
+
 @pytest.mark.parametrize("processor, override, match", [
     ("linear_evaluation", "name=off", r"'name' .* must be a string .*got False"),
     ("linear_evaluation", "data.root=2024", r"'data.root' .* must be a string .*got 2024"),
@@ -273,6 +317,49 @@ def test_every_null_default_of_the_shipped_defaults_has_a_declared_type():
     ("pretrain_acsar", "augment.order=null", r"'augment.order' .* is empty \(null\)"),
     ("pretrain_acsar", "augment.temporal_crop.min_length=8.5", r"min_length' .* must be a positive integer"),
     ("fusion", "combinations=JB", r"'combinations' .* must be a list"),
+    # weights, probabilities and fractions: a bad one used to be taken silently or failed only after the data
+    ("pretrain_acsar", "text.weight=-0.5", r"'text.weight' .* must be a non-negative number like the default 0.5, "
+                                           r"got -0.5$"),
+    ("pretrain_acsar", "model.dropout=1.5", r"'model.dropout' .* must be a number in \[0, 1\] .*got 1.5$"),
+    ("linear_evaluation", "model.dropout=-0.1", r"'model.dropout' .* must be a number in \[0, 1\] .*got -0.1$"),
+    ("pretrain_acsar", "moco.momentum=1.5", r"'moco.momentum' .* must be a number in \[0, 1\] .*got 1.5$"),
+    ("pretrain_acsar", "augment.flip.p=2", r"'augment.flip.p' .* must be a number in \[0, 1\] .*got 2$"),
+    ("pretrain_acsar", "augment.rotate.p=-0.1", r"'augment.rotate.p' .* must be a number in \[0, 1\]"),
+    ("pretrain_acsar", "augment.scale.p=1.01", r"'augment.scale.p' .* must be a number in \[0, 1\]"),
+    ("pretrain_acsar", "augment.shear.s=-1", r"'augment.shear.s' .* must be a non-negative number .*got -1$"),
+    ("pretrain_acsar", "augment.shear.s=.nan", r"'augment.shear.s' .* must be a non-negative number .*got nan$"),
+    ("pretrain_acsar", "augment.rotate.main_max_deg=-30", r"'augment.rotate.main_max_deg' .* non-negative number"),
+    ("pretrain_acsar", "augment.rotate.other_max_deg=.inf", r"'augment.rotate.other_max_deg' .* non-negative"),
+    ("pretrain_acsar", "augment.temporal_crop.ratio=[0.5,1.5]", r"'augment.temporal_crop.ratio' .* must be a list "
+                                                               r"of number items in \(0, 1\] \(item 1 is 1.5"),
+    ("pretrain_acsar", "augment.scale.range=[0.8,.inf]", r"'augment.scale.range' .* list of positive number items"),
+    ("pretrain_acsar", "augment.spatial_mask.k=-1", r"'augment.spatial_mask.k' .* non-negative integer .*got -1$"),
+    ("pretrain_acsar", "augment.spatial_mask.centres=0", r"'augment.spatial_mask.centres' .* positive integer"),
+    ("pretrain_acsar", "augment.spatial_mask.hops=-1", r"'augment.spatial_mask.hops' .* non-negative integer"),
+    ("pretrain_acsar", "augment.temporal_mask.cubes=0", r"'augment.temporal_mask.cubes' .* positive integer"),
+    ("pretrain_acsar", "augment.temporal_mask.n=-2", r"'augment.temporal_mask.n' .* non-negative integer"),
+    ("semi_supervised", "label_fraction=0", r"'label_fraction' .* must be a number in \(0, 1\] .*got 0$"),
+    ("semi_supervised", "label_fraction=10", r"'label_fraction' .* must be a number in \(0, 1\] .*got 10$"),
+    ("linear_evaluation", "holdout_fraction=1", r"'holdout_fraction' .* must be a number in \(0, 1\) .*got 1$"),
+    ("linear_evaluation", "data.center_crop_ratio=1.5", r"'data.center_crop_ratio' .* number in \(0, 1\]"),
+    ("knn_evaluation", "data.center_crop_ratio=0", r"'data.center_crop_ratio' .* number in \(0, 1\]"),
+    ("tsne", "center_crop_ratio=2", r"'center_crop_ratio' .* must be a number in \(0, 1\] .*got 2$"),
+    ("linear_evaluation", "head_init_std=-0.01", r"'head_init_std' .* non-negative number"),
+    # counts, intervals, seeds: a negative or zero one failed late (after the data) or acted as another value
+    ("pretrain_acsar", "seed=-1", r"'seed' .* must be a non-negative integer like the default 1, got -1$"),
+    ("linear_evaluation", "subset_seed=-3", r"'subset_seed' .* non-negative integer"),
+    ("pretrain_acsar", "num_workers=-1", r"'num_workers' .* must be a non-negative integer"),
+    ("knn_evaluation", "num_workers=-1", r"'num_workers' .* must be a non-negative integer"),
+    ("pretrain_acsar", "num_threads=-2", r"'num_threads' .* must be a non-negative integer"),
+    ("pretrain_acsar", "save_interval=-5", r"'save_interval' .* must be a non-negative integer"),
+    ("pretrain_acsar", "save_every_steps=-5", r"'save_every_steps' .* must be a non-negative integer"),
+    ("pretrain_acsar", "log_interval=-1", r"'log_interval' .* must be a non-negative integer"),
+    ("linear_evaluation", "scheduler.patience=0", r"'scheduler.patience' .* must be a positive integer .*got 0$"),
+    ("linear_evaluation", "scheduler.stop_patience=0", r"'scheduler.stop_patience' .* positive integer"),
+    ("pretrain_acsar", "scheduler.milestones=[0]", r"'scheduler.milestones' .* list of positive integer items"),
+    ("pretrain_acsar", "scheduler.warmup_epochs=-1", r"'scheduler.warmup_epochs' .* non-negative number"),
+    ("pretrain_acsar", "optim.momentum=1", r"'optim.momentum' .* must be a number in \[0, 1\) .*got 1$"),
+    ("pretrain_acsar", "optim.weight_decay=-1e-4", r"'optim.weight_decay' .* must be a non-negative number"),
 ])
 def test_the_shipped_defaults_type_their_keys(processor, override, match):
     path = Path(__file__).resolve().parents[1] / "config" / "defaults" / f"{processor}.yaml"
@@ -285,5 +372,13 @@ def test_the_shipped_defaults_keep_their_legitimate_nulls_and_fractions():
     cfg = resolve_config(root / "pretrain_acsar.yaml", None, ["data.text=null", "scheduler.warmup_epochs=0.5",
                                                               "augment.temporal_crop.min_length=8"])
     assert cfg["data"]["text"] is None and cfg["scheduler"]["warmup_epochs"] == 0.5
+    # the ends of the ranges: 0 turns a term or an augmentation off, 1 makes it always fire
+    ends = ["text.weight=0", "model.dropout=0", "moco.momentum=1", "augment.flip.p=0", "augment.rotate.p=1",
+            "augment.shear.s=0", "augment.rotate.main_max_deg=0", "augment.temporal_crop.ratio=[1, 1]",
+            "augment.spatial_mask.k=0", "augment.temporal_mask.n=0", "seed=0", "optim.momentum=0"]
+    cfg = resolve_config(root / "pretrain_acsar.yaml", None, ends)
+    assert cfg["text"]["weight"] == 0 and cfg["augment"]["temporal_crop"]["ratio"] == [1, 1]
+    cfg = resolve_config(root / "semi_supervised.yaml", None, ["label_fraction=1", "holdout_fraction=0.5"])
+    assert cfg["label_fraction"] == 1
     cfg = resolve_config(root / "linear_evaluation.yaml", None, ["pretrained=null", "optim.lr=2"])
     assert cfg["pretrained"] is None and cfg["optim"]["lr"] == 2

@@ -3,6 +3,7 @@ kNN, fusion, report, t-SNE; the frozen-weights assertion; the checkpoint-config 
 import json
 import logging
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -316,10 +317,10 @@ def test_semi_supervised_subset_and_fine_tuned_encoder(env):
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["label_fraction=10"], r"label_fraction must lie in \(0, 1\] .* got 10"),
+    (["label_fraction=10"], r"'label_fraction' .* must be a number in \(0, 1\] .* got 10$"),
     (["label_fraction=0.1"], r"monitor: holdout leaves nothing to monitor: .* \(4 in all at label_fraction=0.1\); "
                              r"use monitor=test"),
-    (["holdout_fraction=0"], r"holdout_fraction must lie in \(0, 1\) .* got 0"),
+    (["holdout_fraction=0"], r"'holdout_fraction' .* must be a number in \(0, 1\) .* got 0$"),
 ])
 def test_semi_supervised_fraction_errors_before_training(env, extra, match):
     from processor.config import ConfigError
@@ -551,6 +552,27 @@ def test_tsne_refuses_text_features_of_another_split(env, tmp_path):
         get_processor("tsne").from_config(None, [f"work_dir={tmp / 'runs'}", "name=tsne_other_text",
                                                  f"checkpoint={ckpt}", "device=cpu", f"data.root={other}"]).run()
     assert not (tmp / "runs/tsne_other_text/tsne.png").exists()
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"moco": {"momentum": 1.5}}, r"moco\.momentum=1\.5: the key encoder's EMA coefficient alpha must lie in \[0, 1\]"),
+    ({"text": {"mode": "plain", "pairwise": True}}, r"text\.pairwise=true .* needs text\.mode=film, got text\.mode=plain"),
+    ({"text": {"level": "word"}}, r"text\.level='word': expected one of token, sentence"),
+])
+def test_tsne_checks_the_checkpoint_config_as_pretraining_does(env, tmp_path, capsys, change, match):
+    """tsne rebuilds the model from a checkpoint's config: a config mistake there was a plain ValueError from the
+    model (exit 1) that named neither the checkpoint nor, for the momentum, the key; now pretraining's own check."""
+    tmp, root, ckpt = env
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    for section, values in change.items():
+        state["config"][section] = {**state["config"][section], **values}
+    bad = tmp_path / "bad_latest.pt"
+    torch.save(state, bad)
+    code = main_module.main(["tsne", f"work_dir={tmp_path / 'runs'}", "name=tsne_bad_ckpt", f"checkpoint={bad}",
+                             "device=cpu", f"data.root={tmp_path / 'no_data_here'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert re.search(rf"^error: {re.escape(str(bad))}: the checkpoint's config: {match}", err, re.M), err
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -1,4 +1,6 @@
 """Augmentation ops and pipelines: shapes, invariants, determinism, config handling."""
+import re
+
 import numpy as np
 import pytest
 
@@ -384,7 +386,7 @@ def test_error_messages():
         SkeletonPipeline([RandomFlip(LAYOUT.flip), RandomCropResize(64)])
     with pytest.raises(ValueError, match="must start with a temporal crop-resize op"):
         SkeletonPipeline([])
-    with pytest.raises(ValueError, match=r"rotate: probability p must be in \[0, 1\], got -0.1"):
+    with pytest.raises(ValueError, match=r"augment\.rotate\.p: a probability must be in \[0, 1\], got -0.1"):
         RandomRotate(p=-0.1)
 
 
@@ -400,7 +402,7 @@ def test_config_defaults_and_errors():
         build_pretrain_transform({"rotat": {"p": 1}}, LAYOUT, 64)
     with pytest.raises(KeyError, match="pp"):
         build_pretrain_transform({"rotate": {"pp": 1}}, LAYOUT, 64)
-    with pytest.raises(ValueError, match=r"flip: probability p must be in \[0, 1\], got 2"):
+    with pytest.raises(ValueError, match=r"augment\.flip\.p: a probability must be in \[0, 1\], got 2"):
         build_pretrain_transform({"flip": {"p": 2}}, LAYOUT, 64)
     with pytest.raises(ValueError, match=r"augment\.order: unknown ops \['jitter'\]"):
         build_pretrain_transform({"order": ["jitter"]}, LAYOUT, 64)
@@ -427,6 +429,31 @@ def test_temporal_crop_min_length_is_checked_at_construction(bad):
     assert pipe.ops[0].min_length == 1
     lengths = {int(pipe.sample(view_rng(s, 0, 0, 0), 5, 300)[0]["length"]) for s in range(50)}
     assert min(lengths) >= 1 and lengths <= set(range(1, 6))
+
+
+@pytest.mark.parametrize("cfg, key", [
+    ({"temporal_crop": {"ratio": [1.0, 0.5]}}, "temporal_crop.ratio"),
+    ({"order": ["scale"], "scale": {"range": [1.2, 0.8]}}, "scale.range"),
+    ({"order": ["scale"], "scale": {"range": [0.8, float("inf")]}}, "scale.range"),
+    ({"shear": {"s": -1.0}}, "shear.s"),
+    ({"shear": {"s": float("nan")}}, "shear.s"),
+    ({"shear": {"s": float("inf")}}, "shear.s"),
+    ({"rotate": {"main_max_deg": -30.0}}, "rotate.main_max_deg"),
+    ({"rotate": {"other_max_deg": float("nan")}}, "rotate.other_max_deg"),
+    ({"flip": {"p": 2}}, "flip.p"),
+    ({"spatial_mask": {"k": 26}}, "spatial_mask.k"),
+    ({"spatial_mask": {"centres": 0}}, "spatial_mask.centres"),
+    ({"spatial_mask": {"hops": -1}}, "spatial_mask.hops"),
+    ({"spatial_mask": {"rule": "nearest"}}, "spatial_mask.rule"),
+    ({"temporal_mask": {"n": 20}}, "temporal_mask.n"),
+    ({"temporal_mask": {"cubes": 0, "n": 0}}, "temporal_mask.cubes"),
+    ({"temporal_crop": {"min_length": 0}}, "temporal_crop.min_length"),
+])
+def test_bad_augmentation_values_name_their_key_when_the_pipeline_is_built(cfg, key):
+    """A negative shear or angle used to pass the build and fail on every sample inside a loader worker as
+    numpy's "high - low < 0" (a NaN one gave NaN views); reversed ranges and the rest named no config key."""
+    with pytest.raises(ValueError, match=rf"^augment\.{re.escape(key)}"):
+        build_pretrain_transform(cfg, LAYOUT, 64)
 
 
 @pytest.mark.parametrize("bad", [[0.1, 10.0], [0.5, 1.5], [1.2, 1.2], [0.0, 1.0], [0.6, 0.5], [0.5]])

@@ -1,8 +1,11 @@
 """Dual-branch encoder and projectors: token shapes, outputs, paper-size parameter counts."""
+import inspect
+
 import pytest
 import torch
 
-from net.encoder import DualBranchEncoder
+from net.acsar import ACSAR
+from net.encoder import ENCODER_KWARGS, DualBranchEncoder
 from net.graph import get_layout
 from net.projector import ProjectedEncoder
 
@@ -97,3 +100,12 @@ def test_paper_parameter_counts():
     assert count(model) == 92_017_840
     assert count(model.encoder) == 74_447_664
     assert count(model.encoder.stem_t) == count(model.encoder.stem_s) == 363_928
+
+
+def test_encoder_kwargs_are_the_encoder_signature():
+    """ENCODER_KWARGS (the keys SkeletonClassifier.from_config and encoder_config copy from a model config) is
+    written by hand: an argument added to DualBranchEncoder but not there would be dropped silently (its default
+    used) when a pretrained encoder is rebuilt for evaluation; ACSAR must take every one of them too."""
+    encoder = [n for n in inspect.signature(DualBranchEncoder.__init__).parameters if n != "self"]
+    assert sorted(ENCODER_KWARGS) == sorted(encoder)
+    assert set(ENCODER_KWARGS) <= set(inspect.signature(ACSAR.__init__).parameters)
