@@ -25,7 +25,9 @@ import torch
 from feeder.batch_augment import BatchAugmenter
 from feeder.datasets import PretrainDataset
 from feeder.splits import split_files
+from feeder.transforms import build_pretrain_transform
 from net.acsar import ACSAR
+from net.graph import get_layout
 from net.text_branch import TEXT_LEVELS, TEXT_MODES
 from processor import runtime
 from processor.base import TrainProcessor
@@ -94,7 +96,18 @@ class PretrainACSAR(TrainProcessor):
     def setup(self) -> None:
         check_switches(self.cfg)          # before any data is read
         self._check_batch_size()
+        self._check_augmentations()
         super().setup()
+
+    def _check_augmentations(self) -> None:
+        """Build the view pipeline once from the config: the checks that need two values or the layout
+        (a reversed range, more masked joints than the skeleton has) are config errors before any data is read,
+        not a ValueError from the dataset after the run folder exists."""
+        d = self.cfg.data
+        try:
+            build_pretrain_transform(self.cfg.augment.to_dict(), get_layout(d.layout), int(d.window), d.stream)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _check_batch_size(self) -> None:
         """Refuse a batch of one sample where a loss needs two: L_cross contrasts each sample with the rest of the

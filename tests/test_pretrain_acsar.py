@@ -107,10 +107,14 @@ def test_an_unknown_text_mode_or_level_is_a_config_error(tmp_path, data_root, ke
     (("amp=fp16",), r"amp='fp16': expected one of none, bf16"),
     (("text.pairwise=true", "text.mode=plain"), r"text\.pairwise=true .*needs text\.mode=film, got text\.mode=plain"),
     (("moco.momentum=1.5",), r"'moco\.momentum' \(set in command line\) must be a number in \[0, 1\] .*got 1\.5"),
+    (("augment.temporal_crop.ratio=[1.0, 0.5]",), r"augment\.temporal_crop\.ratio"),
+    (("augment.spatial_mask.k=30",), r"augment\.spatial_mask\.k"),
 ])
 def test_model_switch_mistakes_are_config_errors_before_the_data_is_read(tmp_path, extra, match):
     """amp, text.pairwise without FiLM and moco.momentum outside [0, 1] were found by the model only after the
-    training split was read (here: a missing data folder was reported instead), and as a plain ValueError."""
+    training split was read (here: a missing data folder was reported instead), and as a plain ValueError; so
+    were augmentation values checked against each other or the layout (a reversed crop range, 30 masked joints
+    of 25), found by the dataset."""
     from processor.config import ConfigError
 
     with pytest.raises(ConfigError, match=match):
