@@ -68,7 +68,7 @@ def test_eval_pipeline_batch():
 
 def test_batch_augmenter_input_errors():
     aug = BatchAugmenter(build_pretrain_transform(None, LAYOUT, 64), seed=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expects \(N, C, T, V, M\), got \(3, 300, 25, 2\)"):
         aug(torch.zeros(3, 300, 25, 2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"needs num_frame and indices \(or params=\)"):
         aug(torch.zeros(2, 3, 300, 25, 2))

@@ -156,7 +156,7 @@ def test_length_mismatch_errors_name_files(split, tmp_path):
         pickle.dump((["a"], [0]), f)
     with pytest.raises(ValueError, match="lab.pkl"):
         DownstreamDataset(paths["data_path"], paths["num_frame_path"], lab_bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"array file not found: .*missing\.npy"):
         PretrainDataset(tmp_path / "missing.npy", paths["num_frame_path"])
 
 
@@ -241,7 +241,7 @@ def test_downstream_items_and_subset(split):
     x9, label9, idx9 = sub[0]
     assert idx9 == 9 and label9 == 1
     np.testing.assert_array_equal(x9, ds[9][0])
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=rf"indices must lie in \[0, {N}\) for .*_data_joint\.npy"):
         DownstreamDataset(paths["data_path"], paths["num_frame_path"], paths["label_path"], indices=[N])
 
 

@@ -36,7 +36,7 @@ def test_center_crop_bounds():
 
 def test_valid_length_clips_and_rejects_empty():
     assert valid_length(500, 300) == 300
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one valid frame, got num_frame=0"):
         valid_length(0, 300)
 
 
@@ -61,7 +61,7 @@ def test_crop_resize_reads_only_inside_crop():
     x[:, 50:] = np.nan                                  # anything outside [10, 50) must not leak in
     out = crop_resize(x, 10, 40, 64)
     assert np.isfinite(out).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"crop \[290, 310\) outside the 300 stored frames"):
         crop_resize(x, 290, 20, 64)
 
 

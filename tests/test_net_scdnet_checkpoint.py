@@ -76,7 +76,7 @@ def test_checkpoint_file_loading(tmp_path):
     loaded = load_scdnet_checkpoint(path)
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
     assert set(read_state_dict(path)) == set(to_scdnet(model.state_dict()))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth\.tar does not exist"):
         read_state_dict(tmp_path / "missing.pth.tar")
     bad = tmp_path / "bad.pth.tar"
     torch.save({"state_dict": {"a": 1}}, bad)
