@@ -58,7 +58,7 @@ def test_sample_frame_indices():
     assert ai.sample_frame_indices(100, 5).tolist() == [0, 25, 50, 74, 99]
     assert ai.sample_frame_indices(3, 5).tolist() == [0, 0, 1, 2, 2]
     assert len(ai.sample_frame_indices(300, 8)) == 8
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="need at least one valid frame, got 0"):
         ai.sample_frame_indices(0)
 
 

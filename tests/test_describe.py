@@ -152,7 +152,7 @@ def test_describe_samples_resume_after_interruption(tmp_path):
             raise RuntimeError("simulated crash")
         return [f"text of {n}" for n in batch]
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="simulated crash"):
         ds.describe_samples(names, flaky, tmp_path, batch_size=2)
     done = sorted(p.name for p in tmp_path.iterdir())
     assert done == [f"s{i}.txt" for i in range(4)]  # two finished batches, nothing half-written

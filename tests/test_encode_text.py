@@ -33,7 +33,7 @@ def minilm():
 def test_clip_refuses_random_weights_by_default(tmp_path):
     with pytest.raises(ValueError, match="refusing random weights"):
         et.ClipTextEncoder()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="CLIP checkpoint not found: .*missing.pt"):
         et.ClipTextEncoder(tmp_path / "missing.pt")
 
 
@@ -177,7 +177,7 @@ def test_encode_split_resumes_after_crash(tmp_path, clip_full):
     bench, desc = _bench(tmp_path, names)
     text_dir = bench / "text"
     crashing = Counting(clip_full, crash_at=3)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="simulated crash"):
         et.encode_split(bench, "train", desc, crashing, batch_size=2, chunk_size=4)
     # no output file; only the finished chunk survives in the hidden partial folder
     assert not list(text_dir.glob("*.npy")) and not list(text_dir.glob("*.json"))
@@ -226,7 +226,7 @@ def test_resume_with_another_chunk_size_is_exact(tmp_path, resume_chunk):
     assert len({ref[i].tobytes() for i in range(10)}) == 10 and (ref != 0).all()   # rows differ, none zero
 
     crashing = Counting(TextHash(), crash_at=4)        # batches of 2: chunk 0..4 finished, crash in 4..8
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="simulated crash"):
         et.encode_split(bench, "train", desc, crashing, batch_size=2, chunk_size=4)
     again = Counting(TextHash())
     path = et.encode_split(bench, "train", desc, again, batch_size=2, chunk_size=resume_chunk)

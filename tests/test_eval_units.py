@@ -25,6 +25,8 @@ def test_subset_counts_are_exact_and_class_balanced():
         assert counts == expected, (fraction, counts)
         assert len(np.unique(idx)) == len(idx) and np.all(np.diff(idx) > 0)
     assert per_class_counts(labels, 0.1) == {0: 10, 1: 5, 2: 1, 3: 1, 4: 2}
+    # the sizes above give the same counts truncated or rounded; 1.6 and 2.5 do not (Python rounds half to even)
+    assert per_class_counts(np.repeat([0, 1], [16, 25]), 0.1) == {0: 2, 1: 2}
 
 
 def test_subset_is_reproducible_and_seed_dependent():
@@ -34,7 +36,7 @@ def test_subset_is_reproducible_and_seed_dependent():
     c = class_balanced_subset(labels, 0.1, seed=2)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"fraction must lie in \(0, 1\], got 0\.0"):
         class_balanced_subset(labels, 0.0, seed=1)
 
 
