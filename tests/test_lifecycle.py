@@ -653,9 +653,10 @@ def test_main_reports_an_unreadable_checkpoint_to_resume_in_one_line(tmp_path, r
 
 
 @pytest.mark.parametrize("kind", ["file", "read-only"])
-def test_main_reports_an_unusable_work_dir_in_one_line(tmp_path, repo_root, capsys, kind):
+def test_main_reports_an_unusable_work_dir_in_one_line(tmp_path, repo_root, capsys, monkeypatch, kind):
     """work_dir= a file, or a folder this user cannot write: one error line naming it, nothing else."""
     import os
+    from pathlib import Path
 
     work = tmp_path / "work"
     if kind == "file":
@@ -663,8 +664,15 @@ def test_main_reports_an_unusable_work_dir_in_one_line(tmp_path, repo_root, caps
     else:
         work.mkdir()
         work.chmod(0o555)
-        if os.access(work, os.W_OK):                # root writes anywhere
-            pytest.skip("this user can write a read-only folder")
+        if os.access(work, os.W_OK):                # root writes anywhere: the OS's refusal, emulated
+            real_mkdir = Path.mkdir
+
+            def refuse(self, *args, **kwargs):
+                if self != work and work in self.parents:
+                    raise PermissionError(13, "Permission denied", str(self))
+                return real_mkdir(self, *args, **kwargs)
+
+            monkeypatch.setattr(Path, "mkdir", refuse)
     try:
         code = main_module_main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
                                  f"work_dir={work}", "name=run", "progress_bar=false", "tensorboard=false"])
