@@ -119,7 +119,10 @@ def split_names(names: Sequence[str], test_names: Optional[Sequence[str]] = None
         test = set(test_names)
         is_test = [n in test for n in names]
     else:
-        pattern = re.compile(test_regex)
+        try:
+            pattern = re.compile(test_regex)
+        except re.error as exc:
+            raise ValueError(f"--test-regex {test_regex!r} is not a regular expression: {exc}") from None
         is_test = [bool(pattern.search(n)) for n in names]
     return {"train": [n for n, t in zip(names, is_test) if not t],
             "val": [n for n, t in zip(names, is_test) if t]}

@@ -241,3 +241,13 @@ def test_summary_is_logged_not_printed(tmp_path, capsys, caplog):
     assert code == 0
     assert capsys.readouterr().out == ""
     assert "default: train 2  val 1" in [r.getMessage() for r in caplog.records]
+
+
+def test_an_invalid_test_regex_is_one_error_line(tmp_path, caplog):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    with pytest.raises(ValueError, match=r"--test-regex '\(' is not a regular expression: missing \)"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="(", progress=False)
+    code = json_gendata.main(["--data-path", str(src), "--out-folder", str(tmp_path / "out"), "--layout",
+                              "kinect_v1", "--test-regex", "(", "--no-progress"])
+    assert code == 1 and "is not a regular expression" in caplog.text
+    assert not (tmp_path / "out").exists()
