@@ -9,7 +9,8 @@ Each input file ``<name>.json`` holds ``{"file_name": str, "skeletons": [T][V][3
     {train,val}_num_frame.npy    (N,) int64 frames (capped at max_frames)
     {train,val}_label.pkl        (file names, 0-based labels = label - 1)
 
-Each sequence is pre-normalised like NTU (:mod:`data_gen.prenormalise`, joints
+Labels must lie in 1..``--num-classes`` when it is given (NW-UCLA: 10, its
+class list).  Each sequence is pre-normalised like NTU (:mod:`data_gen.prenormalise`, joints
 from ``--layout``).  Split (one of):
 
     --test-list PATH   pickle or JSON: a list of file names, or of dicts with a
@@ -54,8 +55,9 @@ NUM_COORDS = 3
 __all__ = ["read_json_sequence", "load_name_list", "split_names", "gendata", "build_parser", "main"]
 
 
-def read_json_sequence(path, num_joints: int) -> Tuple[str, np.ndarray, int]:
-    """``(file_name, (T, V, 3) float32, label 1-based)``; :class:`SkeletonFormatError` on bad content."""
+def read_json_sequence(path, num_joints: int, num_classes: Optional[int] = None) -> Tuple[str, np.ndarray, int]:
+    """``(file_name, (T, V, 3) float32, label 1-based)``; :class:`SkeletonFormatError` on bad content
+    (with ``num_classes``, also a label above it)."""
     path = Path(path)
     obj = _read_json(path)
     if not isinstance(obj, dict) or not {"skeletons", "label"} <= set(obj):
@@ -72,6 +74,8 @@ def read_json_sequence(path, num_joints: int) -> Tuple[str, np.ndarray, int]:
     label = obj["label"]
     if not isinstance(label, int) or isinstance(label, bool) or label < 1:
         raise SkeletonFormatError(path, None, f'"label" is {label!r}, expected a 1-based integer')
+    if num_classes is not None and label > num_classes:
+        raise SkeletonFormatError(path, None, f'"label" is {label}, expected 1..{num_classes} (--num-classes)')
     return name, joints, label
 
 
@@ -180,8 +184,12 @@ def _prepare(joints: np.ndarray, layout, max_frames: int, num_persons: int) -> T
 
 def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=None,
             test_regex: Optional[str] = None, max_frames: int = 300, num_persons: int = 2,
-            on_error: str = "raise", limit: Optional[int] = None, progress: bool = True) -> Dict[str, int]:
-    """Convert a folder of JSON sequences; returns ``{"train": n, "val": n}``."""
+            on_error: str = "raise", limit: Optional[int] = None, progress: bool = True,
+            num_classes: Optional[int] = None) -> Dict[str, int]:
+    """Convert a folder of JSON sequences; returns ``{"train": n, "val": n}``.
+
+    ``num_classes``: a file whose label is above it is bad input (None: labels are not bounded).
+    """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     data_path, out_folder = Path(data_path), Path(out_folder)
@@ -210,7 +218,7 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
             writer = group.open(out_dir, split, stems, [None] * len(stems), shape)
             for row, stem in enumerate(tqdm(stems, desc=f"{benchmark}/{split}", unit="file", disable=not progress)):
                 try:
-                    _, joints, label = read_json_sequence(by_stem[stem], layout.num_joints)
+                    _, joints, label = read_json_sequence(by_stem[stem], layout.num_joints, num_classes)
                 except (SkeletonFormatError, OSError) as exc:
                     if on_error == "raise":
                         raise
@@ -255,6 +263,9 @@ def build_parser(description: Optional[str] = None, defaults: Optional[dict] = N
     parser.add_argument("--num-persons", type=positive_int, default=2,
                         help="M of the output arrays; person 0 = the sequence, the others are zero"
                              + notes.get("num_persons", ""))
+    parser.add_argument("--num-classes", type=positive_int, default=defaults.get("num_classes"),
+                        help="number of classes: a file whose label is above it is bad input (--on-error); "
+                             "without it labels are not bounded" + notes.get("num_classes", ""))
     add_conversion_options(parser, "only the first N files (sorted), for quick looks")
     return parser
 
@@ -263,7 +274,8 @@ def run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         counts = gendata(args.data_path, args.out_folder, args.layout, args.benchmark, args.test_list, args.test_regex,
-                         args.max_frames, args.num_persons, args.on_error, args.limit, not args.no_progress)
+                         args.max_frames, args.num_persons, args.on_error, args.limit, not args.no_progress,
+                         args.num_classes)
     except (SkeletonFormatError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1

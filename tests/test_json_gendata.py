@@ -251,3 +251,23 @@ def test_an_invalid_test_regex_is_one_error_line(tmp_path, caplog):
                               "kinect_v1", "--test-regex", "(", "--no-progress"])
     assert code == 1 and "is not a regular expression" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_a_label_outside_the_class_list_is_bad_input(tmp_path, caplog):
+    """NW-UCLA has 10 classes: a file labelled 11 would have become label 10, outside every head."""
+    root = tmp_path / "nw_ucla"
+    src = make_json_folder(root / "all_sqe", n_per_view=1)
+    obj = json.loads((src / "a01_s01_e00_v02.json").read_text())
+    (src / "a01_s01_e00_v02.json").write_text(json.dumps({**obj, "label": 11}))
+    args = ["--data-path", str(root), "--out-folder", str(tmp_path / "out"), "--no-progress"]
+    assert ucla_gendata.main(args) == 1
+    assert 'a01_s01_e00_v02.json: "label" is 11, expected 1..10' in caplog.text
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert ucla_gendata.main(args + ["--on-error", "skip"]) == 0
+    assert _load(tmp_path / "out" / "xview", "train")[2] == ["a01_s01_e00_v01"]
+    assert "a01_s01_e00_v02.json" in (tmp_path / "out" / "skipped.txt").read_text()
+    with pytest.raises(SkeletonFormatError, match=r'"label" is 11, expected 1\.\.3 \(--num-classes\)'):
+        json_gendata.gendata(src, tmp_path / "o2", "kinect_v1", "b", test_regex="_v03$", num_classes=3,
+                             progress=False)
+    assert json_gendata.gendata(src, tmp_path / "o3", "kinect_v1", "b", test_regex="_v03$",
+                                progress=False) == {"train": 2, "val": 1}      # unbounded without a class count
