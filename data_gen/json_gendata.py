@@ -17,7 +17,9 @@ from ``--layout``).  Split (one of):
                        ``file_name`` key (e.g. NW-UCLA's ``val_label.pkl``);
     --test-regex RE    ``re.search`` on the file name (e.g. ``_v03$``);
 
-everything else is training.  Samples are written in sorted file-name order.
+everything else is training.  Samples are written in sorted file-name order and
+named by their file; a ``"file_name"`` (optional) must be that name: a copy of a
+sequence under another file name (a test clip landing in training) is bad input.
 
 A split that selects no file at all is an error (a test list of other names, a
 case mismatch, a regex that matches nothing), as is a test-list name without a
@@ -62,7 +64,10 @@ def read_json_sequence(path, num_joints: int, num_classes: Optional[int] = None)
     obj = _read_json(path)
     if not isinstance(obj, dict) or not {"skeletons", "label"} <= set(obj):
         raise SkeletonFormatError(path, None, 'expected an object with "file_name", "skeletons" [T][V][3] and "label"')
-    name = str(obj.get("file_name", path.stem))
+    name = obj.get("file_name", path.stem)
+    if name not in (path.stem, path.name):
+        raise SkeletonFormatError(path, None, f'"file_name" is {name!r}, expected the name of its file, '
+                                              f'{path.stem!r} (a renamed copy of another sequence?)')
     try:
         joints = np.asarray(obj["skeletons"], dtype=np.float32)
     except (TypeError, ValueError):

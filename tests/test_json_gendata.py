@@ -78,9 +78,9 @@ def test_test_list_of_dicts_and_json_list(tmp_path):
 
 @pytest.mark.parametrize("content,match", [
     ("{not json", "invalid JSON"),
-    (json.dumps({"file_name": "x", "skeletons": [[[0, 0, 0]] * 19], "label": 1}), "expected"),
-    (json.dumps({"file_name": "x", "skeletons": [[[float("nan"), 0, 0]] * 20], "label": 1}), "NaN"),
-    (json.dumps({"file_name": "x", "skeletons": [[[0, 0, 0]] * 20], "label": 0}), "1-based"),
+    (json.dumps({"file_name": "zz_bad_v01", "skeletons": [[[0, 0, 0]] * 19], "label": 1}), "expected"),
+    (json.dumps({"file_name": "zz_bad_v01", "skeletons": [[[float("nan"), 0, 0]] * 20], "label": 1}), "NaN"),
+    (json.dumps({"file_name": "zz_bad_v01", "skeletons": [[[0, 0, 0]] * 20], "label": 0}), "1-based"),
 ])
 def test_bad_json_is_reported_and_skippable(tmp_path, content, match):
     src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
@@ -271,3 +271,23 @@ def test_a_label_outside_the_class_list_is_bad_input(tmp_path, caplog):
                              progress=False)
     assert json_gendata.gendata(src, tmp_path / "o3", "kinect_v1", "b", test_regex="_v03$",
                                 progress=False) == {"train": 2, "val": 1}      # unbounded without a class count
+
+
+def test_a_file_name_that_is_not_its_file_is_bad_input(tmp_path):
+    """A copy of a test clip under another file name (a duplicate "file_name") would have been a training sample."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    copy = src / "a01_s01_e00_v03 (copy).json"
+    copy.write_bytes((src / "a01_s01_e00_v03.json").read_bytes())
+    with pytest.raises(SkeletonFormatError, match=r"\(copy\)\.json: \"file_name\" is 'a01_s01_e00_v03', expected "
+                                                  r"the name of its file, 'a01_s01_e00_v03 \(copy\)'"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", on_error="skip",
+                                  progress=False)
+    assert counts == {"train": 2, "val": 1}
+    assert "a01_s01_e00_v03 (copy).json" in (tmp_path / "out" / "skipped.txt").read_text()
+    copy.unlink()
+    obj = json.loads((src / "a01_s01_e00_v01.json").read_text())
+    (src / "a01_s01_e00_v01.json").write_text(json.dumps({k: v for k, v in obj.items() if k != "file_name"}))
+    (src / "a01_s01_e00_v02.json").write_text(json.dumps({**obj, "file_name": "a01_s01_e00_v02.json"}))
+    counts = json_gendata.gendata(src, tmp_path / "o2", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    assert counts == {"train": 2, "val": 1}                # no "file_name", or the name with .json: fine
