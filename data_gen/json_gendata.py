@@ -22,7 +22,8 @@ named by their file; a ``"file_name"`` (optional) must be that name: a copy of a
 sequence under another file name (a test clip landing in training) is bad input.
 
 A split that selects no file at all is an error (a test list of other names, a
-case mismatch, a regex that matches nothing), as is a test-list name without a
+case mismatch, a regex that matches nothing), so is one that selects every file
+(no training samples left), as is a test-list name without a
 ``.json`` file: with ``--on-error skip`` such names are listed in ``skipped.txt``
 and the run goes on; with ``--limit`` (a subset of the files on purpose) both are
 logged warnings only.
@@ -144,8 +145,15 @@ def _examples(names, k: int = 3) -> str:
 
 def _check_split(splits: Dict[str, List[str]], test_names, test_list, test_regex, data_path: Path, on_error: str,
                  limit: Optional[int], skipped: List[str]) -> None:
-    """No silent empty val split, no test-list name silently without a file (module docstring)."""
+    """No silent empty val or train split, no test-list name silently without a file (module docstring)."""
     found = splits["train"] + splits["val"]
+    if not splits["train"]:
+        how = f"test list {test_list} names" if test_names is not None else f"--test-regex {test_regex!r} matches"
+        problem = (f"{how} every one of the {len(found)} .json files in {data_path}, so the train split would be "
+                   f"empty (e.g. {_examples(found)})")
+        if limit is None:
+            raise ValueError(problem)
+        logger.warning("%s (with --limit %d)", problem, limit)
     if test_names is not None:
         unknown = sorted(set(test_names) - set(found))
         if not splits["val"]:

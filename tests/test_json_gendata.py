@@ -291,3 +291,19 @@ def test_a_file_name_that_is_not_its_file_is_bad_input(tmp_path):
     (src / "a01_s01_e00_v02.json").write_text(json.dumps({**obj, "file_name": "a01_s01_e00_v02.json"}))
     counts = json_gendata.gendata(src, tmp_path / "o2", "kinect_v1", "b", test_regex="_v03$", progress=False)
     assert counts == {"train": 2, "val": 1}                # no "file_name", or the name with .json: fine
+
+
+def test_a_split_that_selects_every_file_is_an_error(tmp_path, caplog):
+    """A regex or test list that takes every file left an empty train split behind a warning only."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    with pytest.raises(ValueError, match=r"--test-regex '_v0' matches every one of the 3 \.json files in .*all_sqe, "
+                                         r"so the train split would be empty"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v0", progress=False)
+    lst = tmp_path / "tl.json"
+    lst.write_text(json.dumps(sorted(p.stem for p in src.glob("*.json"))))
+    with pytest.raises(ValueError, match=r"tl\.json names every one of the 3 \.json files"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_list=lst, progress=False)
+    assert not (tmp_path / "out").exists()
+    caplog.set_level("WARNING")                                  # --limit: a subset on purpose, a warning
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v0", limit=2, progress=False)
+    assert counts == {"train": 0, "val": 2} and "--limit 2" in caplog.text
