@@ -70,13 +70,18 @@ def read_json_sequence(path, num_joints: int, num_classes: Optional[int] = None)
         raise SkeletonFormatError(path, None, f'"file_name" is {name!r}, expected the name of its file, '
                                               f'{path.stem!r} (a renamed copy of another sequence?)')
     try:
-        joints = np.asarray(obj["skeletons"], dtype=np.float32)
+        values = np.asarray(obj["skeletons"])
     except (TypeError, ValueError):
         raise SkeletonFormatError(path, None, '"skeletons" is not a rectangular [T][V][3] array of numbers') from None
+    if values.dtype.kind not in "iuf" and values.size:         # "1", null: not coordinates
+        raise SkeletonFormatError(path, None, '"skeletons" holds a value that is not a number (a string or null), '
+                                              'expected a [T][V][3] array of numbers')
+    with np.errstate(over="ignore"):                            # beyond float32: Inf, reported below
+        joints = values.astype(np.float32)
     if joints.ndim != 3 or joints.shape[1:] != (num_joints, NUM_COORDS) or joints.shape[0] == 0:
         raise SkeletonFormatError(path, None, f'"skeletons" has shape {joints.shape}, expected (T>0, {num_joints}, 3)')
     if not np.isfinite(joints).all():
-        raise SkeletonFormatError(path, None, '"skeletons" holds NaN or Inf')
+        raise SkeletonFormatError(path, None, '"skeletons" holds NaN, Inf or a value beyond float32 range')
     label = obj["label"]
     if not isinstance(label, int) or isinstance(label, bool) or label < 1:
         raise SkeletonFormatError(path, None, f'"label" is {label!r}, expected a 1-based integer')

@@ -307,3 +307,22 @@ def test_a_split_that_selects_every_file_is_an_error(tmp_path, caplog):
     caplog.set_level("WARNING")                                  # --limit: a subset on purpose, a warning
     counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v0", limit=2, progress=False)
     assert counts == {"train": 0, "val": 2} and "--limit 2" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["1.5", None])
+def test_a_coordinate_that_is_not_a_number_is_bad_input(tmp_path, value):
+    """A string coordinate was parsed as a number, null became NaN (reported as 'NaN or Inf')."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    frame = [[0.5, 0.25, 3.0]] * 19 + [[value, value, value]]
+    (src / "zz_bad_v01.json").write_text(json.dumps({"file_name": "zz_bad_v01", "skeletons": [frame], "label": 1}))
+    with pytest.raises(SkeletonFormatError, match=r'zz_bad_v01\.json: "skeletons" holds a value that is not a number'):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+
+
+def test_a_coordinate_beyond_float32_is_one_error(tmp_path, recwarn):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    frame = [[0.5, 0.25, 3.0]] * 19 + [[1e39, 0.0, 3.0]]
+    (src / "zz_bad_v01.json").write_text(json.dumps({"file_name": "zz_bad_v01", "skeletons": [frame], "label": 1}))
+    with pytest.raises(SkeletonFormatError, match=r'zz_bad_v01\.json: "skeletons" holds NaN, Inf or a value beyond'):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
