@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import positive_int  # noqa: E402
+from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.synth_motions import (  # noqa: E402
     LAYOUT, MOTIONS, BodyShape, forward_kinematics, neutral_params, sample_body_shape,
 )
@@ -404,5 +404,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Path]:
         style_jitter=args.style_jitter)
 
 
-if __name__ == "__main__":
+def _cli() -> int:
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(exit_code_of(_cli))

@@ -187,3 +187,12 @@ def test_a_folder_with_other_skeleton_files_is_refused(tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before       # nothing written
     assert generate_dataset(tmp_path, num_classes=3, seed=5, **small) == first   # same ids: rewritten
     assert first[0].read_bytes() != before[first[0].name]
+
+
+def test_cli_option_errors_are_one_line_and_exit_1(tmp_path):
+    """--num-classes 0 ended in a ValueError traceback."""
+    result = subprocess.run([sys.executable, str(ROOT / "data_gen" / "synth_gendata.py"), "--out", str(tmp_path / "o"),
+                             "--num-classes", "0", "--no-progress"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ERROR data_gen: num_classes must be in 1..17" in result.stderr
