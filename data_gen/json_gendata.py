@@ -9,17 +9,21 @@ Each input file ``<name>.json`` holds ``{"file_name": str, "skeletons": [T][V][3
     {train,val}_num_frame.npy    (N,) int64 frames (capped at max_frames)
     {train,val}_label.pkl        (file names, 0-based labels = label - 1)
 
-Each sequence is pre-normalised like NTU (:mod:`data_gen.prenormalise`, joints
+Labels must lie in 1..``--num-classes`` when it is given (NW-UCLA: 10, its
+class list).  Each sequence is pre-normalised like NTU (:mod:`data_gen.prenormalise`, joints
 from ``--layout``).  Split (one of):
 
     --test-list PATH   pickle or JSON: a list of file names, or of dicts with a
                        ``file_name`` key (e.g. NW-UCLA's ``val_label.pkl``);
     --test-regex RE    ``re.search`` on the file name (e.g. ``_v03$``);
 
-everything else is training.  Samples are written in sorted file-name order.
+everything else is training.  Samples are written in sorted file-name order and
+named by their file; a ``"file_name"`` (optional) must be that name: a copy of a
+sequence under another file name (a test clip landing in training) is bad input.
 
 A split that selects no file at all is an error (a test list of other names, a
-case mismatch, a regex that matches nothing), as is a test-list name without a
+case mismatch, a regex that matches nothing), so is one that selects every file
+(no training samples left), as is a test-list name without a
 ``.json`` file: with ``--on-error skip`` such names are listed in ``skipped.txt``
 and the run goes on; with ``--limit`` (a subset of the files on purpose) both are
 logged warnings only.
@@ -54,24 +58,35 @@ NUM_COORDS = 3
 __all__ = ["read_json_sequence", "load_name_list", "split_names", "gendata", "build_parser", "main"]
 
 
-def read_json_sequence(path, num_joints: int) -> Tuple[str, np.ndarray, int]:
-    """``(file_name, (T, V, 3) float32, label 1-based)``; :class:`SkeletonFormatError` on bad content."""
+def read_json_sequence(path, num_joints: int, num_classes: Optional[int] = None) -> Tuple[str, np.ndarray, int]:
+    """``(file_name, (T, V, 3) float32, label 1-based)``; :class:`SkeletonFormatError` on bad content
+    (with ``num_classes``, also a label above it)."""
     path = Path(path)
     obj = _read_json(path)
     if not isinstance(obj, dict) or not {"skeletons", "label"} <= set(obj):
         raise SkeletonFormatError(path, None, 'expected an object with "file_name", "skeletons" [T][V][3] and "label"')
-    name = str(obj.get("file_name", path.stem))
+    name = obj.get("file_name", path.stem)
+    if name not in (path.stem, path.name):
+        raise SkeletonFormatError(path, None, f'"file_name" is {name!r}, expected the name of its file, '
+                                              f'{path.stem!r} (a renamed copy of another sequence?)')
     try:
-        joints = np.asarray(obj["skeletons"], dtype=np.float32)
+        values = np.asarray(obj["skeletons"])
     except (TypeError, ValueError):
         raise SkeletonFormatError(path, None, '"skeletons" is not a rectangular [T][V][3] array of numbers') from None
+    if values.dtype.kind not in "iuf" and values.size:         # "1", null: not coordinates
+        raise SkeletonFormatError(path, None, '"skeletons" holds a value that is not a number (a string or null), '
+                                              'expected a [T][V][3] array of numbers')
+    with np.errstate(over="ignore"):                            # beyond float32: Inf, reported below
+        joints = values.astype(np.float32)
     if joints.ndim != 3 or joints.shape[1:] != (num_joints, NUM_COORDS) or joints.shape[0] == 0:
         raise SkeletonFormatError(path, None, f'"skeletons" has shape {joints.shape}, expected (T>0, {num_joints}, 3)')
     if not np.isfinite(joints).all():
-        raise SkeletonFormatError(path, None, '"skeletons" holds NaN or Inf')
+        raise SkeletonFormatError(path, None, '"skeletons" holds NaN, Inf or a value beyond float32 range')
     label = obj["label"]
     if not isinstance(label, int) or isinstance(label, bool) or label < 1:
         raise SkeletonFormatError(path, None, f'"label" is {label!r}, expected a 1-based integer')
+    if num_classes is not None and label > num_classes:
+        raise SkeletonFormatError(path, None, f'"label" is {label}, expected 1..{num_classes} (--num-classes)')
     return name, joints, label
 
 
@@ -119,7 +134,10 @@ def split_names(names: Sequence[str], test_names: Optional[Sequence[str]] = None
         test = set(test_names)
         is_test = [n in test for n in names]
     else:
-        pattern = re.compile(test_regex)
+        try:
+            pattern = re.compile(test_regex)
+        except re.error as exc:
+            raise ValueError(f"--test-regex {test_regex!r} is not a regular expression: {exc}") from None
         is_test = [bool(pattern.search(n)) for n in names]
     return {"train": [n for n, t in zip(names, is_test) if not t],
             "val": [n for n, t in zip(names, is_test) if t]}
@@ -132,8 +150,15 @@ def _examples(names, k: int = 3) -> str:
 
 def _check_split(splits: Dict[str, List[str]], test_names, test_list, test_regex, data_path: Path, on_error: str,
                  limit: Optional[int], skipped: List[str]) -> None:
-    """No silent empty val split, no test-list name silently without a file (module docstring)."""
+    """No silent empty val or train split, no test-list name silently without a file (module docstring)."""
     found = splits["train"] + splits["val"]
+    if not splits["train"]:
+        how = f"test list {test_list} names" if test_names is not None else f"--test-regex {test_regex!r} matches"
+        problem = (f"{how} every one of the {len(found)} .json files in {data_path}, so the train split would be "
+                   f"empty (e.g. {_examples(found)})")
+        if limit is None:
+            raise ValueError(problem)
+        logger.warning("%s (with --limit %d)", problem, limit)
     if test_names is not None:
         unknown = sorted(set(test_names) - set(found))
         if not splits["val"]:
@@ -177,8 +202,12 @@ def _prepare(joints: np.ndarray, layout, max_frames: int, num_persons: int) -> T
 
 def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=None,
             test_regex: Optional[str] = None, max_frames: int = 300, num_persons: int = 2,
-            on_error: str = "raise", limit: Optional[int] = None, progress: bool = True) -> Dict[str, int]:
-    """Convert a folder of JSON sequences; returns ``{"train": n, "val": n}``."""
+            on_error: str = "raise", limit: Optional[int] = None, progress: bool = True,
+            num_classes: Optional[int] = None) -> Dict[str, int]:
+    """Convert a folder of JSON sequences; returns ``{"train": n, "val": n}``.
+
+    ``num_classes``: a file whose label is above it is bad input (None: labels are not bounded).
+    """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     data_path, out_folder = Path(data_path), Path(out_folder)
@@ -207,7 +236,7 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
             writer = group.open(out_dir, split, stems, [None] * len(stems), shape)
             for row, stem in enumerate(tqdm(stems, desc=f"{benchmark}/{split}", unit="file", disable=not progress)):
                 try:
-                    _, joints, label = read_json_sequence(by_stem[stem], layout.num_joints)
+                    _, joints, label = read_json_sequence(by_stem[stem], layout.num_joints, num_classes)
                 except (SkeletonFormatError, OSError) as exc:
                     if on_error == "raise":
                         raise
@@ -252,6 +281,9 @@ def build_parser(description: Optional[str] = None, defaults: Optional[dict] = N
     parser.add_argument("--num-persons", type=positive_int, default=2,
                         help="M of the output arrays; person 0 = the sequence, the others are zero"
                              + notes.get("num_persons", ""))
+    parser.add_argument("--num-classes", type=positive_int, default=defaults.get("num_classes"),
+                        help="number of classes: a file whose label is above it is bad input (--on-error); "
+                             "without it labels are not bounded" + notes.get("num_classes", ""))
     add_conversion_options(parser, "only the first N files (sorted), for quick looks")
     return parser
 
@@ -260,7 +292,8 @@ def run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         counts = gendata(args.data_path, args.out_folder, args.layout, args.benchmark, args.test_list, args.test_regex,
-                         args.max_frames, args.num_persons, args.on_error, args.limit, not args.no_progress)
+                         args.max_frames, args.num_persons, args.on_error, args.limit, not args.no_progress,
+                         args.num_classes)
     except (SkeletonFormatError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data_gen.cli import positive_int  # noqa: E402
+from data_gen.cli import exit_code_of, positive_int  # noqa: E402
 from data_gen.synth_motions import (  # noqa: E402
     LAYOUT, MOTIONS, BodyShape, forward_kinematics, neutral_params, sample_body_shape,
 )
@@ -285,11 +285,23 @@ def _options(options: Dict) -> SynthOptions:
     return opts
 
 
+def _refuse_other_files(out_dir: Path, names) -> None:
+    """ValueError when ``out_dir`` holds ``.skeleton`` files this set would not write (module docstring)."""
+    other = sorted(p.name for p in out_dir.glob("*.skeleton") if p.name not in names)
+    if other:
+        examples = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+        raise ValueError(f"{out_dir} holds {len(other)} .skeleton file(s) that these options do not write "
+                         f"(e.g. {examples}), left by a run with other options or from another dataset; "
+                         f"data_gen/ntu_gendata.py would read them with the new ones: give an empty --out folder")
+
+
 def generate_dataset(out_dir, progress: bool = True, **options) -> List[Path]:
     """Write the demo set to ``out_dir``; returns the written ``.skeleton`` paths (sorted).
 
     ``options`` are the fields of :class:`SynthOptions`.  Also writes
-    ``out_dir/class_names.txt`` (one class name per line, label order).
+    ``out_dir/class_names.txt`` (one class name per line, label order).  A folder that
+    holds other ``.skeleton`` files (a run with more classes or performers) is refused
+    (ValueError) before anything is written; a rerun with the same ids rewrites its files.
     """
     opts = _options(options)
     out_dir = Path(out_dir)
@@ -298,6 +310,7 @@ def generate_dataset(out_dir, progress: bool = True, **options) -> List[Path]:
             for s in opts.setups for c in opts.cameras for p in opts.performers
             for r in opts.replications for a in range(1, opts.num_classes + 1)]
     keys.sort(key=lambda k: sample_name(*k))
+    _refuse_other_files(out_dir, {f"{sample_name(*k)}.skeleton" for k in keys})
     n_crlf = int(round(opts.crlf_fraction * len(keys)))
     crlf = np.zeros(len(keys), dtype=bool)
     crlf[np.random.default_rng([opts.seed, 61]).permutation(len(keys))[:n_crlf]] = True
@@ -391,5 +404,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Path]:
         style_jitter=args.style_jitter)
 
 
-if __name__ == "__main__":
+def _cli() -> int:
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(exit_code_of(_cli))

@@ -5,7 +5,7 @@ Input: ``--data-path`` = a folder like ``shared/data/nw_ucla`` holding ``all_sqe
 standard cross-view test split: 464 sequences, all of view 3).  Output:
 ``<out-folder>/xview/{train,val}_data_joint.npy`` (N, 3, 300, 20, 2) float32 with
 person 1 all zero, ``{train,val}_num_frame.npy``, ``{train,val}_label.pkl``
-(labels 0..9).  Training = views 1 and 2 (1,020 sequences), test = view 3.
+(labels 0..9; a file labelled outside 1..10 is bad input).  Training = views 1 and 2 (1,020 sequences), test = view 3.
 
 Defaults: layout ``kinect_v1`` (20 joints), benchmark ``xview``, ``--max-frames 300``
 (NW-UCLA has at most 201 frames), test list ``<data-path>/val_label.pkl`` when it
@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_gen import json_gendata  # noqa: E402
+from data_gen.class_names import load_class_names  # noqa: E402
 
 TEST_VIEW_REGEX = r"_v03$"          # cross-view protocol: view 3 is the test view
 
@@ -28,10 +29,12 @@ def build_parser():
         description="Convert NW-UCLA JSON sequences (all_sqe/) into <out-folder>/xview/{train,val}_data_joint.npy "
                     "(N,3,T,20,2) float32, {train,val}_num_frame.npy, {train,val}_label.pkl. Test = view 3 "
                     "(val_label.pkl if present, else file names matching _v03$).",
-        defaults={"benchmark": "xview", "layout": "kinect_v1", "max_frames": 300, "split": True},
+        defaults={"benchmark": "xview", "layout": "kinect_v1", "max_frames": 300, "split": True,
+                  "num_classes": len(load_class_names("nwucla"))},
         notes={"test_list": " (default: <data-path>/val_label.pkl when it exists, else --test-regex)",
                "test_regex": f" (default: {TEST_VIEW_REGEX}, view 3, when there is no val_label.pkl)",
-               "num_persons": "; config/nwucla/ expects 1 (bench/nwucla.py passes --num-persons 1)"})
+               "num_persons": "; config/nwucla/ expects 1 (bench/nwucla.py passes --num-persons 1)",
+               "num_classes": " (default: the 10 classes of data_gen/resources/classes_nwucla.txt)"})
     return parser
 
 

@@ -78,9 +78,9 @@ def test_test_list_of_dicts_and_json_list(tmp_path):
 
 @pytest.mark.parametrize("content,match", [
     ("{not json", "invalid JSON"),
-    (json.dumps({"file_name": "x", "skeletons": [[[0, 0, 0]] * 19], "label": 1}), "expected"),
-    (json.dumps({"file_name": "x", "skeletons": [[[float("nan"), 0, 0]] * 20], "label": 1}), "NaN"),
-    (json.dumps({"file_name": "x", "skeletons": [[[0, 0, 0]] * 20], "label": 0}), "1-based"),
+    (json.dumps({"file_name": "zz_bad_v01", "skeletons": [[[0, 0, 0]] * 19], "label": 1}), "expected"),
+    (json.dumps({"file_name": "zz_bad_v01", "skeletons": [[[float("nan"), 0, 0]] * 20], "label": 1}), "NaN"),
+    (json.dumps({"file_name": "zz_bad_v01", "skeletons": [[[0, 0, 0]] * 20], "label": 0}), "1-based"),
 ])
 def test_bad_json_is_reported_and_skippable(tmp_path, content, match):
     src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
@@ -241,3 +241,88 @@ def test_summary_is_logged_not_printed(tmp_path, capsys, caplog):
     assert code == 0
     assert capsys.readouterr().out == ""
     assert "default: train 2  val 1" in [r.getMessage() for r in caplog.records]
+
+
+def test_an_invalid_test_regex_is_one_error_line(tmp_path, caplog):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    with pytest.raises(ValueError, match=r"--test-regex '\(' is not a regular expression: missing \)"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="(", progress=False)
+    code = json_gendata.main(["--data-path", str(src), "--out-folder", str(tmp_path / "out"), "--layout",
+                              "kinect_v1", "--test-regex", "(", "--no-progress"])
+    assert code == 1 and "is not a regular expression" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_label_outside_the_class_list_is_bad_input(tmp_path, caplog):
+    """NW-UCLA has 10 classes: a file labelled 11 would have become label 10, outside every head."""
+    root = tmp_path / "nw_ucla"
+    src = make_json_folder(root / "all_sqe", n_per_view=1)
+    obj = json.loads((src / "a01_s01_e00_v02.json").read_text())
+    (src / "a01_s01_e00_v02.json").write_text(json.dumps({**obj, "label": 11}))
+    args = ["--data-path", str(root), "--out-folder", str(tmp_path / "out"), "--no-progress"]
+    assert ucla_gendata.main(args) == 1
+    assert 'a01_s01_e00_v02.json: "label" is 11, expected 1..10' in caplog.text
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert ucla_gendata.main(args + ["--on-error", "skip"]) == 0
+    assert _load(tmp_path / "out" / "xview", "train")[2] == ["a01_s01_e00_v01"]
+    assert "a01_s01_e00_v02.json" in (tmp_path / "out" / "skipped.txt").read_text()
+    with pytest.raises(SkeletonFormatError, match=r'"label" is 11, expected 1\.\.3 \(--num-classes\)'):
+        json_gendata.gendata(src, tmp_path / "o2", "kinect_v1", "b", test_regex="_v03$", num_classes=3,
+                             progress=False)
+    assert json_gendata.gendata(src, tmp_path / "o3", "kinect_v1", "b", test_regex="_v03$",
+                                progress=False) == {"train": 2, "val": 1}      # unbounded without a class count
+
+
+def test_a_file_name_that_is_not_its_file_is_bad_input(tmp_path):
+    """A copy of a test clip under another file name (a duplicate "file_name") would have been a training sample."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    copy = src / "a01_s01_e00_v03 (copy).json"
+    copy.write_bytes((src / "a01_s01_e00_v03.json").read_bytes())
+    with pytest.raises(SkeletonFormatError, match=r"\(copy\)\.json: \"file_name\" is 'a01_s01_e00_v03', expected "
+                                                  r"the name of its file, 'a01_s01_e00_v03 \(copy\)'"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", on_error="skip",
+                                  progress=False)
+    assert counts == {"train": 2, "val": 1}
+    assert "a01_s01_e00_v03 (copy).json" in (tmp_path / "out" / "skipped.txt").read_text()
+    copy.unlink()
+    obj = json.loads((src / "a01_s01_e00_v01.json").read_text())
+    (src / "a01_s01_e00_v01.json").write_text(json.dumps({k: v for k, v in obj.items() if k != "file_name"}))
+    (src / "a01_s01_e00_v02.json").write_text(json.dumps({**obj, "file_name": "a01_s01_e00_v02.json"}))
+    counts = json_gendata.gendata(src, tmp_path / "o2", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    assert counts == {"train": 2, "val": 1}                # no "file_name", or the name with .json: fine
+
+
+def test_a_split_that_selects_every_file_is_an_error(tmp_path, caplog):
+    """A regex or test list that takes every file left an empty train split behind a warning only."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    with pytest.raises(ValueError, match=r"--test-regex '_v0' matches every one of the 3 \.json files in .*all_sqe, "
+                                         r"so the train split would be empty"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v0", progress=False)
+    lst = tmp_path / "tl.json"
+    lst.write_text(json.dumps(sorted(p.stem for p in src.glob("*.json"))))
+    with pytest.raises(ValueError, match=r"tl\.json names every one of the 3 \.json files"):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_list=lst, progress=False)
+    assert not (tmp_path / "out").exists()
+    caplog.set_level("WARNING")                                  # --limit: a subset on purpose, a warning
+    counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v0", limit=2, progress=False)
+    assert counts == {"train": 0, "val": 2} and "--limit 2" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["1.5", None])
+def test_a_coordinate_that_is_not_a_number_is_bad_input(tmp_path, value):
+    """A string coordinate was parsed as a number, null became NaN (reported as 'NaN or Inf')."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    frame = [[0.5, 0.25, 3.0]] * 19 + [[value, value, value]]
+    (src / "zz_bad_v01.json").write_text(json.dumps({"file_name": "zz_bad_v01", "skeletons": [frame], "label": 1}))
+    with pytest.raises(SkeletonFormatError, match=r'zz_bad_v01\.json: "skeletons" holds a value that is not a number'):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+
+
+def test_a_coordinate_beyond_float32_is_one_error(tmp_path, recwarn):
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)
+    frame = [[0.5, 0.25, 3.0]] * 19 + [[1e39, 0.0, 3.0]]
+    (src / "zz_bad_v01.json").write_text(json.dumps({"file_name": "zz_bad_v01", "skeletons": [frame], "label": 1}))
+    with pytest.raises(SkeletonFormatError, match=r'zz_bad_v01\.json: "skeletons" holds NaN, Inf or a value beyond'):
+        json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

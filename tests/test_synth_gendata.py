@@ -173,3 +173,26 @@ def test_project_gendata_reads_the_demo_set(xsub_set, tmp_path):
     assert result["reader"] == "gendata"
     assert (result["train"], result["test"]) == (10 * 5 * 2, 10 * 3 * 2)
     assert result["sequence_1nn"] - result["first_frame_1nn"] > 0.5
+
+
+def test_a_folder_with_other_skeleton_files_is_refused(tmp_path):
+    """Rerun with fewer classes into the same folder: the old A003 files stayed beside a 2-class
+    class_names.txt, and ntu_gendata read them as a third class."""
+    small = dict(performers=[1], cameras=[1], replications=[1], progress=False)
+    first = generate_dataset(tmp_path, num_classes=3, **small)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match=r"holds 1 \.skeleton file\(s\) that these options do not write "
+                                         r"\(e\.g\. S001C001P001R001A003\.skeleton\)"):
+        generate_dataset(tmp_path, num_classes=2, **small)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before       # nothing written
+    assert generate_dataset(tmp_path, num_classes=3, seed=5, **small) == first   # same ids: rewritten
+    assert first[0].read_bytes() != before[first[0].name]
+
+
+def test_cli_option_errors_are_one_line_and_exit_1(tmp_path):
+    """--num-classes 0 ended in a ValueError traceback."""
+    result = subprocess.run([sys.executable, str(ROOT / "data_gen" / "synth_gendata.py"), "--out", str(tmp_path / "o"),
+                             "--num-classes", "0", "--no-progress"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ERROR data_gen: num_classes must be in 1..17" in result.stderr
