@@ -175,6 +175,8 @@ LAYOUTS: Dict[str, Layout] = {
         Layout(
             name="coco17", num_joints=17, inward=_COCO_INWARD, center=0,
             flip=(0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15),
+            # COCO has no spine or mid-hip joint: the left side's hip -> shoulder bone stands in [ours], so the
+            # pre-normalisation centres a clip on the left shoulder and turns that bone to +z
             hip=11, spine=5, left_shoulder=5, right_shoulder=6, joint_names=_COCO_NAMES,
         ),
     )
