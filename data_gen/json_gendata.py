@@ -49,7 +49,7 @@ from data_gen.cli import DefaultsHelpFormatter, positive_int  # noqa: E402
 from data_gen.ntu_reader import SkeletonFormatError, decode_text  # noqa: E402
 from data_gen.prenormalise import pre_normalise  # noqa: E402
 from data_gen.split_writer import SplitGroup, add_conversion_options, write_skipped_report  # noqa: E402
-from net.graph import get_layout  # noqa: E402
+from net.graph import LAYOUTS, get_layout  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,13 @@ def read_json_sequence(path, num_joints: int, num_classes: Optional[int] = None)
     with np.errstate(over="ignore"):                            # beyond float32: Inf, reported below
         joints = values.astype(np.float32)
     if joints.ndim != 3 or joints.shape[1:] != (num_joints, NUM_COORDS) or joints.shape[0] == 0:
-        raise SkeletonFormatError(path, None, f'"skeletons" has shape {joints.shape}, expected (T>0, {num_joints}, 3)')
+        hint = ""
+        if joints.ndim == 3 and joints.shape[0] and joints.shape[2] == NUM_COORDS and joints.shape[1] != num_joints:
+            fits = sorted(name for name, layout in LAYOUTS.items() if layout.num_joints == joints.shape[1])
+            hint = (f" (the layout's joint count; {joints.shape[1]} joints is --layout {' / '.join(fits)})" if fits
+                    else f" (the layout's joint count; no layout has {joints.shape[1]} joints)")
+        raise SkeletonFormatError(path, None, f'"skeletons" has shape {joints.shape}, expected '
+                                              f'(T>0, {num_joints}, 3){hint}')
     if not np.isfinite(joints).all():
         raise SkeletonFormatError(path, None, '"skeletons" holds NaN, Inf or a value beyond float32 range')
     label = obj["label"]

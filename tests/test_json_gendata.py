@@ -326,3 +326,18 @@ def test_a_coordinate_beyond_float32_is_one_error(tmp_path, recwarn):
     with pytest.raises(SkeletonFormatError, match=r'zz_bad_v01\.json: "skeletons" holds NaN, Inf or a value beyond'):
         json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_joint_count_of_another_layout_names_the_layout_option(tmp_path):
+    """20-joint files read with the default layout said only 'expected (T>0, 25, 3)', not that --layout sets it."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=1)                  # 20 joints: kinect_v1
+    with pytest.raises(SkeletonFormatError, match=r"expected \(T>0, 25, 3\) \(the layout's joint count; 20 joints "
+                                                  r"is --layout kinect_v1\)"):
+        json_gendata.gendata(src, tmp_path / "out", "ntu25", "b", test_regex="_v03$", progress=False)
+    with pytest.raises(SkeletonFormatError, match=r"expected \(T>0, 17, 3\) \(the layout's joint count; 20 joints"):
+        json_gendata.gendata(src, tmp_path / "out", "coco17", "b", test_regex="_v03$", progress=False)
+    path = src / "a01_s01_e00_v01.json"
+    obj = json.loads(path.read_text())
+    path.write_text(json.dumps({**obj, "skeletons": [[[0.0, 0.0, 0.0]] * 21]}))
+    with pytest.raises(SkeletonFormatError, match=r"no layout has 21 joints"):
+        json_gendata.read_json_sequence(path, 20)
