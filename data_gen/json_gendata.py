@@ -221,6 +221,10 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
         raise FileNotFoundError(f"data folder not found: {data_path}" if not data_path.exists()
                                 else f"{data_path} is not a folder of .json sequences")
     files = sorted(data_path.glob("*.json"))
+    other_case = sorted(p.name for p in data_path.iterdir() if p.suffix.lower() == ".json" and p.suffix != ".json")
+    if other_case:                                      # read only as *.json: say which are left out
+        logger.warning("%s: %d file(s) with an upper-case .json suffix left out (rename them to *.json): %s",
+                       data_path, len(other_case), ", ".join(other_case[:10]) + (" ..." if len(other_case) > 10 else ""))
     if not files:
         raise FileNotFoundError(f"no .json files in {data_path}")
     if limit is not None:

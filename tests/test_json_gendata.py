@@ -341,3 +341,13 @@ def test_a_joint_count_of_another_layout_names_the_layout_option(tmp_path):
     path.write_text(json.dumps({**obj, "skeletons": [[[0.0, 0.0, 0.0]] * 21]}))
     with pytest.raises(SkeletonFormatError, match=r"no layout has 21 joints"):
         json_gendata.read_json_sequence(path, 20)
+
+
+def test_files_with_an_upper_case_suffix_are_named_in_a_warning(tmp_path, caplog):
+    """*.JSON files were left out of the splits without a word (the folder is read as *.json)."""
+    src = make_json_folder(tmp_path / "all_sqe", n_per_view=2)
+    (src / "a02_s01_e00_v01.json").rename(src / "a02_s01_e00_v01.JSON")
+    with caplog.at_level("WARNING"):
+        counts = json_gendata.gendata(src, tmp_path / "out", "kinect_v1", "b", test_regex="_v03$", progress=False)
+    assert counts == {"train": 3, "val": 2}
+    assert any("a02_s01_e00_v01.JSON" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
