@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -116,8 +117,11 @@ class SynthOptions:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("noise", "time_warp", "style_jitter"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < math.inf:                 # NaN fails too
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.style_jitter >= 1:                 # U(1 - j, 1 + j) would take negative scales: mirrored motions
+            raise ValueError(f"style_jitter must be below 1 (motion curves are scaled by U(1 - j, 1 + j)), "
+                             f"got {self.style_jitter}")
 
 
 def sample_name(setup: int, camera: int, performer: int, replication: int, action: int) -> str:

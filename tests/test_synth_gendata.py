@@ -196,3 +196,15 @@ def test_cli_option_errors_are_one_line_and_exit_1(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "ERROR data_gen: num_classes must be in 1..17" in result.stderr
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"style_jitter": 1.5}, r"style_jitter must be below 1"),
+    ({"noise": float("nan")}, r"noise must be a finite number >= 0, got nan"),
+    ({"time_warp": float("inf")}, r"time_warp must be a finite number >= 0, got inf"),
+])
+def test_option_values_that_would_generate_nonsense_are_refused(options, match):
+    """--style-jitter above 1 scaled motion curves by negative factors (mirrored motions) and --noise nan wrote NaN
+    coordinates; both passed the checks."""
+    with pytest.raises(ValueError, match=match):
+        SynthOptions(**options).validate()
