@@ -136,20 +136,23 @@ class Processor:
         if main:
             moved_to = runtime.prepare_work_dir(self.work_dir, resume=resumed,
                                                 overwrite=bool(self.cfg.get("overwrite")))
-        if distributed:
-            torch.distributed.barrier()
-        runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
         try:
-            with runtime.sigterm_raises():
-                return self._run_logged(main, distributed, resumed, moved_to, malloc_kept)
-        except BaseException as err:        # Ctrl-C and SIGTERM included: the run log says how the run ended
-            runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}: {err}")
-            raise
+            if distributed:
+                torch.distributed.barrier()
+            runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
+            try:
+                with runtime.sigterm_raises():
+                    return self._run_logged(main, distributed, resumed, moved_to, malloc_kept)
+            except BaseException as err:    # Ctrl-C and SIGTERM included: the run log says how the run ended
+                runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}: {err}")
+                raise
+            finally:
+                self.close()
+                runtime.teardown_logging()
+                if distributed and torch.distributed.is_initialized():
+                    torch.distributed.destroy_process_group()
         finally:
-            self.close()
-            runtime.teardown_logging()
-            if distributed and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            runtime.release_work_dir(self.work_dir)   # prepare_work_dir's lock: the folder is free again
 
     def _run_logged(self, main: bool, distributed: bool, resumed: bool, moved_to, malloc_kept: bool) -> Dict[str, Any]:
         """The body of :meth:`run` once the work dir and the log exist."""

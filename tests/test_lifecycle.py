@@ -694,3 +694,72 @@ def test_main_reports_an_unknown_augmentation_op_in_one_line(tmp_path, repo_root
     line = _one_error_line(capsys.readouterr().err)
     assert code != 0
     assert "augment.order: unknown ops ['jitter']" in line and "temporal_mask" in line
+
+
+_HOLD_LOCK = """
+import fcntl, sys
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+handle.seek(0)
+handle.truncate()
+handle.write("pid 4242 on elsewhere since 2026-01-01T00:00:00")
+handle.flush()
+print("locked", flush=True)
+sys.stdin.read()                  # holds the lock until the test closes stdin
+"""
+
+_TRY_LOCK = """
+import fcntl, os, sys
+if not os.path.exists(sys.argv[1]):
+    print("absent")
+    sys.exit()
+handle = open(sys.argv[1])
+try:
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def test_a_second_process_on_a_running_runs_folder_is_refused(toy):
+    """Two processes in one run folder (a command started twice, a --resume or --overwrite of a run still going)
+    wrote one latest.pt, log.txt and metrics.jsonl together (12 rows for a 6-epoch run): a run now holds a lock
+    on its folder, and a second process is refused with the holder named, moving and writing nothing."""
+    import subprocess
+    import sys
+
+    seen = []
+    LOCK_FILE = ".run.lock"                          # the README's name of the lock
+
+    class Probing(ToyProcessor):
+        def train_step(self, batch):
+            if self.global_step == 2:                # while the run is going: another process cannot lock it
+                seen.append(subprocess.run([sys.executable, "-c", _TRY_LOCK, str(self.work_dir / LOCK_FILE)],
+                                           capture_output=True, text=True, check=True).stdout.strip())
+            return super().train_step(batch)
+
+    Probing.from_config(None, [f"work_dir={toy / 'runs'}", "name=busy", "epochs=2", "batch_size=8",
+                               "tensorboard=false", "progress_bar=false"]).run()
+    assert seen == ["held"]
+    run_dir = toy / "runs/busy"
+    assert subprocess.run([sys.executable, "-c", _TRY_LOCK, str(run_dir / LOCK_FILE)], capture_output=True,
+                          text=True, check=True).stdout.strip() == "free"          # released at the end
+
+    (run_dir / FINISHED_MARKER).unlink()             # as if that run were still going, in another process
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir / LOCK_FILE)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = sorted(p.name for p in run_dir.iterdir())
+        for extra in ([], ["resume=true"], ["overwrite=true"]):
+            with pytest.raises(RunDirError, match=r"busy is in use by a run that is still going \(pid 4242 on "
+                                                  r"elsewhere since 2026-01-01T00:00:00\)"):
+                make(toy, "name=busy", *extra).run()
+            assert sorted(p.name for p in run_dir.iterdir()) == before, extra        # nothing moved or written
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    make(toy, "name=busy", "epochs=2", "resume=true").run()            # free again: the resume goes ahead
+    assert (run_dir / FINISHED_MARKER).exists()
