@@ -177,7 +177,11 @@ class Processor:
     def write_run_record(self, resumed: bool) -> None:
         """``config.yaml`` (the resolved config) and ``run_info.json`` in the run dir (main process)."""
         if runtime.is_main_process():
-            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
+            execution = runtime.execution_info(runtime.resolve_device(self.cfg.get("device", "cpu")))
+            logger.info("%s on %s", "resumed" if resumed else "runs",
+                        ", ".join(f"{k} {v}" for k, v in execution.items()))
+            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed,
+                                     execution=execution)
 
     def close(self) -> None:
         """Release resources (writers, process groups); safe to call twice."""

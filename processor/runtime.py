@@ -44,7 +44,7 @@ __all__ = [
     "FINISHED_MARKER", "OVERWRITTEN_DIR", "RUN_RECORD", "RunDirError", "Terminated", "check_run_name",
     "prepare_work_dir", "release_work_dir", "LOCK_FILE", "sigterm_raises",
     "setup_logging", "teardown_logging",
-    "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
+    "write_run_record", "execution_info", "resolve_device", "seed_everything", "worker_seed", "rng_state",
     "set_rng_state", "seed_per_process", "is_main_process", "init_distributed", "world_size", "rank",
     "mean_over_processes", "gather_objects",
 ]
@@ -280,8 +280,21 @@ def _versions() -> Dict[str, str]:
     return versions
 
 
-def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resumed: bool = False) -> None:
-    """Save the resolved config, the command line, the git commit and library versions.
+def execution_info(device: torch.device) -> Dict[str, Any]:
+    """What runs the computation and changes its numbers beyond the config: the device ``device: auto`` chose
+    (and its GPU), the torch CPU threads (``num_threads: 0`` takes the machine's cores; CPU results differ in
+    their last bits between thread counts) and the number of processes."""
+    info: Dict[str, Any] = {"device": str(device), "torch_threads": torch.get_num_threads(),
+                            "processes": world_size()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resumed: bool = False,
+                     execution: Optional[Dict[str, Any]] = None) -> None:
+    """Save the resolved config, the command line, the git commit, library versions and ``execution``
+    (:func:`execution_info`).
 
     A resumed run keeps its first record: ``run_info.json`` gains an entry in ``resumes`` (command,
     time, commit, host), and a ``config.yaml`` that the resume changes is first copied to
@@ -296,6 +309,8 @@ def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resu
         "host": socket.gethostname(),
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
     }
+    if execution is not None:
+        record["execution"] = execution
     info_path, config_path = work_dir / RUN_RECORD, work_dir / "config.yaml"
     if resumed and info_path.is_file():
         import json

@@ -763,3 +763,21 @@ def test_a_second_process_on_a_running_runs_folder_is_refused(toy):
         holder.wait(timeout=10)
     make(toy, "name=busy", "epochs=2", "resume=true").run()            # free again: the resume goes ahead
     assert (run_dir / FINISHED_MARKER).exists()
+
+
+def test_run_record_says_the_device_and_threads_that_ran_it(toy):
+    """device: auto and num_threads: 0 (the defaults) leave the device and the CPU thread count to the machine,
+    and a tiny CPU pretraining with 2 threads ends 0.034 away from the 1-thread run's weights: run_info.json and
+    log.txt say what ran it, for the first run and for each resume."""
+    ToyProcessor.interrupt_at = 7
+    with pytest.raises(Interrupt):
+        make(toy, "name=where", "num_threads=2", "device=auto").run()
+    ToyProcessor.interrupt_at = None
+    make(toy, "name=where", "resume=true", "num_threads=1", "device=cpu").run()
+    info = json.loads((toy / "runs/where/run_info.json").read_text())
+    assert info["execution"] == {"device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": 2,
+                                 "processes": 1} | ({"gpu": torch.cuda.get_device_name()}
+                                                    if torch.cuda.is_available() else {})
+    assert info["resumes"][0]["execution"] == {"device": "cpu", "torch_threads": 1, "processes": 1}
+    log = (toy / "runs/where/log.txt").read_text()
+    assert "runs on device" in log and "resumed on device cpu, torch_threads 1, processes 1" in log
