@@ -159,8 +159,12 @@ def parse_override(text: str) -> Tuple[List[str], Any]:
         raise ConfigError(f"override {text!r}: empty key")
     try:
         parsed = safe_load(value) if value.strip() != "" else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+    except yaml.YAMLError as err:        # one line, as a file's: the problem and where in the value
+        mark = getattr(err, "problem_mark", None)
+        where = f" at column {mark.column + 1} of the value" if mark is not None else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({problem}{where}); a text value "
+                          f"with YAML's special characters takes quotes: key=\"'...'\"") from None
     return key.split("."), parsed
 
 

@@ -382,3 +382,20 @@ def test_the_shipped_defaults_keep_their_legitimate_nulls_and_fractions():
     assert cfg["label_fraction"] == 1
     cfg = resolve_config(root / "linear_evaluation.yaml", None, ["pretrained=null", "optim.lr=2"])
     assert cfg["pretrained"] is None and cfg["optim"]["lr"] == 2
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("optim.lr=[1,", "expected the node content, but found '<stream end>' at column 4 of the value"),
+    ("name=@run", "found character '@' that cannot start any token at column 1 of the value"),
+])
+def test_an_override_that_is_not_yaml_is_one_line_naming_it(override, problem, tmp_path, repo_root, capsys):
+    """The YAML error of an override was printed as PyYAML formats it, over five lines (with a caret under a
+    '<unicode string>'): it is one error line now, as a config file's, with the problem and its column."""
+    import main as main_module
+
+    code = main_module.main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", override])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: override {override!r}: value is not valid YAML ({problem})")
+    assert not (tmp_path / "runs").exists()
