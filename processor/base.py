@@ -28,7 +28,8 @@ from feeder.io import save_json_atomic, save_text_atomic
 from net.sync_bn import convert_sync_batchnorm
 from processor import cpu_allocator, runtime
 from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
-from processor.config import AttrDict, ConfigError, dump_yaml, flatten, resolve_config
+from processor.config import (AttrDict, ConfigError, UnknownKeyError, dump_yaml, flatten, load_with_bases,
+                              resolve_config)
 from processor.meters import MeterGroup
 from processor.sampler import ResumableSampler
 from processor.schedule import PlateauRule, build_scheduler, warmup_factor
@@ -94,10 +95,36 @@ class Processor:
 
     @classmethod
     def from_config(cls, config_path: Optional[Path], overrides: Iterable[str] = (), argv: Sequence[str] = ()):
-        cfg = resolve_config(cls.defaults_path(), config_path, overrides)
+        try:
+            cfg = resolve_config(cls.defaults_path(), config_path, overrides)
+        except UnknownKeyError as err:
+            others = cls.processors_with_key(err.key)
+            if not others:
+                raise
+            what = "the override" if err.origin == "command line" else "the config"
+            raise ConfigError(f"unknown config key {err.key!r} (set in {err.origin}): a key of {', '.join(others)}, "
+                              f"not of {cls.name}; is {what} meant for another processor? (python main.py "
+                              f"<processor> --config ...){err.close_hint()}") from None
         if cfg.get("name") is None:
             cfg["name"] = cls.default_run_name(config_path)
         return cls(cfg, config_path, argv)
+
+    @classmethod
+    def processors_with_key(cls, dotted: str) -> list:
+        """The other registered processors whose defaults have the config key ``dotted``."""
+        from processor.registry import discover
+
+        found = []
+        for name, other in discover().items():
+            path = other.defaults_path()
+            if other is cls or not path.is_file():
+                continue
+            node: Any = load_with_bases(path)
+            for part in dotted.split("."):
+                node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+            if node is not KeyError:
+                found.append(name)
+        return found
 
     @classmethod
     def default_run_name(cls, config_path: Optional[Path]) -> str:

@@ -399,3 +399,23 @@ def test_an_override_that_is_not_yaml_is_one_line_naming_it(override, problem, t
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: override {override!r}: value is not valid YAML ({problem})")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_config_of_another_processor_says_so(tmp_path, repo_root, capsys):
+    """A linear-evaluation config given to pretrain_acsar was refused on 'pretrained' with "did you mean
+    'deterministic'?": a key another processor has now names those processors instead of a far spelling."""
+    import main as main_module
+
+    linear = repo_root / "config/demo/linear.yaml"
+    code = main_module.main(["pretrain_acsar", "--config", str(linear), f"work_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: unknown config key 'pretrained' (set in {linear}): a key of finetune, "
+                          f"knn_evaluation, linear_evaluation, semi_supervised, not of pretrain_acsar; is the config "
+                          f"meant for another processor?")
+    assert "deterministic" not in err and not (tmp_path / "runs").exists()
+    code = main_module.main(["linear_evaluation", "--config", str(linear), "moco.queue_size=8"])
+    assert code == 2 and "a key of pretrain_acsar, not of linear_evaluation; is the override meant" in \
+        capsys.readouterr().err
+    code = main_module.main(["linear_evaluation", "--config", str(linear), "optim.lrr=1"])       # a plain typo
+    assert code == 2 and "did you mean 'optim.lr'?" in capsys.readouterr().err
