@@ -369,7 +369,8 @@ def test_crash_while_saving_keeps_previous_checkpoint(toy, monkeypatch):
     before = load_checkpoint(run_dir / LATEST)
 
     def broken_save(obj, path, *args, **kwargs):
-        Path(path).write_bytes(b"half a checkpoint")
+        handle = open(path, "wb") if isinstance(path, (str, Path)) else path     # a path or a file object
+        handle.write(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_module.torch, "save", broken_save)
@@ -781,3 +782,42 @@ def test_run_record_says_the_device_and_threads_that_ran_it(toy):
     assert info["resumes"][0]["execution"] == {"device": "cpu", "torch_threads": 1, "processes": 1}
     log = (toy / "runs/where/log.txt").read_text()
     assert "runs on device" in log and "resumed on device cpu, torch_threads 1, processes 1" in log
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_checkpoint(toy, monkeypatch, capsys):
+    """A full disk made torch.save raise its zip writer's RuntimeError ("[enforce fail at inline_container.cc:672]
+    . unexpected pos 64 vs 0", after "basic_ios::clear: iostream error"): a traceback of torch internals naming
+    neither the file nor the cause.  The checkpoint is now written through a file object (so the OSError behind
+    it surfaces), fsync'd before it replaces latest.pt, and the error names the file, the cause and what is left."""
+    import errno
+    import os
+
+    from feeder import io as feeder_io
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(feeder_io.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    make(toy, "name=full", "epochs=1").run()
+    assert synced                                    # on disk before the rename (as every other output)
+    run_dir = toy / "runs/full"
+    before = load_checkpoint(run_dir / LATEST)
+
+    def torch_save_on_a_full_disk(obj, f, *args, **kwargs):     # what torch.save does when a write fails
+        try:
+            handle = open(f, "wb") if isinstance(f, (str, Path)) else f
+            handle.write(b"PK\x03\x04")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(ckpt_module.torch, "save", torch_save_on_a_full_disk)
+    with pytest.raises(OSError) as info:
+        ckpt_module.save_checkpoint({"model": {}}, run_dir)
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value) == (f"[Errno {errno.ENOSPC}] cannot write the checkpoint {run_dir / LATEST}: No space left "
+                               f"on device; {run_dir / LATEST} still holds the last checkpoint written")
+    assert load_checkpoint(run_dir / LATEST)["global_step"] == before["global_step"]
+    assert not [p for p in run_dir.iterdir() if ".tmp-" in p.name]
+    monkeypatch.setattr(ckpt_module.torch, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):            # torch's other errors are left as they are
+        ckpt_module.save_checkpoint({"model": {}}, run_dir)
