@@ -28,7 +28,8 @@ from feeder.io import save_json_atomic, save_text_atomic
 from net.sync_bn import convert_sync_batchnorm
 from processor import cpu_allocator, runtime
 from processor.checkpoint import LATEST, load_checkpoint, save_checkpoint
-from processor.config import AttrDict, ConfigError, dump_yaml, flatten, resolve_config
+from processor.config import (AttrDict, ConfigError, UnknownKeyError, dump_yaml, flatten, load_with_bases,
+                              resolve_config)
 from processor.meters import MeterGroup
 from processor.sampler import ResumableSampler
 from processor.schedule import PlateauRule, build_scheduler, warmup_factor
@@ -94,10 +95,36 @@ class Processor:
 
     @classmethod
     def from_config(cls, config_path: Optional[Path], overrides: Iterable[str] = (), argv: Sequence[str] = ()):
-        cfg = resolve_config(cls.defaults_path(), config_path, overrides)
+        try:
+            cfg = resolve_config(cls.defaults_path(), config_path, overrides)
+        except UnknownKeyError as err:
+            others = cls.processors_with_key(err.key)
+            if not others:
+                raise
+            what = "the override" if err.origin == "command line" else "the config"
+            raise ConfigError(f"unknown config key {err.key!r} (set in {err.origin}): a key of {', '.join(others)}, "
+                              f"not of {cls.name}; is {what} meant for another processor? (python main.py "
+                              f"<processor> --config ...){err.close_hint()}") from None
         if cfg.get("name") is None:
             cfg["name"] = cls.default_run_name(config_path)
         return cls(cfg, config_path, argv)
+
+    @classmethod
+    def processors_with_key(cls, dotted: str) -> list:
+        """The other registered processors whose defaults have the config key ``dotted``."""
+        from processor.registry import discover
+
+        found = []
+        for name, other in discover().items():
+            path = other.defaults_path()
+            if other is cls or not path.is_file():
+                continue
+            node: Any = load_with_bases(path)
+            for part in dotted.split("."):
+                node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+            if node is not KeyError:
+                found.append(name)
+        return found
 
     @classmethod
     def default_run_name(cls, config_path: Optional[Path]) -> str:
@@ -136,20 +163,23 @@ class Processor:
         if main:
             moved_to = runtime.prepare_work_dir(self.work_dir, resume=resumed,
                                                 overwrite=bool(self.cfg.get("overwrite")))
-        if distributed:
-            torch.distributed.barrier()
-        runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
         try:
-            with runtime.sigterm_raises():
-                return self._run_logged(main, distributed, resumed, moved_to, malloc_kept)
-        except BaseException as err:        # Ctrl-C and SIGTERM included: the run log says how the run ended
-            runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}: {err}")
-            raise
+            if distributed:
+                torch.distributed.barrier()
+            runtime.setup_logging(self.work_dir / "log.txt" if main else None, console=main)
+            try:
+                with runtime.sigterm_raises():
+                    return self._run_logged(main, distributed, resumed, moved_to, malloc_kept)
+            except BaseException as err:    # Ctrl-C and SIGTERM included: the run log says how the run ended
+                runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}: {err}")
+                raise
+            finally:
+                self.close()
+                runtime.teardown_logging()
+                if distributed and torch.distributed.is_initialized():
+                    torch.distributed.destroy_process_group()
         finally:
-            self.close()
-            runtime.teardown_logging()
-            if distributed and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            runtime.release_work_dir(self.work_dir)   # prepare_work_dir's lock: the folder is free again
 
     def _run_logged(self, main: bool, distributed: bool, resumed: bool, moved_to, malloc_kept: bool) -> Dict[str, Any]:
         """The body of :meth:`run` once the work dir and the log exist."""
@@ -174,7 +204,11 @@ class Processor:
     def write_run_record(self, resumed: bool) -> None:
         """``config.yaml`` (the resolved config) and ``run_info.json`` in the run dir (main process)."""
         if runtime.is_main_process():
-            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed)
+            execution = runtime.execution_info(runtime.resolve_device(self.cfg.get("device", "cpu")))
+            logger.info("%s on %s", "resumed" if resumed else "runs",
+                        ", ".join(f"{k} {v}" for k, v in execution.items()))
+            runtime.write_run_record(self.work_dir, dump_yaml(self.cfg.to_dict()), self.argv, resumed=resumed,
+                                     execution=execution)
 
     def close(self) -> None:
         """Release resources (writers, process groups); safe to call twice."""

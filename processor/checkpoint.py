@@ -12,11 +12,11 @@ import logging
 import pickle
 import shutil
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, BinaryIO, Callable, Dict
 
 import torch
 
-from feeder.io import atomic_path
+from feeder.io import atomic_open
 
 __all__ = ["save_checkpoint", "load_checkpoint", "LATEST"]
 
@@ -24,15 +24,46 @@ logger = logging.getLogger(__name__)
 LATEST = "latest.pt"
 
 
+def _io_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: torch.save reports a failed write of its file object (ENOSPC, EDQUOT, EIO) as
+    a RuntimeError of its zip writer ("unexpected pos 704 vs 598") raised while handling that OSError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _write_error(path: Path, latest: Path, cause: OSError) -> OSError:
+    """One line naming the file that could not be written, why, and what is left to resume from."""
+    left = (f"{latest} still holds the last checkpoint written" if latest.is_file()
+            else "no checkpoint of this run was written yet")
+    message = f"cannot write the checkpoint {path}: {cause.strerror or cause}; {left}"
+    return OSError(cause.errno, message) if cause.errno is not None else OSError(message)
+
+
+def _write_atomically(path: Path, latest: Path, write: Callable[[BinaryIO], None]) -> None:
+    try:
+        with atomic_open(path, "wb") as handle:
+            write(handle)
+    except (OSError, RuntimeError) as exc:
+        cause = _io_error(exc)
+        if cause is None:
+            raise
+        raise _write_error(path, latest, cause) from exc
+
+
 def save_checkpoint(state: Dict[str, Any], work_dir: Path, copy_name: str | None = None) -> Path:
-    """Write ``latest.pt`` atomically; optionally keep a copy under ``copy_name``."""
+    """Write ``latest.pt`` atomically (on disk, fsync'd, before it replaces the previous one); optionally keep
+    a copy under ``copy_name``.  A failed write (a full disk) is an OSError naming the file."""
     work_dir = Path(work_dir)
     target = work_dir / LATEST
-    with atomic_path(target) as tmp:
-        torch.save(state, tmp)
+    _write_atomically(target, target, lambda handle: torch.save(state, handle))
     if copy_name:
-        with atomic_path(work_dir / copy_name) as tmp:
-            shutil.copyfile(target, tmp)
+        with open(target, "rb") as source:
+            _write_atomically(work_dir / copy_name, target, lambda handle: shutil.copyfileobj(source, handle))
     return target
 
 

@@ -42,7 +42,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 import yaml
 
 __all__ = [
-    "ConfigError", "load_yaml", "load_with_bases", "parse_override", "apply_overrides",
+    "ConfigError", "UnknownKeyError", "load_yaml", "load_with_bases", "parse_override", "apply_overrides",
     "merge", "validate", "resolve_config", "flatten", "dump_yaml", "AttrDict", "KeyType", "Bounds", "parse_type",
     "declared_types", "TYPES_KEY",
 ]
@@ -50,6 +50,7 @@ __all__ = [
 BASE_KEY = "_base_"
 TYPES_KEY = "_types_"   # in a defaults file: {dotted key: type} for keys whose default does not say it
 KINDS = ("bool", "integer", "number", "string", "list", "mapping")
+CLOSE_SPELLING = 0.75   # difflib ratio from which one key name is taken for a misspelling of another
 
 
 class _Loader(yaml.SafeLoader):
@@ -86,6 +87,22 @@ def safe_load(text):
 
 class ConfigError(ValueError):
     """A configuration problem, with the file (and key) that caused it."""
+
+
+class UnknownKeyError(ConfigError):
+    """A key the defaults do not have: ``key`` (dotted) and ``origin`` (the file that set it, or "command line")."""
+
+    def __init__(self, message: str, key: str, origin: str, nearest: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.key, self.origin, self.nearest = key, origin, nearest
+
+    def close_hint(self) -> str:
+        """``"; did you mean 'x.y'?"`` when the nearest valid key has the same or a close name, else ``""``."""
+        if self.nearest is None:
+            return ""
+        mine, theirs = self.key.rsplit(".", 1)[-1], self.nearest.rsplit(".", 1)[-1]
+        close = difflib.SequenceMatcher(None, mine, theirs).ratio() >= CLOSE_SPELLING
+        return f"; did you mean {self.nearest!r}?" if close else ""
 
 
 def load_yaml(path: Path) -> Dict[str, Any]:
@@ -159,8 +176,12 @@ def parse_override(text: str) -> Tuple[List[str], Any]:
         raise ConfigError(f"override {text!r}: empty key")
     try:
         parsed = safe_load(value) if value.strip() != "" else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+    except yaml.YAMLError as err:        # one line, as a file's: the problem and where in the value
+        mark = getattr(err, "problem_mark", None)
+        where = f" at column {mark.column + 1} of the value" if mark is not None else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({problem}{where}); a text value "
+                          f"with YAML's special characters takes quotes: key=\"'...'\"") from None
     return key.split("."), parsed
 
 
@@ -380,7 +401,7 @@ def nearest_key(key: str, prefix: str, siblings: Mapping[str, Any], root: Mappin
     if same:
         return same[0]
     tails = {k.rsplit(".", 1)[-1]: k for k in everywhere}
-    close = difflib.get_close_matches(key, list(tails), n=1, cutoff=0.75)
+    close = difflib.get_close_matches(key, list(tails), n=1, cutoff=CLOSE_SPELLING)
     if close:
         return tails[close[0]]
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.4)
@@ -400,8 +421,8 @@ def validate(cfg: Mapping[str, Any], defaults: Mapping[str, Any], origins: Mappi
             near = nearest_key(str(key), prefix, defaults, root_defaults or defaults)
             hint = f"; did you mean {near!r}?" if near else ""
             valid = ", ".join(sorted(str(k) for k in defaults)) or "(none)"
-            raise ConfigError(f"unknown config key {dotted!r} (set in {origin}){hint} "
-                              f"Valid keys at this level: {valid}")
+            raise UnknownKeyError(f"unknown config key {dotted!r} (set in {origin}){hint} "
+                                  f"Valid keys at this level: {valid}", dotted, origin, near)
         default = defaults[key]
         if isinstance(default, Mapping):
             if value is None and default:

@@ -9,6 +9,9 @@ run (unless ``overwrite``) or an unfinished one (unless ``resume`` or
 ``<name>/overwritten/<UTC time>/``, so the new run starts from an empty folder
 (a fresh ``metrics.jsonl``, no stale epoch checkpoints) and nothing is lost; it
 refuses a folder with other runs inside it, which it would move along.
+While a run is going it holds a lock on ``<name>/.run.lock``: a second process
+started on the same folder (a repeated command, a ``--resume`` or ``--overwrite``
+of a run that is still going) is refused instead of mixing its checkpoints and logs.
 """
 from __future__ import annotations
 
@@ -30,13 +33,18 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
 from feeder.io import OVERWRITTEN_DIR, move_to_overwritten, save_json_atomic, save_text_atomic
 
 __all__ = [
     "FINISHED_MARKER", "OVERWRITTEN_DIR", "RUN_RECORD", "RunDirError", "Terminated", "check_run_name",
-    "prepare_work_dir", "sigterm_raises",
+    "prepare_work_dir", "release_work_dir", "LOCK_FILE", "sigterm_raises",
     "setup_logging", "teardown_logging",
-    "write_run_record", "resolve_device", "seed_everything", "worker_seed", "rng_state",
+    "write_run_record", "execution_info", "resolve_device", "seed_everything", "worker_seed", "rng_state",
     "set_rng_state", "seed_per_process", "is_main_process", "init_distributed", "world_size", "rank",
     "mean_over_processes", "gather_objects",
 ]
@@ -74,11 +82,8 @@ def check_run_name(name: object) -> str:
     return name
 
 
-def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
-                     checkpoint_name: str = "latest.pt") -> Optional[Path]:
-    """Create or check the run folder ``path``; returns where ``overwrite`` moved an earlier run's
-    files (``path/overwritten/<UTC time>``), or None when nothing was moved."""
-    path = Path(path)
+def _check_work_dir(path: Path, resume: bool, overwrite: bool, checkpoint_name: str) -> None:
+    """Raise :class:`RunDirError` when the folder cannot be used as asked (reads only)."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"work dir {path} exists and is not a folder")
     if resume and overwrite:
@@ -94,16 +99,87 @@ def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
     if resume and not has_checkpoint:
         raise RunDirError(f"--resume: {path} holds no {checkpoint_name} to continue (a misspelt name=? drop "
                           f"--resume to start a new run there)")
-    moved_to = None
-    earlier = sorted(p for p in path.iterdir() if p.name != OVERWRITTEN_DIR) if path.is_dir() else []
-    nested = [p for p in earlier if p.is_dir() and next(p.rglob(RUN_RECORD), None) is not None] if overwrite else []
-    if nested:
-        raise RunDirError(f"{path} holds other runs ({', '.join(p.name for p in nested)}): overwrite would move "
-                          f"them into {path / OVERWRITTEN_DIR}; choose a name= of a folder of its own")
-    if overwrite and earlier:
-        moved_to = move_to_overwritten(path, earlier)
+
+
+def prepare_work_dir(path: Path, resume: bool, overwrite: bool,
+                     checkpoint_name: str = "latest.pt") -> Optional[Path]:
+    """Create or check the run folder ``path`` and lock it for this process (:func:`release_work_dir`
+    unlocks it); returns where ``overwrite`` moved an earlier run's files (``path/overwritten/<UTC time>``),
+    or None when nothing was moved.  A folder locked by a run that is still going is refused."""
+    path = Path(path)
+    _refuse_if_locked(path)                      # before the checks: a running run is no unfinished one
+    _check_work_dir(path, resume, overwrite, checkpoint_name)
     path.mkdir(parents=True, exist_ok=True)
+    _lock_work_dir(path)
+    try:
+        _check_work_dir(path, resume, overwrite, checkpoint_name)    # again, under the lock
+        moved_to = None
+        earlier = sorted(p for p in path.iterdir() if p.name not in (OVERWRITTEN_DIR, LOCK_FILE))
+        nested = ([p for p in earlier if p.is_dir() and next(p.rglob(RUN_RECORD), None) is not None]
+                  if overwrite else [])
+        if nested:
+            raise RunDirError(f"{path} holds other runs ({', '.join(p.name for p in nested)}): overwrite would "
+                              f"move them into {path / OVERWRITTEN_DIR}; choose a name= of a folder of its own")
+        if overwrite and earlier:
+            moved_to = move_to_overwritten(path, earlier)
+    except BaseException:
+        release_work_dir(path)
+        raise
     return moved_to
+
+
+LOCK_FILE = ".run.lock"   # in the run folder: held (flock) by the process running there; kept afterwards
+_LOCKS: Dict[Path, Any] = {}
+
+
+def _in_use(path: Path, holder: str) -> RunDirError:
+    return RunDirError(f"{path} is in use by a run that is still going ({holder or 'another process'}): two runs "
+                       f"in one folder would mix their checkpoints and logs; wait for it to end, or choose another "
+                       f"name=")
+
+
+def _refuse_if_locked(path: Path) -> None:
+    """Raise when another process holds ``path``'s lock (creates nothing)."""
+    lock = path / LOCK_FILE
+    if fcntl is None or not lock.is_file() or path.resolve() in _LOCKS:
+        return
+    with open(lock, "r", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(path, " ".join(handle.read().split())) from None
+
+
+def _lock_work_dir(path: Path) -> None:
+    """Hold an exclusive lock on ``path/.run.lock`` until :func:`release_work_dir` (or the process ends:
+    the system drops the lock of a killed process, so no stale lock remains)."""
+    if fcntl is None:                      # not POSIX: no lock
+        return
+    key = path.resolve()
+    if key in _LOCKS:
+        return
+    handle = open(path / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = " ".join(handle.read().split())
+        handle.close()
+        raise _in_use(path, holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                 f"{_dt.datetime.now().isoformat(timespec='seconds')}\n")
+    handle.flush()
+    _LOCKS[key] = handle
+
+
+def release_work_dir(path: Path) -> None:
+    """Release :func:`prepare_work_dir`'s lock on ``path`` (nothing when this process holds none)."""
+    handle = _LOCKS.pop(Path(path).resolve(), None)
+    if handle is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
 
 
 _HANDLERS: list = []
@@ -204,8 +280,21 @@ def _versions() -> Dict[str, str]:
     return versions
 
 
-def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resumed: bool = False) -> None:
-    """Save the resolved config, the command line, the git commit and library versions.
+def execution_info(device: torch.device) -> Dict[str, Any]:
+    """What runs the computation and changes its numbers beyond the config: the device ``device: auto`` chose
+    (and its GPU), the torch CPU threads (``num_threads: 0`` takes the machine's cores; CPU results differ in
+    their last bits between thread counts) and the number of processes."""
+    info: Dict[str, Any] = {"device": str(device), "torch_threads": torch.get_num_threads(),
+                            "processes": world_size()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resumed: bool = False,
+                     execution: Optional[Dict[str, Any]] = None) -> None:
+    """Save the resolved config, the command line, the git commit, library versions and ``execution``
+    (:func:`execution_info`).
 
     A resumed run keeps its first record: ``run_info.json`` gains an entry in ``resumes`` (command,
     time, commit, host), and a ``config.yaml`` that the resume changes is first copied to
@@ -220,6 +309,8 @@ def write_run_record(work_dir: Path, config_yaml: str, argv: Sequence[str], resu
         "host": socket.gethostname(),
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
     }
+    if execution is not None:
+        record["execution"] = execution
     info_path, config_path = work_dir / RUN_RECORD, work_dir / "config.yaml"
     if resumed and info_path.is_file():
         import json

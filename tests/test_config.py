@@ -382,3 +382,40 @@ def test_the_shipped_defaults_keep_their_legitimate_nulls_and_fractions():
     assert cfg["label_fraction"] == 1
     cfg = resolve_config(root / "linear_evaluation.yaml", None, ["pretrained=null", "optim.lr=2"])
     assert cfg["pretrained"] is None and cfg["optim"]["lr"] == 2
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("optim.lr=[1,", "expected the node content, but found '<stream end>' at column 4 of the value"),
+    ("name=@run", "found character '@' that cannot start any token at column 1 of the value"),
+])
+def test_an_override_that_is_not_yaml_is_one_line_naming_it(override, problem, tmp_path, repo_root, capsys):
+    """The YAML error of an override was printed as PyYAML formats it, over five lines (with a caret under a
+    '<unicode string>'): it is one error line now, as a config file's, with the problem and its column."""
+    import main as main_module
+
+    code = main_module.main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", override])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: override {override!r}: value is not valid YAML ({problem})")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_config_of_another_processor_says_so(tmp_path, repo_root, capsys):
+    """A linear-evaluation config given to pretrain_acsar was refused on 'pretrained' with "did you mean
+    'deterministic'?": a key another processor has now names those processors instead of a far spelling."""
+    import main as main_module
+
+    linear = repo_root / "config/demo/linear.yaml"
+    code = main_module.main(["pretrain_acsar", "--config", str(linear), f"work_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: unknown config key 'pretrained' (set in {linear}): a key of finetune, "
+                          f"knn_evaluation, linear_evaluation, semi_supervised, not of pretrain_acsar; is the config "
+                          f"meant for another processor?")
+    assert "deterministic" not in err and not (tmp_path / "runs").exists()
+    code = main_module.main(["linear_evaluation", "--config", str(linear), "moco.queue_size=8"])
+    assert code == 2 and "a key of pretrain_acsar, not of linear_evaluation; is the override meant" in \
+        capsys.readouterr().err
+    code = main_module.main(["linear_evaluation", "--config", str(linear), "optim.lrr=1"])       # a plain typo
+    assert code == 2 and "did you mean 'optim.lr'?" in capsys.readouterr().err

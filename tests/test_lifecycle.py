@@ -369,7 +369,8 @@ def test_crash_while_saving_keeps_previous_checkpoint(toy, monkeypatch):
     before = load_checkpoint(run_dir / LATEST)
 
     def broken_save(obj, path, *args, **kwargs):
-        Path(path).write_bytes(b"half a checkpoint")
+        handle = open(path, "wb") if isinstance(path, (str, Path)) else path     # a path or a file object
+        handle.write(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_module.torch, "save", broken_save)
@@ -702,3 +703,129 @@ def test_main_reports_an_unknown_augmentation_op_in_one_line(tmp_path, repo_root
     line = _one_error_line(capsys.readouterr().err)
     assert code != 0
     assert "augment.order: unknown ops ['jitter']" in line and "temporal_mask" in line
+
+
+_HOLD_LOCK = """
+import fcntl, sys
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+handle.seek(0)
+handle.truncate()
+handle.write("pid 4242 on elsewhere since 2026-01-01T00:00:00")
+handle.flush()
+print("locked", flush=True)
+sys.stdin.read()                  # holds the lock until the test closes stdin
+"""
+
+_TRY_LOCK = """
+import fcntl, os, sys
+if not os.path.exists(sys.argv[1]):
+    print("absent")
+    sys.exit()
+handle = open(sys.argv[1])
+try:
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def test_a_second_process_on_a_running_runs_folder_is_refused(toy):
+    """Two processes in one run folder (a command started twice, a --resume or --overwrite of a run still going)
+    wrote one latest.pt, log.txt and metrics.jsonl together (12 rows for a 6-epoch run): a run now holds a lock
+    on its folder, and a second process is refused with the holder named, moving and writing nothing."""
+    import subprocess
+    import sys
+
+    seen = []
+    LOCK_FILE = ".run.lock"                          # the README's name of the lock
+
+    class Probing(ToyProcessor):
+        def train_step(self, batch):
+            if self.global_step == 2:                # while the run is going: another process cannot lock it
+                seen.append(subprocess.run([sys.executable, "-c", _TRY_LOCK, str(self.work_dir / LOCK_FILE)],
+                                           capture_output=True, text=True, check=True).stdout.strip())
+            return super().train_step(batch)
+
+    Probing.from_config(None, [f"work_dir={toy / 'runs'}", "name=busy", "epochs=2", "batch_size=8",
+                               "tensorboard=false", "progress_bar=false"]).run()
+    assert seen == ["held"]
+    run_dir = toy / "runs/busy"
+    assert subprocess.run([sys.executable, "-c", _TRY_LOCK, str(run_dir / LOCK_FILE)], capture_output=True,
+                          text=True, check=True).stdout.strip() == "free"          # released at the end
+
+    (run_dir / FINISHED_MARKER).unlink()             # as if that run were still going, in another process
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir / LOCK_FILE)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = sorted(p.name for p in run_dir.iterdir())
+        for extra in ([], ["resume=true"], ["overwrite=true"]):
+            with pytest.raises(RunDirError, match=r"busy is in use by a run that is still going \(pid 4242 on "
+                                                  r"elsewhere since 2026-01-01T00:00:00\)"):
+                make(toy, "name=busy", *extra).run()
+            assert sorted(p.name for p in run_dir.iterdir()) == before, extra        # nothing moved or written
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    make(toy, "name=busy", "epochs=2", "resume=true").run()            # free again: the resume goes ahead
+    assert (run_dir / FINISHED_MARKER).exists()
+
+
+def test_run_record_says_the_device_and_threads_that_ran_it(toy):
+    """device: auto and num_threads: 0 (the defaults) leave the device and the CPU thread count to the machine,
+    and a tiny CPU pretraining with 2 threads ends 0.034 away from the 1-thread run's weights: run_info.json and
+    log.txt say what ran it, for the first run and for each resume."""
+    ToyProcessor.interrupt_at = 7
+    with pytest.raises(Interrupt):
+        make(toy, "name=where", "num_threads=2", "device=auto").run()
+    ToyProcessor.interrupt_at = None
+    make(toy, "name=where", "resume=true", "num_threads=1", "device=cpu").run()
+    info = json.loads((toy / "runs/where/run_info.json").read_text())
+    assert info["execution"] == {"device": "cuda" if torch.cuda.is_available() else "cpu", "torch_threads": 2,
+                                 "processes": 1} | ({"gpu": torch.cuda.get_device_name()}
+                                                    if torch.cuda.is_available() else {})
+    assert info["resumes"][0]["execution"] == {"device": "cpu", "torch_threads": 1, "processes": 1}
+    log = (toy / "runs/where/log.txt").read_text()
+    assert "runs on device" in log and "resumed on device cpu, torch_threads 1, processes 1" in log
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_checkpoint(toy, monkeypatch, capsys):
+    """A full disk made torch.save raise its zip writer's RuntimeError ("[enforce fail at inline_container.cc:672]
+    . unexpected pos 64 vs 0", after "basic_ios::clear: iostream error"): a traceback of torch internals naming
+    neither the file nor the cause.  The checkpoint is now written through a file object (so the OSError behind
+    it surfaces), fsync'd before it replaces latest.pt, and the error names the file, the cause and what is left."""
+    import errno
+    import os
+
+    from feeder import io as feeder_io
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(feeder_io.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    make(toy, "name=full", "epochs=1").run()
+    assert synced                                    # on disk before the rename (as every other output)
+    run_dir = toy / "runs/full"
+    before = load_checkpoint(run_dir / LATEST)
+
+    def torch_save_on_a_full_disk(obj, f, *args, **kwargs):     # what torch.save does when a write fails
+        try:
+            handle = open(f, "wb") if isinstance(f, (str, Path)) else f
+            handle.write(b"PK\x03\x04")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(ckpt_module.torch, "save", torch_save_on_a_full_disk)
+    with pytest.raises(OSError) as info:
+        ckpt_module.save_checkpoint({"model": {}}, run_dir)
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value) == (f"[Errno {errno.ENOSPC}] cannot write the checkpoint {run_dir / LATEST}: No space left "
+                               f"on device; {run_dir / LATEST} still holds the last checkpoint written")
+    assert load_checkpoint(run_dir / LATEST)["global_step"] == before["global_step"]
+    assert not [p for p in run_dir.iterdir() if ".tmp-" in p.name]
+    monkeypatch.setattr(ckpt_module.torch, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):            # torch's other errors are left as they are
+        ckpt_module.save_checkpoint({"model": {}}, run_dir)
