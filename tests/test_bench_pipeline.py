@@ -57,6 +57,21 @@ def test_a_failure_fails_its_dependants_only(tmp_path, capsys):
     assert "[FAIL] bad (exit 3)" in capsys.readouterr().out
 
 
+def test_a_failure_fails_every_step_downstream_of_it(tmp_path, capsys):
+    """Dependants of dependants are failed (and reported) too, whatever the order the steps are listed in."""
+    out = tmp_path / "out.txt"
+    steps = [Step("last", _append(out, "last"), lambda: False, ["middle"]),
+             Step("bad", _append(out, "bad", fail=True), lambda: False),
+             Step("middle", _append(out, "middle"), lambda: False, ["first"]),
+             Step("first", _append(out, "first"), lambda: False, ["bad"])]
+    results = _run(steps, tmp_path, jobs=1)
+    assert [(r.name, r.status) for r in results] == [("last", "failed"), ("bad", "failed"), ("middle", "failed"),
+                                                     ("first", "failed")]
+    assert out.read_text().split() == ["bad"]
+    printed = capsys.readouterr().out
+    assert all(f"[skip] {name}: a step it needs failed" in printed for name in ("first", "middle", "last"))
+
+
 def test_unknown_dependency_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown dependencies"):
         _run([Step("a", _append(tmp_path / "x", "a"), lambda: False, ["missing"])], tmp_path)
