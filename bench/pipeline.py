@@ -216,7 +216,7 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
             if result.status == "done":
                 print(f"[done] {name} in {result.wall_s:.1f} s", flush=True)
             else:
-                print(f"[FAIL] {name} (exit {proc.returncode}), log {log_path(logs, name)}:\n  "
+                print(f"[FAIL] {name} (exit {proc.returncode}): {shown}\n  log {log_path(logs, name)}:\n  "
                       f"{_log_tail(log_path(logs, name))}", flush=True)
             if on_finish is not None:
                 on_finish(result)

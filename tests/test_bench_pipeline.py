@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from pipeline import Step, changed_settings, pin_settings, reported_epoch, run_steps  # noqa: E402
+from pipeline import Step, changed_settings, pin_settings, printable, reported_epoch, run_steps  # noqa: E402
 
 
 def _append(path: Path, text: str, fail: bool = False) -> list:
@@ -54,7 +54,10 @@ def test_a_failure_fails_its_dependants_only(tmp_path, capsys):
     results = _run(steps, tmp_path, jobs=1)
     assert {r.name: r.status for r in results} == {"bad": "failed", "after_bad": "failed", "other": "done"}
     assert sorted(out.read_text().split()) == ["bad", "other"]
-    assert "[FAIL] bad (exit 3)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # the failed command and its log are named together (with steps side by side its "[run ]" line is far above)
+    fail = printed[printed.index("[FAIL] bad (exit 3)"):].splitlines()
+    assert fail[0].endswith(printable(steps[0].cmd)) and fail[1] == f"  log {tmp_path / 'logs' / 'bad.log'}:"
 
 
 def test_a_failure_fails_every_step_downstream_of_it(tmp_path, capsys):
