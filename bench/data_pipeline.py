@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from common import device_sync  # noqa: E402
+from common import conditions as run_conditions, device_sync  # noqa: E402
 from feeder.batch_augment import BatchAugmenter  # noqa: E402
 from feeder.datasets import PretrainDataset  # noqa: E402
 from feeder.io import open_memmap_atomic, save_json_atomic, save_npy_atomic  # noqa: E402
@@ -146,14 +145,14 @@ def main(argv=None) -> int:
                                  "workers": workers, **_summary([r[1] for r in runs])})
                     logger.info("%s raw+batch params@%s workers=%d: %s samples/s", label, where, workers,
                                 [round(r[0]) for r in runs])
-        conditions = {
-            "cpu_count": os.cpu_count(), "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "torch_threads": args.torch_threads, "device": str(device),
-            "num_items": args.num_items, "batch_size": args.batch_size, "window": args.window,
+        measured = {                         # read before conditions() starts its git subprocesses
+            "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "numpy": np.__version__,
+            "device": str(device), "num_items": args.num_items, "batch_size": args.batch_size, "window": args.window,
             "storage_frames": args.frames, "data": str(args.data_dir) if args.data_dir else "synthetic (page cache)",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         }
+        conditions = run_conditions(**measured)
     print(f"{'path':34s} {'augment':15s} {'workers':>7s} {'samples/s':>10s} {'best':>6s} {'ms/batch':>9s}")
     for r in rows:
         ms = 1000.0 * args.batch_size / r["samples_per_s"]
