@@ -28,11 +28,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402,F401  (loaded so that conditions() records its version and threads)
 
 from common import conditions, emit_json, print_table  # noqa: E402
+from data_gen.cli import positive_int  # noqa: E402
 
 
 def script_args(quick: bool, threads: list) -> dict:
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="default bench/results/<date>-<host>.json")
-    parser.add_argument("--threads", type=int, nargs="+", default=None,
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=None,
                         help="torch threads of the training step [quick: 1; full: 1 and all cores]")
     parser.add_argument("--only", nargs="+", default=None,
                         choices=("train_step", "data_pipeline", "gendata", "text_encoders", "fast_paths"))

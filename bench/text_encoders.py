@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_gen import offline  # noqa: E402,F401
+from data_gen.cli import positive_int  # noqa: E402
 
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
@@ -106,11 +107,11 @@ def bench_kinematic(classes: int, performers: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["speed", "kinematic"])
-    parser.add_argument("--num", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--classes", type=int, default=17)
-    parser.add_argument("--performers", type=int, default=4)
+    parser.add_argument("--num", type=positive_int, default=1000)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--classes", type=positive_int, default=17)
+    parser.add_argument("--performers", type=positive_int, default=4)
     parser.add_argument("--json", type=Path, default=None, help="speed: also write the rows and conditions here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

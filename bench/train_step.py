@@ -60,6 +60,7 @@ import torch  # noqa: E402
 
 from common import (conditions, device_sync, emit_json, matmul_flops, minor_faults, peak_rss_mb,  # noqa: E402
                     print_table)
+from data_gen.cli import positive_int  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
@@ -197,11 +198,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="paper: batch 16, text on, 2 steps; demo: 5 steps")
     parser.add_argument("--configs", nargs="+", choices=("paper", "demo"), default=["paper", "demo"])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="paper batch sizes [16 64]")
-    parser.add_argument("--demo-batch-sizes", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per paper case [3; quick 2]")
-    parser.add_argument("--demo-steps", type=int, default=None, help="timed steps per demo case [20; quick 5]")
-    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=None, help="paper batch sizes [16 64]")
+    parser.add_argument("--demo-batch-sizes", type=positive_int, nargs="+", default=[16, 32])
+    parser.add_argument("--steps", type=positive_int, default=None, help="timed steps per paper case [3; quick 2]")
+    parser.add_argument("--demo-steps", type=positive_int, default=None, help="timed steps per demo case [20; quick 5]")
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=[torch.get_num_threads()],
                         help="torch intra-op thread counts to run each case with")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true",
