@@ -125,7 +125,7 @@ def summarise(results: dict) -> tuple:
         for mode in ("full", "truncate"):
             rows.append({"benchmark": f"text {r['encoder']} {mode}", "figure": r[f"{mode}_sentences_per_s"],
                          "unit": "sentences/s", "note": f"batch {r['batch']}",
-                         "peak_rss_mb": results["text_encoders"].get("peak_rss_mb")})
+                         "peak_rss_mb": r.get("peak_rss_mb")})
     for r in results.get("fast_paths", {}).get("rows", []):
         rows.append({"benchmark": f"{r['path']} {r['size']}", "figure": r["speedup"], "unit": "x faster",
                      "note": f"fwd+bwd {r['fast_ms']:.3g} vs {r['plain_ms']:.3g} ms, max|diff| {r['max_abs_diff']:.2g}",

@@ -36,3 +36,23 @@ def test_data_pipeline_json_records_the_same_conditions(tmp_path, monkeypatch):
     cond = json.loads((tmp_path / "dp.json").read_text())["conditions"]
     assert cond["git_commit"] == _head() and cond["argv"] == ["bench/data_pipeline.py", *argv]
     assert cond["host"] and cond["torch"] and cond["torch_threads"] == 1 and cond["num_items"] == 4
+
+
+def test_text_encoders_report_each_encoders_own_peak_memory(tmp_path):
+    """Both encoders ran in one process, so the one peak RSS written covered CLIP and MiniLM together (and
+    run_all.py showed it beside each); each now runs in its own process and its row holds its own peak
+    (MiniLM alone here, the faster one: ``--encoders``)."""
+    out = tmp_path / "text.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "text_encoders.py"), "speed", "--num", "2",
+                           "--batch-size", "2", "--threads", "1", "--encoders", "minilm", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    [row] = result["rows"]
+    assert row["encoder"] == "minilm" and row["sentences"] == 2
+    assert row["peak_rss_mb"] > row["rss_before_model_mb"] > 0
+    import run_all
+
+    summary, _ = run_all.summarise({"text_encoders": result})
+    assert [(r["benchmark"], r["peak_rss_mb"]) for r in summary] == [("text minilm full", row["peak_rss_mb"]),
+                                                                     ("text minilm truncate", row["peak_rss_mb"])]
