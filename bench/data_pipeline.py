@@ -103,10 +103,13 @@ def _summary(runs) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-items", type=positive_int, default=1000)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--window", type=positive_int, default=64)
+    parser.add_argument("--num-items", type=positive_int, default=1000,
+                        help="samples of the synthetic split, and samples read per run [1000]")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="DataLoader batch size [64]")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="DataLoader num_workers values, one row each [0 2]")
+    parser.add_argument("--window", type=positive_int, default=64,
+                        help="frames of each augmented view (paper 64, demo 32) [64]")
     parser.add_argument("--frames", type=positive_int, default=300, help="storage frames T of the synthetic split")
     parser.add_argument("--data-dir", type=Path, default=None, help="existing split folder (else synthetic)")
     parser.add_argument("--torch-threads", type=positive_int, default=1, help="torch intra-op threads for the batch path")

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=positive_int, default=1, help="torch threads [1]")
     parser.add_argument("--repeats", type=positive_int, default=20, help="timed forward + backward passes per op [20]")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows and conditions here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []

@@ -128,9 +128,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="counts 300 and 1000")
     parser.add_argument("--counts", type=positive_int, nargs="+", default=None, help="file counts [500 2000]")
-    parser.add_argument("--workers", type=positive_int, default=2)
+    parser.add_argument("--workers", type=positive_int, default=2, help="ntu_gendata.py worker processes [2]")
     parser.add_argument("--distinct", type=positive_int, default=40, help="distinct file texts in the pool")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows and conditions here")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:

@@ -135,11 +135,12 @@ def summarise(results: dict) -> tuple:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="each script's small options (paper batch 16 with text only, fewer files and sentences)")
     parser.add_argument("--json", type=Path, default=None, help="default bench/results/<date>-<host>.json")
     parser.add_argument("--threads", type=positive_int, nargs="+", default=None,
                         help="torch threads of the training step [quick: 1; full: 1 and all cores]")
-    parser.add_argument("--only", nargs="+", default=None,
+    parser.add_argument("--only", nargs="+", default=None, help="run only these scripts [all]",
                         choices=("train_step", "data_pipeline", "gendata", "text_encoders", "fast_paths"))
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per script")
     args = parser.parse_args(argv)

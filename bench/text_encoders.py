@@ -142,12 +142,12 @@ def bench_kinematic(classes: int, performers: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "kinematic"])
-    parser.add_argument("--num", type=positive_int, default=1000)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--threads", type=positive_int, default=2)
-    parser.add_argument("--classes", type=positive_int, default=17)
-    parser.add_argument("--performers", type=positive_int, default=4)
+    parser.add_argument("what", choices=["speed", "kinematic"], help="which benchmark (module docstring)")
+    parser.add_argument("--num", type=positive_int, default=1000, help="speed: sentences encoded [1000]")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="speed: sentences per batch [64]")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads [2]")
+    parser.add_argument("--classes", type=positive_int, default=17, help="kinematic: synthetic classes [17]")
+    parser.add_argument("--performers", type=positive_int, default=4, help="kinematic: synthetic performers [4]")
     parser.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS),
                         help="speed: the encoders to measure, each in its own process [clip minilm]")
     parser.add_argument("--json", type=Path, default=None, help="speed: also write the rows and conditions here")

@@ -44,3 +44,25 @@ def test_bad_counts_are_refused_before_any_work(script, argv, option, work, monk
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert option in err and "error:" in err, err
+
+
+class _Parser(Exception):
+    """Carries the parser a script built, out of its main() (raised instead of parsing)."""
+
+
+@pytest.mark.parametrize("script", ["run_all", "train_step", "data_pipeline", "gendata", "text_encoders", "fast_paths",
+                                    "synth_separability", "demo", "nwucla"])
+def test_every_option_says_what_it_does(script, monkeypatch):
+    """``--help`` documents every option (many printed the bare flag: --quick, --workers, --num, --json ...)."""
+    import argparse
+
+    def capture(self, args=None, namespace=None):
+        raise _Parser(self)
+
+    module = importlib.import_module(script)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(_Parser) as built:
+        (module.parse_args if script == "demo" else module.main)([])
+    parser = built.value.args[0]
+    bare = [action.option_strings or action.dest for action in parser._actions if not action.help]
+    assert not bare, f"bench/{script}.py: options without a help text: {bare}"
