@@ -10,13 +10,16 @@ import os
 import platform
 import resource
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-__all__ = ["conditions", "peak_rss_mb", "children_peak_rss_mb", "minor_faults", "matmul_flops", "print_table",
-           "emit_json"]
+ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["conditions", "cpu_model", "git_state", "peak_rss_mb", "children_peak_rss_mb", "minor_faults",
+           "matmul_flops", "print_table", "emit_json"]
 
 
 def peak_rss_mb() -> float:
@@ -34,8 +37,37 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
+def cpu_model() -> str | None:
+    """The processor's name (``model name`` of /proc/cpuinfo; ``platform.processor()`` elsewhere), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def git_state() -> Dict[str, Any]:
+    """``git_commit`` of the checkout these scripts belong to and ``git_dirty`` (tracked files changed),
+    both None outside a git checkout."""
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
 def conditions(**extra: Any) -> Dict[str, Any]:
-    """Machine and load description stored with every figure.
+    """Machine, code and load description stored with every figure: host, CPU, load, Python (and torch
+    version and threads), the git commit and the command line (``argv``: the script and its options).
 
     The torch fields only when this process has imported torch: a benchmark of a
     torch-free program (``ntu_gendata.py``) must not load it (its 0.7 GB would show
@@ -43,8 +75,8 @@ def conditions(**extra: Any) -> Dict[str, Any]:
     """
     out = {
         "host": socket.gethostname(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(), **git_state(), "argv": list(sys.argv),
     }
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -33,7 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from common import device_sync  # noqa: E402
+from common import conditions as run_conditions, device_sync  # noqa: E402
+from data_gen.cli import positive_int  # noqa: E402
 from feeder.batch_augment import BatchAugmenter  # noqa: E402
 from feeder.datasets import PretrainDataset  # noqa: E402
 from feeder.io import open_memmap_atomic, save_json_atomic, save_npy_atomic  # noqa: E402
@@ -41,12 +41,13 @@ from feeder.io import open_memmap_atomic, save_json_atomic, save_npy_atomic  # n
 logger = logging.getLogger(__name__)
 
 OPS = ("rotate", "flip", "shear", "spatial_mask", "temporal_mask")
+MIN_VALID_FRAMES = 32      # shortest valid length of a synthetic clip (the demo's window)
 
 
 def make_split(folder: Path, n: int, t: int, v: int, m: int, seed: int) -> Path:
     """Synthetic ``train_data_joint.npy`` / ``train_num_frame.npy`` at the given shape."""
     rng = np.random.default_rng(seed)
-    num_frame = rng.integers(32, t + 1, size=n).astype(np.int64)
+    num_frame = rng.integers(MIN_VALID_FRAMES, t + 1, size=n).astype(np.int64)
     with open_memmap_atomic(folder / "train_data_joint.npy", (n, 3, t, v, m), np.float32, fill=None) as arr:
         for i, nf in enumerate(num_frame):
             arr[i, :, :nf] = rng.standard_normal((3, nf, v, m), dtype=np.float32)
@@ -102,18 +103,25 @@ def _summary(runs) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-items", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--window", type=int, default=64)
-    parser.add_argument("--frames", type=int, default=300, help="storage frames T of the synthetic split")
+    parser.add_argument("--num-items", type=positive_int, default=1000,
+                        help="samples of the synthetic split, and samples read per run [1000]")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="DataLoader batch size [64]")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="DataLoader num_workers values, one row each [0 2]")
+    parser.add_argument("--window", type=positive_int, default=64,
+                        help="frames of each augmented view (paper 64, demo 32) [64]")
+    parser.add_argument("--frames", type=positive_int, default=300, help="storage frames T of the synthetic split")
     parser.add_argument("--data-dir", type=Path, default=None, help="existing split folder (else synthetic)")
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for the batch path")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per row; the table shows median and best")
+    parser.add_argument("--torch-threads", type=positive_int, default=1, help="torch intra-op threads for the batch path")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per row; the table shows median and best")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="where the batched path augments (the training device) [cuda if available]")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.data_dir is None and args.frames < MIN_VALID_FRAMES:
+        parser.error(f"--frames must be at least {MIN_VALID_FRAMES} (the synthetic clips' shortest valid length)")
+    if any(w < 0 for w in args.workers):
+        parser.error("--workers must be >= 0")
     device = torch.device(args.device)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.torch_threads)
@@ -146,14 +154,14 @@ def main(argv=None) -> int:
                                  "workers": workers, **_summary([r[1] for r in runs])})
                     logger.info("%s raw+batch params@%s workers=%d: %s samples/s", label, where, workers,
                                 [round(r[0]) for r in runs])
-        conditions = {
-            "cpu_count": os.cpu_count(), "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "torch_threads": args.torch_threads, "device": str(device),
-            "num_items": args.num_items, "batch_size": args.batch_size, "window": args.window,
+        measured = {                         # read before conditions() starts its git subprocesses
+            "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "numpy": np.__version__,
+            "device": str(device), "num_items": args.num_items, "batch_size": args.batch_size, "window": args.window,
             "storage_frames": args.frames, "data": str(args.data_dir) if args.data_dir else "synthetic (page cache)",
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         }
+        conditions = run_conditions(**measured)
     print(f"{'path':34s} {'augment':15s} {'workers':>7s} {'samples/s':>10s} {'best':>6s} {'ms/batch':>9s}")
     for r in rows:
         ms = 1000.0 * args.batch_size / r["samples_per_s"]

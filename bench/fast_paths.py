@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from common import conditions, emit_json, print_table  # noqa: E402
+from data_gen.cli import positive_int  # noqa: E402
 from net.ctrgcn import PointwiseConv, TemporalMaxPool  # noqa: E402
 
 # (fast path, label, input shape (B = N*M, C, T, V), output channels: the 1x1 convolution's C_out, else C)
@@ -70,9 +71,9 @@ def fast_and_plain(path: str, c_in: int, c_out: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
-    parser.add_argument("--repeats", type=int, default=20, help="timed forward + backward passes per op [20]")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads [1]")
+    parser.add_argument("--repeats", type=positive_int, default=20, help="timed forward + backward passes per op [20]")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows and conditions here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []

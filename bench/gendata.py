@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 
 from common import conditions, emit_json, print_table  # noqa: E402
+from data_gen.cli import positive_int  # noqa: E402
 
 COLUMNS = ["files", "workers", "wall_s", "files_per_s", "worker_cpu_ms_per_file", "cpu_bound_files_per_s",
            "parent_cpu_ms_per_file", "parent_peak_rss_mb", "worker_peak_rss_mb"]
@@ -126,10 +127,10 @@ def breakdown(folder: Path, limit: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="counts 300 and 1000")
-    parser.add_argument("--counts", type=int, nargs="+", default=None, help="file counts [500 2000]")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--distinct", type=int, default=40, help="distinct file texts in the pool")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--counts", type=positive_int, nargs="+", default=None, help="file counts [500 2000]")
+    parser.add_argument("--workers", type=positive_int, default=2, help="ntu_gendata.py worker processes [2]")
+    parser.add_argument("--distinct", type=positive_int, default=40, help="distinct file texts in the pool")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows and conditions here")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:

@@ -168,10 +168,15 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
     last_beat = time.time()
     while True:
         failed = {name for name, r in results.items() if r.status == "failed"}
-        for s in steps:                                    # a failed dependency fails its dependants
-            if s.name not in results and failed.intersection(s.deps):
-                results[s.name] = StepResult(s.name, printable(s.cmd), "failed")
-                print(f"[skip] {s.name}: a step it needs failed", flush=True)
+        propagated = True
+        while propagated:                                  # a failed dependency fails its dependants, and theirs
+            propagated = False
+            for s in steps:
+                if s.name not in results and failed.intersection(s.deps):
+                    results[s.name] = StepResult(s.name, printable(s.cmd), "failed")
+                    failed.add(s.name)
+                    propagated = True
+                    print(f"[skip] {s.name}: a step it needs failed", flush=True)
         ready = [s for s in steps if s.name not in results and s.name not in running
                  and all(d in results and results[d].status != "failed" for d in s.deps)]
         launched = False
@@ -211,7 +216,7 @@ def run_steps(steps: List[Step], *, jobs: int, cwd: Path, env: Mapping[str, str]
             if result.status == "done":
                 print(f"[done] {name} in {result.wall_s:.1f} s", flush=True)
             else:
-                print(f"[FAIL] {name} (exit {proc.returncode}), log {log_path(logs, name)}:\n  "
+                print(f"[FAIL] {name} (exit {proc.returncode}): {shown}\n  log {log_path(logs, name)}:\n  "
                       f"{_log_tail(log_path(logs, name))}", flush=True)
             if on_finish is not None:
                 on_finish(result)

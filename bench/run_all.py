@@ -28,11 +28,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402,F401  (loaded so that conditions() records its version and threads)
 
 from common import conditions, emit_json, print_table  # noqa: E402
+from data_gen.cli import positive_int  # noqa: E402
 
 
 def script_args(quick: bool, threads: list) -> dict:
@@ -123,7 +125,7 @@ def summarise(results: dict) -> tuple:
         for mode in ("full", "truncate"):
             rows.append({"benchmark": f"text {r['encoder']} {mode}", "figure": r[f"{mode}_sentences_per_s"],
                          "unit": "sentences/s", "note": f"batch {r['batch']}",
-                         "peak_rss_mb": results["text_encoders"].get("peak_rss_mb")})
+                         "peak_rss_mb": r.get("peak_rss_mb")})
     for r in results.get("fast_paths", {}).get("rows", []):
         rows.append({"benchmark": f"{r['path']} {r['size']}", "figure": r["speedup"], "unit": "x faster",
                      "note": f"fwd+bwd {r['fast_ms']:.3g} vs {r['plain_ms']:.3g} ms, max|diff| {r['max_abs_diff']:.2g}",
@@ -133,11 +135,12 @@ def summarise(results: dict) -> tuple:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="each script's small options (paper batch 16 with text only, fewer files and sentences)")
     parser.add_argument("--json", type=Path, default=None, help="default bench/results/<date>-<host>.json")
-    parser.add_argument("--threads", type=int, nargs="+", default=None,
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=None,
                         help="torch threads of the training step [quick: 1; full: 1 and all cores]")
-    parser.add_argument("--only", nargs="+", default=None,
+    parser.add_argument("--only", nargs="+", default=None, help="run only these scripts [all]",
                         choices=("train_step", "data_pipeline", "gendata", "text_encoders", "fast_paths"))
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per script")
     args = parser.parse_args(argv)

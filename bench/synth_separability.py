@@ -212,8 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     parser.add_argument("--work", type=Path, default=None, help="folder for ntu_gendata output (default: temp)")
     parser.add_argument("--reader", choices=("auto", "gendata", "own"), default="auto",
                         help="array source: data_gen/ntu_gendata.py, the bench's own reader, or auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated data (default: 0)")
+    parser.add_argument("--num-classes", type=int, default=10, help="synthetic classes generated (default: 10)")
     parser.add_argument("--resample", type=int, default=32, help="frames per sequence for (b)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

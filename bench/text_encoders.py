@@ -4,7 +4,9 @@
   (random weights: the speed and the equality do not depend on the weights) and
   MiniLM, ``pad_mode="full"`` (all 77 positions) vs ``"truncate"`` (positions up to
   the batch's longest sentence; zeros after each sentence's EOT); reports seconds,
-  speed-up and the max abs difference over all 77 positions.
+  speed-up, the max abs difference over all 77 positions and the peak RSS of each
+  encoder (each runs in its own process; ``rss_before_model_mb``: that process with
+  torch and the libraries imported, before the model is built).
 - ``kinematic``: the kinematic describer on the synthetic demo data
   (``data_gen/synth_gendata.py`` -> ``data_gen/ntu_gendata.process_file``): mean
   MiniLM cosine similarity of the sentences within a class vs across classes; then
@@ -12,7 +14,8 @@
 
 Usage::
 
-    python bench/text_encoders.py speed [--num 1000] [--batch-size 64] [--threads 2] [--json out.json]
+    python bench/text_encoders.py speed [--num 1000] [--batch-size 64] [--threads 2] [--encoders clip minilm]
+                                        [--json out.json]
     python bench/text_encoders.py kinematic [--classes 17] [--performers 4]
 """
 from __future__ import annotations
@@ -23,8 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_gen import offline  # noqa: E402,F401
+from data_gen.cli import positive_int  # noqa: E402
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -53,24 +60,54 @@ def _timed(encoder, texts, batch_size):
     return out, time.perf_counter() - start
 
 
-def bench_speed(num: int, batch_size: int) -> list:
+ENCODERS = ("clip", "minilm")
+ENCODER_LABELS = {"clip": "clip ViT-B-32", "minilm": "minilm"}
+
+
+def _rss_mb() -> float:
+    """Resident set size of this process now (MiB)."""
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def speed_case(encoder: str, num: int, batch_size: int) -> dict:
+    """One encoder, full vs truncated, in this process (a fresh one: its peak RSS is this encoder's)."""
+    import resource
+
     from data_gen.encode_text import ClipTextEncoder, MiniLMEncoder
 
     texts = make_sentences(num)
+    before = _rss_mb()                                   # torch and the libraries imported, no model yet
+    enc = ClipTextEncoder(allow_random_weights=True) if encoder == "clip" else MiniLMEncoder()
+    enc.pad_mode = "full"
+    full, t_full = _timed(enc, texts, batch_size)
+    enc.pad_mode = "truncate"
+    fast, t_fast = _timed(enc, texts, batch_size)
+    return {"encoder": ENCODER_LABELS[encoder], "sentences": num, "batch": batch_size, "full_s": t_full,
+            "truncate_s": t_fast, "full_sentences_per_s": num / t_full, "truncate_sentences_per_s": num / t_fast,
+            "speedup": t_full / t_fast, "max_abs_diff": float(np.abs(fast - full).max()),
+            "rss_before_model_mb": before,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def bench_speed(num: int, batch_size: int, encoders=ENCODERS) -> list:
+    """Each encoder in its own process (so that each peak RSS is that encoder's alone); rows in ``encoders`` order."""
     rows = []
-    for name, enc in (("clip ViT-B-32", ClipTextEncoder(allow_random_weights=True)), ("minilm", MiniLMEncoder())):
-        enc.pad_mode = "full"
-        full, t_full = _timed(enc, texts, batch_size)
-        enc.pad_mode = "truncate"
-        fast, t_fast = _timed(enc, texts, batch_size)
-        rows.append((name, t_full, t_fast, t_full / t_fast, float(np.abs(fast - full).max())))
+    for encoder in encoders:
+        proc = subprocess.run([sys.executable, __file__, "speed", "--num", str(num), "--batch-size", str(batch_size),
+                               "--threads", str(torch.get_num_threads()), "--case", encoder],
+                              capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise RuntimeError(f"text encoder {encoder} failed: {proc.stderr[-2000:]}")
+        rows.append(json.loads(lines[-1][len("RESULT "):]))
     print(f"{num} sentences, batch {batch_size}, {torch.get_num_threads()} threads")
-    print(f"{'encoder':<14} {'full 77 (s)':>11} {'truncate (s)':>12} {'speed-up':>8} {'max|diff| all 77':>22}")
+    print(f"{'encoder':<14} {'full 77 (s)':>11} {'truncate (s)':>12} {'speed-up':>8} {'max|diff| all 77':>22} "
+          f"{'peak RSS (MB)':>13}")
     for r in rows:
-        print(f"{r[0]:<14} {r[1]:>11.2f} {r[2]:>12.2f} {r[3]:>7.1f}x {r[4]:>22.2e}")
-    return [{"encoder": r[0], "sentences": num, "batch": batch_size, "full_s": r[1], "truncate_s": r[2],
-             "full_sentences_per_s": num / r[1], "truncate_sentences_per_s": num / r[2], "speedup": r[3],
-             "max_abs_diff": r[4]} for r in rows]
+        print(f"{r['encoder']:<14} {r['full_s']:>11.2f} {r['truncate_s']:>12.2f} {r['speedup']:>7.1f}x "
+              f"{r['max_abs_diff']:>22.2e} {r['peak_rss_mb']:>13.0f}")
+    return rows
 
 
 def bench_kinematic(classes: int, performers: int) -> None:
@@ -105,22 +142,28 @@ def bench_kinematic(classes: int, performers: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "kinematic"])
-    parser.add_argument("--num", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--classes", type=int, default=17)
-    parser.add_argument("--performers", type=int, default=4)
+    parser.add_argument("what", choices=["speed", "kinematic"], help="which benchmark (module docstring)")
+    parser.add_argument("--num", type=positive_int, default=1000, help="speed: sentences encoded [1000]")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="speed: sentences per batch [64]")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads [2]")
+    parser.add_argument("--classes", type=positive_int, default=17, help="kinematic: synthetic classes [17]")
+    parser.add_argument("--performers", type=positive_int, default=4, help="kinematic: synthetic performers [4]")
+    parser.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS),
+                        help="speed: the encoders to measure, each in its own process [clip minilm]")
     parser.add_argument("--json", type=Path, default=None, help="speed: also write the rows and conditions here")
+    parser.add_argument("--case", choices=ENCODERS, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.case:
+        print("RESULT " + json.dumps(speed_case(args.case, args.num, args.batch_size)))
+        return 0
     if args.what == "speed":
-        rows = bench_speed(args.num, args.batch_size)
+        rows = bench_speed(args.num, args.batch_size, args.encoders)
         if args.json is not None:
             sys.path.insert(0, str(ROOT / "bench"))
-            from common import conditions, emit_json, peak_rss_mb
+            from common import conditions, emit_json
 
-            emit_json(args.json, {"rows": rows, "peak_rss_mb": peak_rss_mb(), "conditions": conditions()})
+            emit_json(args.json, {"rows": rows, "conditions": conditions()})
     else:
         bench_kinematic(args.classes, args.performers)
     return 0

@@ -60,6 +60,7 @@ import torch  # noqa: E402
 
 from common import (conditions, device_sync, emit_json, matmul_flops, minor_faults, peak_rss_mb,  # noqa: E402
                     print_table)
+from data_gen.cli import positive_int  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
 PAPER_CONFIG = ROOT / "config" / "ntu60" / "xsub" / "pretrain.yaml"
@@ -196,14 +197,17 @@ def cases(args) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="paper: batch 16, text on, 2 steps; demo: 5 steps")
-    parser.add_argument("--configs", nargs="+", choices=("paper", "demo"), default=["paper", "demo"])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="paper batch sizes [16 64]")
-    parser.add_argument("--demo-batch-sizes", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per paper case [3; quick 2]")
-    parser.add_argument("--demo-steps", type=int, default=None, help="timed steps per demo case [20; quick 5]")
-    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
+    parser.add_argument("--configs", nargs="+", choices=("paper", "demo"), default=["paper", "demo"],
+                        help="model configurations to time [paper demo]")
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=None, help="paper batch sizes [16 64]")
+    parser.add_argument("--demo-batch-sizes", type=positive_int, nargs="+", default=[16, 32],
+                        help="demo batch sizes [16 32]")
+    parser.add_argument("--steps", type=positive_int, default=None, help="timed steps per paper case [3; quick 2]")
+    parser.add_argument("--demo-steps", type=positive_int, default=None, help="timed steps per demo case [20; quick 5]")
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=[torch.get_num_threads()],
                         help="torch intra-op thread counts to run each case with")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device of the model and of the reference matmul [cuda if available, else cpu]")
     parser.add_argument("--compile", action="store_true",
                         help="compile the query/key encoders (config compile=true); compare with a run without")
     parser.add_argument("--amp", choices=("none", "bf16"), default="none",
@@ -219,7 +223,7 @@ def main(argv=None) -> int:
                         help="two warm-up steps in a row with fewer minor page faults than this fraction of the "
                              "first step's end the warm-up [0.01]")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per case before it is abandoned")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows and conditions here")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.compile_warmup_steps < 1:

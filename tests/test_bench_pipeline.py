@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from pipeline import Step, changed_settings, pin_settings, reported_epoch, run_steps  # noqa: E402
+from pipeline import Step, changed_settings, pin_settings, printable, reported_epoch, run_steps  # noqa: E402
 
 
 def _append(path: Path, text: str, fail: bool = False) -> list:
@@ -54,7 +54,25 @@ def test_a_failure_fails_its_dependants_only(tmp_path, capsys):
     results = _run(steps, tmp_path, jobs=1)
     assert {r.name: r.status for r in results} == {"bad": "failed", "after_bad": "failed", "other": "done"}
     assert sorted(out.read_text().split()) == ["bad", "other"]
-    assert "[FAIL] bad (exit 3)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # the failed command and its log are named together (with steps side by side its "[run ]" line is far above)
+    fail = printed[printed.index("[FAIL] bad (exit 3)"):].splitlines()
+    assert fail[0].endswith(printable(steps[0].cmd)) and fail[1] == f"  log {tmp_path / 'logs' / 'bad.log'}:"
+
+
+def test_a_failure_fails_every_step_downstream_of_it(tmp_path, capsys):
+    """Dependants of dependants are failed (and reported) too, whatever the order the steps are listed in."""
+    out = tmp_path / "out.txt"
+    steps = [Step("last", _append(out, "last"), lambda: False, ["middle"]),
+             Step("bad", _append(out, "bad", fail=True), lambda: False),
+             Step("middle", _append(out, "middle"), lambda: False, ["first"]),
+             Step("first", _append(out, "first"), lambda: False, ["bad"])]
+    results = _run(steps, tmp_path, jobs=1)
+    assert [(r.name, r.status) for r in results] == [("last", "failed"), ("bad", "failed"), ("middle", "failed"),
+                                                     ("first", "failed")]
+    assert out.read_text().split() == ["bad"]
+    printed = capsys.readouterr().out
+    assert all(f"[skip] {name}: a step it needs failed" in printed for name in ("first", "middle", "last"))
 
 
 def test_unknown_dependency_is_an_error(tmp_path):
