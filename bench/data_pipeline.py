@@ -158,8 +158,9 @@ def main(argv=None) -> int:
             "loadavg_1m_start": load_start, "loadavg_1m_end": os.getloadavg()[0], "numpy": np.__version__,
             "device": str(device), "num_items": args.num_items, "batch_size": args.batch_size, "window": args.window,
             "storage_frames": args.frames, "data": str(args.data_dir) if args.data_dir else "synthetic (page cache)",
+            # the workers' own peak is not given: forked children (DataLoader workers, and the ldconfig that
+            # `import torch` runs) report the parent's pages as theirs (~430 MB even with --workers 0)
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         }
         conditions = run_conditions(**measured)
     print(f"{'path':34s} {'augment':15s} {'workers':>7s} {'samples/s':>10s} {'best':>6s} {'ms/batch':>9s}")

@@ -46,7 +46,7 @@ from typing import Callable, Dict, List, Optional
 from pipeline import (Step, StepResult, changed_settings, pin_settings, reported_epoch, resolved_settings,
                       run_finished, run_steps)
 
-from feeder.io import save_json_atomic  # noqa: E402  (pipeline put the repository root on sys.path)
+from feeder.io import save_json_atomic, save_text_atomic  # noqa: E402  (pipeline put the repository root on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "config/nwucla/xview"
@@ -268,7 +268,7 @@ def run(args) -> int:
           f"Step wall times (the latest run of each step in this work dir; this invocation: --jobs {args.jobs}, "
           f"{args.threads} thread(s) each):\n\n"
           f"| step | minutes |\n|---|---|\n{step_rows}\n")
-    (work / "nwucla_results.md").write_text(md, encoding="utf-8")
+    save_text_atomic(work / "nwucla_results.md", md)
     print(md)
     if failed:
         print(f"failed steps: {', '.join(failed)}", file=sys.stderr)
