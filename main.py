@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from processor.config import ConfigError
     from processor.registry import discover
-    from processor.runtime import RunDirError
+    from processor.runtime import RunDirError, Terminated
 
     processors = discover()
     if not argv or argv[0] in ("-h", "--help"):
@@ -88,6 +88,9 @@ def main(argv=None) -> int:
     except (ConfigError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as err:     # Ctrl-C, kill: one line instead of a traceback
+        print(f"error: {_interrupted(err, getattr(processor, 'work_dir', None))}", file=sys.stderr)
+        return err.code if isinstance(err, Terminated) else 128 + 2        # as the default handlers: 143, 130
     except (OSError, ValueError) as err:      # missing, malformed or mismatched inputs, as the data_gen/ scripts
         work_dir = getattr(processor, "work_dir", None)
         log = Path(work_dir) / "log.txt" if work_dir else None
@@ -95,6 +98,20 @@ def main(argv=None) -> int:
         print(f"error: {err}{where}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupted(err: BaseException, work_dir) -> str:
+    """What stopped the run and how to continue it (the traceback is in the run's log.txt)."""
+    from processor.checkpoint import LATEST
+
+    what = "Ctrl-C" if isinstance(err, KeyboardInterrupt) else str(err)
+    if work_dir is None or not Path(work_dir).is_dir():
+        return f"interrupted by {what} before the run folder was made"
+    latest = Path(work_dir) / LATEST
+    if latest.is_file():
+        return (f"interrupted by {what}; {latest} holds the last checkpoint: the same command with --resume "
+                f"continues from it (traceback in {Path(work_dir) / 'log.txt'})")
+    return f"interrupted by {what} before the first checkpoint of {work_dir} (rerun the command to start again)"
 
 
 def _exit(code: int) -> None:

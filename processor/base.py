@@ -171,7 +171,8 @@ class Processor:
                 with runtime.sigterm_raises():
                     return self._run_logged(main, distributed, resumed, moved_to, malloc_kept)
             except BaseException as err:    # Ctrl-C and SIGTERM included: the run log says how the run ended
-                runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}: {err}")
+                runtime.log_failure_to_file(f"{self.name} stopped by {type(err).__name__}"
+                                            + (f": {err}" if str(err) else ""))
                 raise
             finally:
                 self.close()

@@ -829,3 +829,36 @@ def test_a_full_disk_while_saving_is_one_line_naming_the_checkpoint(toy, monkeyp
     monkeypatch.setattr(ckpt_module.torch, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):            # torch's other errors are left as they are
         ckpt_module.save_checkpoint({"model": {}}, run_dir)
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_main_reports_an_interrupted_run_in_one_line_with_how_to_resume(tmp_path, repo_root, capsys, monkeypatch,
+                                                                      stop):
+    """Ctrl-C printed a full traceback on the console (and the log said 'stopped by KeyboardInterrupt: ' with
+    nothing after the colon); now one error line says what stopped the run and how to continue it."""
+    from processor.pretrain_acsar import PretrainACSAR
+    from processor.runtime import Terminated
+    from tests.helpers import make_split
+
+    root = tmp_path / "data"
+    make_split(root, "train", n=8)
+    calls = []
+    original = PretrainACSAR.train_step
+
+    def interrupted(self, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt if stop == "ctrl-c" else Terminated()
+        return original(self, batch)
+
+    monkeypatch.setattr(PretrainACSAR, "train_step", interrupted)
+    code = main_module_main(["pretrain_acsar", "--config", str(repo_root / "config/demo/pretrain.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", f"data.root={root}", "name=stop", "text.mode=none",
+                             "batch_size=4", "save_every_steps=1", "progress_bar=false", "tensorboard=false"])
+    line = _one_error_line(capsys.readouterr().err)
+    run_dir = tmp_path / "runs" / "stop"
+    what = "Ctrl-C" if stop == "ctrl-c" else "signal SIGTERM"
+    assert code == (130 if stop == "ctrl-c" else 143)
+    assert f"interrupted by {what}; {run_dir / LATEST} holds the last checkpoint" in line and "--resume" in line
+    log = (run_dir / "log.txt").read_text()
+    assert ("stopped by KeyboardInterrupt\n" in log) if stop == "ctrl-c" else ("stopped by Terminated: signal SIGTERM" in log)
