@@ -32,7 +32,7 @@ from processor.config import (AttrDict, ConfigError, UnknownKeyError, dump_yaml,
                               resolve_config)
 from processor.meters import MeterGroup
 from processor.sampler import ResumableSampler
-from processor.schedule import PlateauRule, build_scheduler, warmup_factor
+from processor.schedule import SCHEDULERS, PlateauRule, build_scheduler, warmup_factor
 
 __all__ = ["Processor", "TrainProcessor", "count_parameters"]
 
@@ -58,6 +58,7 @@ def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> i
 
 
 # Keys that say how a run is executed, not what it computes: a resume may change them silently.
+OPTIMIZERS = ("sgd", "adam")                      # the optim.name values build_optimizer knows
 RUN_CONTROL_KEYS = frozenset({"resume", "overwrite", "work_dir", "device", "num_workers", "num_threads",
                               "progress_bar", "log_interval", "tensorboard", "save_interval", "save_every_steps"})
 
@@ -140,10 +141,21 @@ class Processor:
         """The config value of ``key``, which must be one of ``allowed``."""
         value = self.cfg[key]
         if value not in allowed:
-            raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
         return value
 
     # ---------------------------------------------------------------- running
+    def check_config(self) -> None:
+        """Config mistakes found without reading anything, as ConfigErrors naming the key.  :meth:`run` calls
+        this before the run folder is made, so a mistake creates nothing (and an ``--overwrite`` moves no earlier
+        run aside).  Subclasses extend it, calling ``super().check_config()`` first."""
+
+    def require_data_root(self) -> None:
+        """A processor that reads ``data.root`` refuses a config that leaves it unset."""
+        if "root" in self.cfg.get("data", {}) and self.cfg.data.root is None:
+            raise ConfigError("data.root is not set: point it at a folder prepared by data_gen/ (e.g. "
+                              "data/ntu60/xsub), in the config or as data.root=... on the command line")
+
     @property
     def run_dir(self) -> Path:
         """``<work_dir>/<name>``; a name that would not make a folder of its own there is a ConfigError."""
@@ -156,6 +168,7 @@ class Processor:
         malloc_kept = bool(self.cfg.get("reuse_freed_memory")) and not cpu_allocator.reuse_freed_memory()
         distributed = runtime.init_distributed(self.cfg.get("device", "cpu"))
         runtime.resolve_device(self.cfg.get("device", "cpu"))  # a bad device fails before the work dir is made
+        self.check_config()                                      # so do the config's mistakes
         main = runtime.is_main_process()
         self.work_dir = self.run_dir
         resumed = bool(self.cfg.get("resume"))
@@ -226,6 +239,16 @@ class TrainProcessor(Processor):
 
     has_model = True
     records_resume_when_checked = True
+
+    def check_config(self) -> None:
+        super().check_config()
+        self.require_data_root()
+        optim_name = self.cfg.get("optim", {}).get("name", OPTIMIZERS[0])
+        if optim_name not in OPTIMIZERS:
+            raise ConfigError(f"optim.name={optim_name!r}: expected one of {', '.join(OPTIMIZERS)}")
+        scheduler_name = self.cfg.get("scheduler", {}).get("name", "none")
+        if scheduler_name not in SCHEDULERS:
+            raise ConfigError(f"scheduler.name={scheduler_name!r}: expected one of {', '.join(SCHEDULERS)}")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -299,7 +322,7 @@ class TrainProcessor(Processor):
                                    weight_decay=o.weight_decay, nesterov=bool(o.get("nesterov", False)))
         if o.name == "adam":
             return torch.optim.Adam(self.trainable_parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        raise ValueError(f"unknown optimizer {o.name!r}; expected sgd or adam")
+        raise ConfigError(f"optim.name={o.name!r}: expected one of {', '.join(OPTIMIZERS)}")
 
     def make_loader(self, dataset: Dataset, batch_size: int, epoch: int, shuffle: bool,
                     drop_last: bool, start_batch: int = 0, indices: Optional[Sequence[int]] = None,

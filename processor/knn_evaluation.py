@@ -41,6 +41,10 @@ class KnnEvaluation(Processor):
     has_model = True
     kind = "knn"
 
+    def check_config(self) -> None:
+        super().check_config()
+        self.require_data_root()
+
     def build_model(self) -> SkeletonClassifier:
         return SkeletonClassifier.from_config(encoder_config(self.cfg), num_classes=int(self.cfg.data.num_classes),
                                               freeze_encoder=True)

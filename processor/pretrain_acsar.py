@@ -93,11 +93,14 @@ class PretrainACSAR(TrainProcessor):
     def use_text(self) -> bool:
         return self.cfg.text.mode != "none"
 
-    def setup(self) -> None:
-        check_switches(self.cfg)          # before any data is read
+    def check_config(self) -> None:
+        super().check_config()
+        check_switches(self.cfg)
         self._check_batch_size()
         self._check_augmentations()
-        super().setup()
+        if self.use_text and not self.cfg.data.text:
+            raise ConfigError(f"the text branch is on (text.mode={self.cfg.text.mode}) but data.text names no text "
+                              f"features; set data.text (e.g. clip, minilm) or text.mode=none")
 
     def _check_augmentations(self) -> None:
         """Build the view pipeline once from the config: the checks that need two values or the layout
@@ -127,9 +130,6 @@ class PretrainACSAR(TrainProcessor):
 
     def build_data(self) -> None:
         d = self.cfg.data
-        if self.use_text and not d.text:
-            raise ValueError("the text branch is on (text.mode=%s) but data.text names no text features; "
-                             "set data.text (e.g. clip, minilm) or text.mode=none" % self.cfg.text.mode)
         files = split_files(d.root, d.train_split, d.text if self.use_text else None)
         self.train_set = PretrainDataset(
             files.data, files.num_frame, files.label, text_path=files.text, layout=d.layout, stream=d.stream,

@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 import torch
 
-__all__ = ["PlateauRule", "warmup_factor", "build_scheduler"]
+__all__ = ["SCHEDULERS", "PlateauRule", "warmup_factor", "build_scheduler"]
 
 
 class PlateauRule:
@@ -71,6 +71,9 @@ def warmup_factor(step: int, steps: int) -> float:
     return min(1.0, (step + 1) / steps) if steps > 0 else 1.0
 
 
+SCHEDULERS = ("multistep", "plateau", "none")      # the scheduler.name values build_scheduler knows
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Dict[str, Any]):
     """``cfg.name``: ``multistep`` (milestones, gamma), ``plateau`` (patience, stop_patience, factor) or ``none``."""
     name = cfg.get("name", "none")
@@ -81,4 +84,4 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Dict[str, Any]):
                            factor=cfg["gamma"])
     if name == "none":
         return None
-    raise ValueError(f"unknown scheduler {name!r}; expected multistep, plateau or none")
+    raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")

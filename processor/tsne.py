@@ -46,17 +46,20 @@ class TSNEFigure(Processor):
     description = "t-SNE figure: skeleton, raw text and FiLM-modulated text features of a pretrained model"
     kind = "figure"
 
+    def check_config(self) -> None:
+        super().check_config()
+        self._choice("color_by", COLOR_BY)
+        self._choice("skeleton_feature", SKELETON_FEATURES)
+        if self.cfg.checkpoint is None:
+            raise ConfigError("tsne: set checkpoint (a pretraining latest.pt)")
+
     def execute(self) -> Dict[str, Any]:
         from processor.pretrain_acsar import acsar_kwargs, check_switches
 
         cfg = self.cfg
-        self._choice("color_by", COLOR_BY)
-        self._choice("skeleton_feature", SKELETON_FEATURES)
         device = runtime.resolve_device(cfg.device)
         runtime.seed_everything(cfg.seed, bool(cfg.get("deterministic")))
         path = expand_path(cfg.checkpoint, cfg.work_dir)
-        if path is None:
-            raise ValueError("tsne: set checkpoint (a pretraining latest.pt)")
         state = load_checkpoint(path)
         if "config" not in state or "model" not in state:
             raise ValueError(f"{path}: expected our pretraining checkpoint {{model, config}}")

@@ -862,3 +862,28 @@ def test_main_reports_an_interrupted_run_in_one_line_with_how_to_resume(tmp_path
     assert f"interrupted by {what}; {run_dir / LATEST} holds the last checkpoint" in line and "--resume" in line
     log = (run_dir / "log.txt").read_text()
     assert ("stopped by KeyboardInterrupt\n" in log) if stop == "ctrl-c" else ("stopped by Terminated: signal SIGTERM" in log)
+
+
+@pytest.mark.parametrize("processor, extra, match", [
+    ("pretrain_acsar", ["data.root=null"], r"data\.root is not set"),
+    ("pretrain_acsar", ["optim.name=adamw"], r"optim\.name='adamw': expected one of sgd, adam"),
+    ("pretrain_acsar", ["scheduler.name=cosine"], r"scheduler\.name='cosine': expected one of multistep"),
+    ("pretrain_acsar", ["data.text=null"], r"text branch is on .* data\.text names no text features"),
+    ("pretrain_acsar", ["text.mode=films"], r"text\.mode='films': expected one of"),
+    ("pretrain_acsar", ["augment.temporal_crop.ratio=[1.0, 0.5]"], r"augment\.temporal_crop\.ratio"),
+    ("linear_evaluation", ["monitor=holdouts"], r"monitor must be one of holdout, test, got 'holdouts'"),
+    ("linear_evaluation", ["data.root=null"], r"data\.root is not set"),
+    ("semi_supervised", ["freeze_encoder=false"], r"cache_features: true needs freeze_encoder: true"),
+    ("knn_evaluation", ["data.root=null"], r"data\.root is not set"),
+])
+def test_config_mistakes_the_processors_find_create_nothing(tmp_path, repo_root, capsys, processor, extra, match):
+    """These were found once the run folder existed (log.txt made, an --overwrite had already moved the earlier
+    run aside) and some exited 1 as bad data; now one error line, exit 2, and no run folder."""
+    config = {"pretrain_acsar": "pretrain", "linear_evaluation": "linear", "semi_supervised": "linear",
+              "knn_evaluation": "knn"}[processor]
+    root = tmp_path / "data"                             # never read: the mistakes are found first
+    code = main_module_main([processor, "--config", str(repo_root / f"config/demo/{config}.yaml"),
+                             f"work_dir={tmp_path / 'runs'}", f"data.root={root}", "name=bad", *extra])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and re.search(match, line), line
+    assert not (tmp_path / "runs").exists()

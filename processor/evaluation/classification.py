@@ -194,13 +194,18 @@ class ClassificationEvaluation(TrainProcessor):
     def net(self) -> SkeletonClassifier:
         return self.model.module if hasattr(self.model, "module") else self.model
 
-    def setup(self) -> None:
+    def check_config(self) -> None:
+        super().check_config()
+        self._choice("monitor", MONITORS)
+        self._choice("report_epoch", REPORT_EPOCHS)
         if self.cfg.cache_features and not self.cfg.freeze_encoder:
             raise ConfigError("cache_features: true needs freeze_encoder: true (a trained encoder changes its "
                               "features); with freeze_encoder=false set cache_features=false too")
         if self.cfg.cache_features and runtime.world_size() > 1:
             raise ConfigError("cache_features: true runs in one process; launch without torchrun or set "
                               "cache_features=false")
+
+    def setup(self) -> None:
         super().setup()
         if self.cfg.head_norm:
             world, n = runtime.world_size(), len(self.train_set)
