@@ -148,6 +148,8 @@ def _refuse_if_locked(path: Path) -> None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _in_use(path, " ".join(handle.read().split())) from None
+        except OSError:                    # a file system without locks: _lock_work_dir says so
+            pass
 
 
 def _lock_work_dir(path: Path) -> None:
@@ -166,6 +168,11 @@ def _lock_work_dir(path: Path) -> None:
         holder = " ".join(handle.read().split())
         handle.close()
         raise _in_use(path, holder) from None
+    except OSError as err:                 # e.g. ENOLCK / ENOSYS on some NFS or Lustre mounts: run unguarded
+        handle.close()
+        logger.warning("%s: cannot lock %s on this file system (%s); a second run started "
+                                            "in this folder would not be refused", path, LOCK_FILE, err)
+        return
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "

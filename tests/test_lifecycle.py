@@ -887,3 +887,21 @@ def test_config_mistakes_the_processors_find_create_nothing(tmp_path, repo_root,
     line = _one_error_line(capsys.readouterr().err)
     assert code == 2 and re.search(match, line), line
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_system_without_locks_runs_unguarded_with_a_warning(toy, monkeypatch, caplog):
+    """flock fails with ENOLCK / ENOSYS on some NFS and Lustre mounts: the run-folder lock must not stop the run
+    there (it ended in 'error: [Errno 37] No locks available'); it runs, and a warning says it is unguarded."""
+    import errno
+
+    from processor import runtime
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runtime.fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING"):
+        make(toy, "name=nfs", "epochs=1").run()
+    assert (toy / "runs/nfs" / FINISHED_MARKER).exists()
+    assert any("cannot lock .run.lock on this file system" in r.getMessage() for r in caplog.records)
+    make(toy, "name=nfs", "epochs=1", "overwrite=true").run()          # the lock file left behind is no obstacle
