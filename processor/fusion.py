@@ -128,7 +128,13 @@ class Fusion(Processor):
             return out
         return [c for r in range(1, len(streams) + 1) for c in itertools.combinations(streams, r)]
 
-    def execute(self) -> Dict[str, Any]:
+    def check_config(self) -> None:
+        super().check_config()
+        streams, _ = self.streams_and_weights()
+        self.combinations(streams)                            # unknown combination labels or streams
+
+    def streams_and_weights(self) -> Tuple[List[str], Dict[str, float]]:
+        """The stream names and their weights, every config mistake about them a ConfigError."""
         cfg = self.cfg
         streams = list((cfg.streams or {}).keys())
         if not streams:
@@ -150,10 +156,15 @@ class Fusion(Processor):
             if POSITIVE_NUMBER.problem(given):             # the open weights mapping: checked as _types_ would
                 raise ConfigError(f"fusion: weights.{s} must be a number > 0, got {given!r}")
             weights[s] = float(given)
-        scores, sources = {}, {}
-        for s in streams:
             if not isinstance(cfg.streams[s], str) or not cfg.streams[s]:
                 raise ConfigError(f"fusion: stream {s!r} must name a run dir or a score file, got {cfg.streams[s]!r}")
+        return streams, weights
+
+    def execute(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        streams, weights = self.streams_and_weights()
+        scores, sources = {}, {}
+        for s in streams:
             run_dir = expand_path(cfg.streams[s], cfg.work_dir)
             if run_dir.is_dir() and not (run_dir / FINISHED_MARKER).is_file():
                 raise ScoreMismatch(f"fusion: stream {s!r}: {run_dir} holds no finished evaluation (no "

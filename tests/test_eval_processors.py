@@ -482,19 +482,22 @@ def test_fusion_end_to_end_and_report(env, linear_run, capsys):
     (["streams={joint: '{work_dir}/linear', bone: '{work_dir}/votes'}"], r"'bone'.*votes is a kNN evaluation"),
     (["streams={joint: '{work_dir}/linear', bone: null}"], r"stream 'bone' must name a run dir or a score file"),
 ])
-def test_fusion_refuses_ambiguous_or_unfinished_streams(env, linear_run, extra, match):
+def test_fusion_refuses_ambiguous_or_unfinished_streams(env, linear_run, extra, match, request):
     tmp = env[0]
+    name = f"fusion_bad_{request.node.callspec.id.split('-')[0]}"     # the env's runs folder is shared
     (tmp / "runs/unfinished").mkdir(parents=True, exist_ok=True)
     votes = tmp / "runs/votes"                                   # a finished kNN run: one-hot votes as scores
     votes.mkdir(parents=True, exist_ok=True)
     (votes / "results.json").write_text(json.dumps({"kind": "knn"}))
     (votes / FINISHED_MARKER).write_text("")
     (votes / "scores.pkl").write_bytes((linear_run[0] / "scores.pkl").read_bytes())
-    over = [f"work_dir={tmp / 'runs'}", "name=fusion_bad", "compare=[]",
+    over = [f"work_dir={tmp / 'runs'}", f"name={name}", "compare=[]",
             "streams={joint: '{work_dir}/linear', bone: '{work_dir}/linear'}", *extra]
     with pytest.raises(ValueError, match=match):
         get_processor("fusion").from_config(None, over).run()
-    assert not (tmp / "runs/fusion_bad/results.json").exists()
+    assert not (tmp / "runs" / name / "results.json").exists()
+    config_mistake = "unfinished" not in extra[0] and "votes" not in extra[0]
+    assert not config_mistake or not (tmp / "runs" / name).exists()      # found before the run folder is made
 
 
 def test_fusion_of_an_unfinished_stream_ends_with_one_error_line(env, linear_run, capsys):
@@ -690,7 +693,7 @@ def test_fusion_weights_must_be_positive_numbers(tmp_path, extra, match):
             "name=fw", "compare=[]", extra]
     with pytest.raises(ConfigError, match=match):
         get_processor("fusion").from_config(None, over).run()
-    assert not (tmp_path / "runs" / "fw" / "fusion.md").exists()
+    assert not (tmp_path / "runs" / "fw").exists()                   # refused before the run folder is made
 
 
 class KilledAfterEpoch1:
