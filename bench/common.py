@@ -14,7 +14,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence
+
+if TYPE_CHECKING:                 # torch is imported where it is used: the gendata bench runs without it
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +89,7 @@ def conditions(**extra: Any) -> Dict[str, Any]:
     return out
 
 
-def device_sync(device: torch.device):
+def device_sync(device: "torch.device"):
     """A no-argument function that waits for ``device``'s queued work (a no-op off CUDA), for timing."""
     import torch
 

@@ -15,7 +15,6 @@ import main as main_module
 from processor.config import ConfigError
 from processor.evaluation.encoder_loading import PretrainedMismatch
 from processor.evaluation.frozen import FrozenWeightsChanged
-from processor.evaluation.knn import knn_classify
 from processor.linear_evaluation import LinearEvaluation
 from processor.registry import get_processor
 from processor.runtime import FINISHED_MARKER
@@ -452,7 +451,7 @@ def test_fusion_end_to_end_and_report(env, linear_run, capsys):
     bone = _fake_scores(tmp / "runs/fake_bone", 1, names[::-1], labels[::-1])[::-1]
     motion = _fake_scores(tmp / "runs/fake_motion", 2, names, labels)
     over = [f"work_dir={tmp / 'runs'}", "name=fusion",
-            f"streams={{joint: '{{work_dir}}/linear', bone: '{{work_dir}}/fake_bone', motion: '{{work_dir}}/fake_motion'}}",
+            "streams={joint: '{work_dir}/linear', bone: '{work_dir}/fake_bone', motion: '{work_dir}/fake_motion'}",
             "compare=[J, JBM]"]
     r = get_processor("fusion").from_config(None, over).run()
     printed = capsys.readouterr().out
