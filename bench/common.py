@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:                 # torch is imported where it is used: the gendata bench runs without it
     import torch
@@ -22,7 +22,25 @@ if TYPE_CHECKING:                 # torch is imported where it is used: the gend
 ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = ["conditions", "cpu_model", "git_state", "peak_rss_mb", "children_peak_rss_mb", "minor_faults",
-           "matmul_flops", "print_table", "emit_json"]
+           "matmul_flops", "print_table", "emit_json", "print_case_result", "run_case_process"]
+
+RESULT_PREFIX = "RESULT "   # the stdout line that carries a case process's result (JSON) back to its parent
+
+
+def print_case_result(result: Dict[str, Any]) -> None:
+    """Hand a case's result to the :func:`run_case_process` that started this process (one stdout line)."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def run_case_process(args: Sequence[str], timeout: Optional[float] = None) -> Tuple[Optional[Dict[str, Any]], str]:
+    """Run ``python *args`` (a benchmark case in a fresh process, so that its time and peak memory are its own):
+    ``(the result it printed with print_case_result, or None when it failed; its stderr)``.  A case past
+    ``timeout`` seconds raises ``subprocess.TimeoutExpired``."""
+    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode or not lines:
+        return None, proc.stderr
+    return json.loads(lines[-1][len(RESULT_PREFIX):]), proc.stderr
 
 
 def peak_rss_mb() -> float:

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-from common import conditions, emit_json, print_table  # noqa: E402
+from common import conditions, emit_json, print_case_result, print_table, run_case_process  # noqa: E402
 from data_gen.cli import positive_int  # noqa: E402
 
 COLUMNS = ["files", "workers", "wall_s", "files_per_s", "worker_cpu_ms_per_file", "cpu_bound_files_per_s",
@@ -134,7 +133,7 @@ def main(argv=None) -> int:
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
-        print("RESULT " + json.dumps(run_case(json.loads(args.case))))
+        print_case_result(run_case(json.loads(args.case)))
         return 0
     counts = args.counts or ([300, 1000] if args.quick else [500, 2000])
     rows = []
@@ -150,12 +149,10 @@ def main(argv=None) -> int:
                 for path in sorted(raw.glob("*.skeleton"))[:count]:
                     os.link(path, data / path.name)
             case = {"data": str(data), "out": str(Path(tmp) / f"out{count}"), "workers": args.workers}
-            proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
-                                  text=True)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not lines:
-                raise RuntimeError(f"gendata case {count} failed: {proc.stderr[-2000:]}")
-            rows.append(json.loads(lines[-1][len("RESULT "):]))
+            result, stderr = run_case_process([__file__, "--case", json.dumps(case)])
+            if result is None:
+                raise RuntimeError(f"gendata case {count} failed: {stderr[-2000:]}")
+            rows.append(result)
     print_table(rows, COLUMNS, title=f"ntu_gendata.py, synthetic files ({stages['mean_bytes'] / 1024:.0f} KiB mean), "
                                      f"load {conditions()['loadavg']}")
     print("per file, one process (CPU ms): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()

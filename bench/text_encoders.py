@@ -29,9 +29,7 @@ from data_gen import offline  # noqa: E402,F401
 from data_gen.cli import positive_int  # noqa: E402
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -39,6 +37,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import conditions, emit_json, peak_rss_mb, print_case_result, run_case_process  # noqa: E402
 
 
 def make_sentences(num: int, seed: int = 0) -> list:
@@ -72,8 +73,6 @@ def _rss_mb() -> float:
 
 def speed_case(encoder: str, num: int, batch_size: int) -> dict:
     """One encoder, full vs truncated, in this process (a fresh one: its peak RSS is this encoder's)."""
-    import resource
-
     from data_gen.encode_text import ClipTextEncoder, MiniLMEncoder
 
     texts = make_sentences(num)
@@ -87,20 +86,18 @@ def speed_case(encoder: str, num: int, batch_size: int) -> dict:
             "truncate_s": t_fast, "full_sentences_per_s": num / t_full, "truncate_sentences_per_s": num / t_fast,
             "speedup": t_full / t_fast, "max_abs_diff": float(np.abs(fast - full).max()),
             "rss_before_model_mb": before,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def bench_speed(num: int, batch_size: int, encoders=ENCODERS) -> list:
     """Each encoder in its own process (so that each peak RSS is that encoder's alone); rows in ``encoders`` order."""
     rows = []
     for encoder in encoders:
-        proc = subprocess.run([sys.executable, __file__, "speed", "--num", str(num), "--batch-size", str(batch_size),
-                               "--threads", str(torch.get_num_threads()), "--case", encoder],
-                              capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            raise RuntimeError(f"text encoder {encoder} failed: {proc.stderr[-2000:]}")
-        rows.append(json.loads(lines[-1][len("RESULT "):]))
+        result, stderr = run_case_process([__file__, "speed", "--num", num, "--batch-size", batch_size,
+                                           "--threads", torch.get_num_threads(), "--case", encoder])
+        if result is None:
+            raise RuntimeError(f"text encoder {encoder} failed: {stderr[-2000:]}")
+        rows.append(result)
     print(f"{num} sentences, batch {batch_size}, {torch.get_num_threads()} threads")
     print(f"{'encoder':<14} {'full 77 (s)':>11} {'truncate (s)':>12} {'speed-up':>8} {'max|diff| all 77':>22} "
           f"{'peak RSS (MB)':>13}")
@@ -155,14 +152,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.case:
-        print("RESULT " + json.dumps(speed_case(args.case, args.num, args.batch_size)))
+        print_case_result(speed_case(args.case, args.num, args.batch_size))
         return 0
     if args.what == "speed":
         rows = bench_speed(args.num, args.batch_size, args.encoders)
         if args.json is not None:
-            sys.path.insert(0, str(ROOT / "bench"))
-            from common import conditions, emit_json
-
             emit_json(args.json, {"rows": rows, "conditions": conditions()})
     else:
         bench_kinematic(args.classes, args.performers)

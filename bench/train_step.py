@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from common import (conditions, device_sync, emit_json, matmul_flops, minor_faults, peak_rss_mb,  # noqa: E402
-                    print_table)
+                    print_case_result, print_table, run_case_process)
 from data_gen.cli import positive_int  # noqa: E402
 from net.graph import get_layout  # noqa: E402
 
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     if args.warmup_steps < 0 or not 0 <= args.warmup_fault_fraction <= 1:
         parser.error("--warmup-steps must be >= 0 and --warmup-fault-fraction in [0, 1]")
     if args.case:
-        print("RESULT " + json.dumps(run_case(json.loads(args.case))))
+        print_case_result(run_case(json.loads(args.case)))
         return 0
     args.batch_sizes = args.batch_sizes or ([16] if args.quick else [16, 64])
     args.steps = args.steps or (2 if args.quick else 3)
@@ -239,16 +239,14 @@ def main(argv=None) -> int:
     rows = []
     for case in cases(args):
         try:
-            proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
-                                  text=True, timeout=args.timeout)
+            result, stderr = run_case_process([__file__, "--case", json.dumps(case)], timeout=args.timeout)
         except subprocess.TimeoutExpired:
             rows.append({**case, **switch_labels(case), "error": f"timeout {args.timeout} s"})
             continue
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            rows.append({**case, **switch_labels(case), "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]})
+        if result is None:
+            rows.append({**case, **switch_labels(case), "error": (stderr.strip().splitlines() or ["failed"])[-1]})
             continue
-        rows.append(json.loads(lines[-1][len("RESULT "):]))
+        rows.append(result)
     print_table(rows, COLUMNS, title="training step (forward + backward + SGD), " + str(conditions()["loadavg"])
                 + " load")
     for r in rows:
