@@ -224,7 +224,7 @@ def gendata(data_path, out_folder, layout_name: str, benchmark: str, test_list=N
     other_case = sorted(p.name for p in data_path.iterdir() if p.suffix.lower() == ".json" and p.suffix != ".json")
     if other_case:                                      # read only as *.json: say which are left out
         logger.warning("%s: %d file(s) with an upper-case .json suffix left out (rename them to *.json): %s",
-                       data_path, len(other_case), ", ".join(other_case[:10]) + (" ..." if len(other_case) > 10 else ""))
+                       data_path, len(other_case), _examples(other_case, 10))
     if not files:
         raise FileNotFoundError(f"no .json files in {data_path}")
     if limit is not None:

@@ -170,8 +170,8 @@ def _lock_work_dir(path: Path) -> None:
         raise _in_use(path, holder) from None
     except OSError as err:                 # e.g. ENOLCK / ENOSYS on some NFS or Lustre mounts: run unguarded
         handle.close()
-        logger.warning("%s: cannot lock %s on this file system (%s); a second run started "
-                                            "in this folder would not be refused", path, LOCK_FILE, err)
+        logger.warning("%s: cannot lock %s on this file system (%s); a second run started in this folder "
+                       "would not be refused", path, LOCK_FILE, err)
         return
     handle.seek(0)
     handle.truncate()
