@@ -19,7 +19,8 @@ Submodule names follow CTR-GCN (``data_bn``, ``l1..lK``, ``gcn1``, ``tcn1``,
 official SCD-Net checkpoint maps onto these modules by prefix renames only
 (:mod:`net.scdnet_checkpoint`).  Initialisation is CTR-GCN's: Kaiming-normal
 (fan-out) convolutions with zero bias, BatchNorm weight 1 (BN after the graph
-sum: 1e-6; BN inside the multi-scale TCN: N(1, 0.02)), relation scale alpha 0.
+sum: 1e-6; BN inside the multi-scale TCN: N(1, 0.02)), relation scale alpha 0.  The batch norms are
+:class:`net.batch_norm.BatchNorm2d` (``nn.BatchNorm2d`` with faster CPU training statistics).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
+
+from net.batch_norm import BatchNorm2d
 
 __all__ = [
     "relation_channels",
@@ -157,12 +160,12 @@ class GraphConv(nn.Module):
         self.convs = nn.ModuleList(CTRGC(in_channels, out_channels, rel) for _ in range(adjacency.shape[0]))
         self.PA = nn.Parameter(torch.from_numpy(adjacency.copy()))
         self.alpha = nn.Parameter(torch.zeros(1))
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = BatchNorm2d(out_channels)
         _init_bn(self.bn, GCN_BN_INIT_SCALE)
         self.down: Optional[nn.Sequential] = None
         if in_channels != out_channels:
             self.down = nn.Sequential(PointwiseConv(in_channels, out_channels),
-                                      nn.BatchNorm2d(out_channels))
+                                      BatchNorm2d(out_channels))
             _init_conv(self.down[0])
             _init_bn(self.down[1], 1.0)
         self.relu = nn.ReLU(inplace=True)
@@ -194,7 +197,7 @@ class TemporalConvBN(nn.Module):
         else:
             self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=(kernel_size, 1),
                                   padding=(pad, 0), dilation=(dilation, 1))
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
@@ -237,14 +240,14 @@ class MultiScaleTemporalConv(nn.Module):
                              f"{num_branches} equal branches")
         width = out_channels // num_branches
         branches = [
-            nn.Sequential(PointwiseConv(in_channels, width), nn.BatchNorm2d(width),
+            nn.Sequential(PointwiseConv(in_channels, width), BatchNorm2d(width),
                           nn.ReLU(inplace=True), TemporalConvBN(width, width, kernel_size, dilation))
             for dilation in dilations
         ]
         branches.append(nn.Sequential(
-            PointwiseConv(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            TemporalMaxPool(), nn.BatchNorm2d(width)))
-        branches.append(nn.Sequential(PointwiseConv(in_channels, width), nn.BatchNorm2d(width)))
+            PointwiseConv(in_channels, width), BatchNorm2d(width), nn.ReLU(inplace=True),
+            TemporalMaxPool(), BatchNorm2d(width)))
+        branches.append(nn.Sequential(PointwiseConv(in_channels, width), BatchNorm2d(width)))
         self.branches = nn.ModuleList(branches)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
