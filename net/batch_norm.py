@@ -5,8 +5,9 @@ results as :class:`torch.nn.BatchNorm2d` (within float rounding: tests/test_net_
 
 Why: PyTorch's CPU training kernel accumulates each channel's statistics in double, one channel at a
 time, and is compute-bound where an element-wise pass is memory-bound: on a (32, 256, 64, 25) stem
-map (one thread, the 2-core AMD VM, 2026-12-07) its forward takes 32 ms, five element-wise passes'
-worth.  Here a training pass on CPU computes, per channel c over the N = B*T*V positions,
+map (one thread, the 2-core AMD VM, 2026-12-07, freed memory reused as in training:
+``reuse_freed_memory``) its forward takes 32 ms, five element-wise passes' worth.  Here a training
+pass on CPU computes, per channel c over the N = B*T*V positions,
 
     mean_c = sum(x) / N          row sums over T*V, then over B (float32 for float32 input)
     xc     = x - mean_c          kept for the backward pass in place of x
@@ -14,9 +15,10 @@ worth.  Here a training pass on CPU computes, per channel c over the N = B*T*V p
     y      = xc * (weight_c / sqrt(var_c + eps)) + bias_c
 
 in 20 ms, and the backward pass is PyTorch's own kernel given ``xc`` and a zero mean (forward +
-backward 63 -> 40 ms there, 11.4 -> 10.0 ms on a (32, 64, 64, 25) map; the paper step about 2 %
-faster: bench/EXPERIMENTS.md §3.5).  The running statistics are updated as PyTorch does (unbiased
-variance; ``momentum=None`` is the cumulative average).  ``torch.compile`` traces the same
+backward 63 -> 40 ms there, 11.4 -> 10.0 ms on a (32, 64, 64, 25) map; the paper step about 1.5 %
+faster: bench/EXPERIMENTS.md §3.5; under glibc's malloc defaults its two more 52 MB allocations than
+PyTorch's make it slower at the largest map).  The running statistics are updated as PyTorch does
+(unbiased variance; ``momentum=None`` is the cumulative average).  ``torch.compile`` traces the same
 function, so compiled and eager runs agree as before.  Evaluation, other devices (cuDNN's kernel is
 already fast), bf16 / fp16 inputs, CPU autocast and single-value channels take the parent's path.
 """
