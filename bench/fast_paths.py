@@ -16,7 +16,7 @@ of the outputs and input gradients (tests/test_net_ctrgcn_fast.py checks these e
 
 Memory comes from the heap as in training (``reuse_freed_memory``, every config's default,
 :mod:`processor.cpu_allocator`); ``--system-malloc`` keeps glibc's defaults, under which every
-activation above 32 MB is page-faulted in afresh: the batch norm, which allocates one more map than
+activation above 32 MB is page-faulted in afresh: the batch norm, which allocates two more maps than
 PyTorch's, is then slower at the paper's 256-channel size (bench/EXPERIMENTS.md §3.5).
 """
 from __future__ import annotations

@@ -53,8 +53,7 @@ class _BatchNormTrain(torch.autograd.Function):
         scale = invstd if weight is None else weight * invstd
         y = xc * _per_channel(scale) if bias is None else torch.addcmul(_per_channel(bias), xc, _per_channel(scale))
         ctx.save_for_backward(xc, weight, invstd)
-        ctx.eps = eps
-        ctx.has_weight, ctx.has_bias = weight is not None, bias is not None
+        ctx.eps, ctx.has_bias = eps, bias is not None
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
@@ -64,9 +63,8 @@ class _BatchNormTrain(torch.autograd.Function):
         # PyTorch's own backward kernel, given the centred input and a zero mean
         xc, weight, invstd = ctx.saved_tensors
         grads = torch.ops.aten.native_batch_norm_backward(
-            grad_y.contiguous(), xc, weight if ctx.has_weight else None, None, None,
-            torch.zeros_like(invstd), invstd, True, ctx.eps,
-            [ctx.needs_input_grad[0], ctx.has_weight and ctx.needs_input_grad[1],
+            grad_y.contiguous(), xc, weight, None, None, torch.zeros_like(invstd), invstd, True, ctx.eps,
+            [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
              ctx.has_bias and ctx.needs_input_grad[2]])
         return grads[0], grads[1], grads[2], None
 
@@ -98,7 +96,6 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not uses_fast_path(self, x):
             return super().forward(x)
-        self._check_input_dim(x)
         y, mean, var = batch_norm_train(x, self.weight, self.bias, self.eps)
         if self.track_running_stats and self.running_mean is not None:
             self._update_running_stats(mean, var, x.numel() // x.size(1))
