@@ -11,12 +11,12 @@
 5. ``data_gen/encode_text.py``    – token features (MiniLM; CLIP with ``--clip-checkpoint``);
 6. ``main.py pretrain_acsar``     – joint, bone and motion streams with the text branch, and the
    joint stream without it (SCD-Net*);
-7. ``main.py linear_evaluation``  – each of those, plus a randomly initialised encoder;
-8. ``main.py fusion``             – J, B, M, JB, JM, BM, JBM;
+7. ``main.py linear_evaluation``  – each of those, plus a randomly initialised encoder per stream;
+8. ``main.py fusion``             – J, B, M, JB, JM, BM, JBM, of the pretrained and of the random encoders;
 9. ``main.py report``             – every evaluation in one table.
 
 It ends with the results table and writes ``<work-dir>/demo/results.json`` (top-1 per stream and
-fusion, with and without text, random-init baseline, wall time per step) and
+fusion, with and without text, the same for randomly initialised encoders, wall time per step) and
 ``<work-dir>/demo/report.md`` (the table and links to the figures).  A step whose output is
 already there is skipped (an interrupted pretraining or probe continues with ``--resume``), so an
 interrupted demo continues where it stopped; a data folder made with another ``--seed``, or a work dir
@@ -54,7 +54,11 @@ STREAMS = ("joint", "bone", "motion")
 PRETRAIN_CONFIGS = {"joint": "pretrain", "bone": "pretrain_bone", "motion": "pretrain_motion",
                     "joint_notext": "pretrain_notext"}
 LINEAR_CONFIGS = {"joint": "linear", "bone": "linear_bone", "motion": "linear_motion",
-                  "joint_notext": "linear_notext", "joint_random": "linear_random"}
+                  "joint_notext": "linear_notext", "joint_random": "linear_random",
+                  "bone_random": "linear_random_bone", "motion_random": "linear_random_motion"}
+#: fusion runs (config/demo/<name>.yaml, <work-dir>/demo/<name>) and the probes each one fuses
+FUSIONS = {"fusion": [f"linear {key}" for key in STREAMS],
+           "fusion_random": [f"linear {key}_random" for key in STREAMS]}
 
 # --quick: a tiny data set and model, a few epochs (the test suite runs this end to end)
 #: what made the data in --data-dir (the synthetic generator's seed) and the text the pretrainings in
@@ -144,10 +148,12 @@ def build_steps(args) -> List[Step]:
         steps.append(Step(f"linear {key}", [py, "main.py", "linear_evaluation", "--config",
                                             f"config/demo/{config}.yaml", *linear_common],
                           run_finished(demo_runs / config), needs, resume=demo_runs / config))
-    steps.append(Step("fusion", [py, "main.py", "fusion", "--config", "config/demo/fusion.yaml", f"work_dir={work}"],
-                      run_finished(demo_runs / "fusion"), [f"linear {key}" for key in STREAMS]))
+    for name, probes in FUSIONS.items():
+        steps.append(Step(name.replace("_", " "), [py, "main.py", "fusion", "--config", f"config/demo/{name}.yaml",
+                                                   f"work_dir={work}"],
+                          run_finished(demo_runs / name), probes))
     steps.append(Step("report", [py, "main.py", "report", f"work_dir={work}", "name=demo/report", "overwrite=true"],
-                      never, [f"linear {key}" for key in LINEAR_CONFIGS] + ["fusion"]))
+                      never, [f"linear {key}" for key in LINEAR_CONFIGS] + [n.replace("_", " ") for n in FUSIONS]))
     return steps
 
 
@@ -214,11 +220,13 @@ def collect_results(work: Path, num_classes: int) -> Dict[str, object]:
     runs = work / "demo"
     fusion = read_json(runs / "fusion" / "results.json")
     table = {label: row["top1"] for label, row in fusion["combinations"].items()}
+    baseline = read_json(runs / "fusion_random" / "results.json")
     linear = {key: read_json(runs / config / "results.json") for key, config in LINEAR_CONFIGS.items()}
     return {
         "top1_with_text": table,
         "top1_joint_without_text": linear["joint_notext"]["top1"],
         "top1_joint_random_encoder": linear["joint_random"]["top1"],
+        "top1_random_encoder": {label: row["top1"] for label, row in baseline["combinations"].items()},
         "top5_with_text": {label: row["top5"] for label, row in fusion["combinations"].items()},
         "monitor": linear["joint"].get("monitor"),
         "report_epoch": linear["joint"].get("report_epoch", "best"),
@@ -228,15 +236,18 @@ def collect_results(work: Path, num_classes: int) -> Dict[str, object]:
 
 
 def results_markdown(res: Dict[str, object]) -> str:
-    with_text = res["top1_with_text"]
-    rows = [("J (joint)", with_text.get("J")), ("B (bone)", with_text.get("B")), ("M (motion)", with_text.get("M")),
-            ("JB", with_text.get("JB")), ("JM", with_text.get("JM")), ("BM", with_text.get("BM")),
-            ("JBM (3s-AC-SAR)", with_text.get("JBM")),
-            ("J without text branch (SCD-Net*)", res["top1_joint_without_text"]),
-            ("J, randomly initialised encoder", res["top1_joint_random_encoder"]),
-            ("chance", res["chance_top1"])]
-    lines = ["| stream / fusion | linear top-1 (%) |", "| --- | --- |"]
-    lines += [f"| {name} | {value:.1f} |" for name, value in rows if value is not None]
+    """The demo's table: each stream and fusion pretrained (with text) beside the same probe and fusion on
+    randomly initialised encoders; then the joint stream pretrained without text, and chance."""
+    with_text, baseline = res["top1_with_text"], res["top1_random_encoder"]
+    names = {"J": "J (joint)", "B": "B (bone)", "M": "M (motion)", "JBM": "JBM (3s-AC-SAR)"}
+    rows = [(names.get(label, label), with_text.get(label), baseline.get(label))
+            for label in ("J", "B", "M", "JB", "JM", "BM", "JBM")]
+    rows += [("J without text branch (SCD-Net*)", res["top1_joint_without_text"], None),
+             ("chance", res["chance_top1"], res["chance_top1"])]
+    cell = lambda value: "–" if value is None else f"{value:.1f}"     # noqa: E731
+    lines = ["| stream / fusion | linear top-1 (%), pretrained | randomly initialised encoders |",
+             "| --- | --- | --- |"]
+    lines += [f"| {name} | {cell(value)} | {cell(base)} |" for name, value, base in rows if value is not None]
     return "\n".join(lines)
 
 

@@ -17,9 +17,14 @@ def test_quick_demo_end_to_end(tmp_path, repo_root):
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "JBM (3s-AC-SAR)" in proc.stdout and "report:" in proc.stdout
+    assert "| stream / fusion | linear top-1 (%), pretrained | randomly initialised encoders |" in proc.stdout
 
     results = json.loads((work / "demo" / "results.json").read_text())
     assert set(results["top1_with_text"]) == {"J", "B", "M", "JB", "JM", "BM", "JBM"}
+    # the same probes and fusion on randomly initialised encoders, row by row; the single-stream J of that
+    # fusion (scores_last.pkl) is the joint random probe's own last-epoch top-1
+    assert set(results["top1_random_encoder"]) == set(results["top1_with_text"])
+    assert results["top1_random_encoder"]["J"] == pytest.approx(results["top1_joint_random_encoder"], abs=1e-6)
     for value in [*results["top1_with_text"].values(), results["top1_joint_without_text"],
                   results["top1_joint_random_encoder"]]:
         assert 0.0 <= value <= 100.0
@@ -38,7 +43,8 @@ def test_quick_demo_end_to_end(tmp_path, repo_root):
     assert len(list((data / "descriptions").glob("*.txt"))) == 4 * 6 * 2
     assert len(list((data / "action_images").glob("*.jpg"))) == 4 * 6 * 2
     for run in ("pretrain", "pretrain_bone", "pretrain_motion", "pretrain_notext", "linear", "linear_bone",
-                "linear_motion", "linear_notext", "linear_random", "fusion"):
+                "linear_motion", "linear_notext", "linear_random", "linear_random_bone", "linear_random_motion",
+                "fusion", "fusion_random"):
         assert (work / "demo" / run / "FINISHED").is_file(), run
     report = (work / "demo" / "report.md").read_text()
     assert "| JBM (3s-AC-SAR) |" in report and ".png" in report
@@ -68,13 +74,13 @@ def test_pretrain_set_and_run_seed_reach_the_right_commands(tmp_path):
     steps = {step.name: step.cmd for step in demo.build_steps(args)}
     pretrain = [name for name in steps if name.startswith("pretrain")]
     linear = [name for name in steps if name.startswith("linear")]
-    assert len(pretrain) == 4 and len(linear) == 5
+    assert len(pretrain) == 4 and len(linear) == 7
     for name in pretrain:       # the overrides come last, so they win over the config and the defaults
         assert steps[name][-2:] == ["epochs=7", "scheduler.milestones=[5]"], name
         assert "seed=3" in steps[name]
     for name in linear:         # the probes share the seed (random-encoder init, holdout) but not the length
         assert "seed=3" in steps[name] and "epochs=7" not in steps[name], name
-    for name in ("synthetic skeletons", "ntu_gendata", "fusion"):
+    for name in ("synthetic skeletons", "ntu_gendata", "fusion", "fusion random"):
         assert "seed=3" not in steps[name]
 
     plain = demo.build_steps(demo.parse_args(["--work-dir", str(tmp_path / "w"), "--data-dir", str(tmp_path / "d")]))
