@@ -21,8 +21,9 @@ Steps (configs in ``config/nwucla/xview/``):
 4. ``encode``: ``data_gen/encode_text.py`` -> ``<data>/xview/text/{split}_minilm.npy`` (``--clip-checkpoint``:
    CLIP ViT-B/32, ``_clip.npy``);
 5. pretraining: joint / bone / motion, with the text branch and without (SCD-Net*);
-6. evaluations: linear (6 + a random-init baseline), kNN and semi-supervised 10 % (joint,
-   with / without text), JBM fusion (with / without text), ``main.py report``.
+6. evaluations: linear (6), kNN and semi-supervised 10 % (joint, with / without text), JBM fusion
+   (with / without text), and the same on randomly initialised encoders (``*_random*``: linear J, B, M
+   and their fusion, kNN and semi-supervised 10 % on the joint stream), ``main.py report``.
 
 Usage::
 
@@ -137,14 +138,19 @@ def build_steps(args) -> List[Step]:
         extra = quick_eval if proc != "knn_evaluation" else []
         steps.append(Step(name, py + ["main.py", proc, "--config", f"{CONFIG}/{name}.yaml", *common, *extra,
                                       "progress_bar=false"], _finished(work, name), [dep], resume=work / RUN / name))
-    steps.append(Step("linear_random", py + ["main.py", "linear_evaluation", "--config", f"{CONFIG}/linear.yaml",
-                                             *common, *quick_eval, "pretrained=null", f"name={RUN}/linear_random",
-                                             "progress_bar=false"], _finished(work, "linear_random"), ["gendata"],
-                      resume=work / RUN / "linear_random"))
-    for t in ("", "_notext"):
+    # the baselines: each evaluation of the joint stream, and the linear probes of every stream, on a randomly
+    # initialised encoder (the configs of the pretrained runs with pretrained=null, in their own run dirs)
+    baselines = [("linear_evaluation", f"linear_random{s}", f"linear{s}") for s in ("", "_bone", "_motion")]
+    baselines += [("knn_evaluation", "knn_random", "knn"), ("semi_supervised", "semi_10_random", "semi_10")]
+    for proc, name, config in baselines:
+        extra = quick_eval if proc != "knn_evaluation" else []
+        steps.append(Step(name, py + ["main.py", proc, "--config", f"{CONFIG}/{config}.yaml", *common, *extra,
+                                      "pretrained=null", f"name={RUN}/{name}", "progress_bar=false"],
+                          _finished(work, name), ["gendata"], resume=work / RUN / name))
+    for t in ("", "_notext", "_random"):
+        probes = [f"linear_random{s}" if t == "_random" else f"linear{s}{t}" for s in ("", "_bone", "_motion")]
         steps.append(Step(f"fusion{t}", py + ["main.py", "fusion", "--config", f"{CONFIG}/fusion{t}.yaml",
-                                              f"work_dir={work}"], _finished(work, f"fusion{t}"),
-                          [f"linear{s}{t}" for s in ("", "_bone", "_motion")]))
+                                              f"work_dir={work}"], _finished(work, f"fusion{t}"), probes))
     return steps
 
 
@@ -162,15 +168,19 @@ def results_table(work: Path, text_label: str) -> str:
     header = ["pretraining", "J linear", "B linear", "M linear", "JB", "JM", "BM", "JBM", "J kNN (k=1)",
               "J semi 10 %"]
     rows = []
-    for label, t in ((f"AC-SAR (text: {text_label})", ""), ("SCD-Net* (no text)", "_notext")):
-        lin = [(_read(work, f"linear{s}{t}") or {}).get("top1") for s in ("", "_bone", "_motion")]
-        fus = (_read(work, f"fusion{t}") or {}).get("combinations", {})
+    # (label, linear probes, fusion, kNN, semi-supervised): run dir names
+    for label, lin_runs, fusion, knn_run, semi_run in (
+            (f"AC-SAR (text: {text_label})", ("linear", "linear_bone", "linear_motion"), "fusion", "knn", "semi_10"),
+            ("SCD-Net* (no text)", ("linear_notext", "linear_bone_notext", "linear_motion_notext"), "fusion_notext",
+             "knn_notext", "semi_10_notext"),
+            ("random init (no pretraining)", ("linear_random", "linear_random_bone", "linear_random_motion"),
+             "fusion_random", "knn_random", "semi_10_random")):
+        lin = [(_read(work, run) or {}).get("top1") for run in lin_runs]
+        fus = (_read(work, fusion) or {}).get("combinations", {})
         fused = [fus.get(c, {}).get("top1") for c in ("JB", "JM", "BM", "JBM")]
-        knn = (_read(work, f"knn{t}") or {}).get("top1")
-        semi = (_read(work, f"semi_10{t}") or {}).get("top1")
+        knn = (_read(work, knn_run) or {}).get("top1")
+        semi = (_read(work, semi_run) or {}).get("top1")
         rows.append([label, *map(f, lin), *map(f, fused), f(knn), f(semi)])
-    rnd = (_read(work, "linear_random") or {}).get("top1")
-    rows.append(["random init (no pretraining)", f(rnd)] + ["–"] * (len(header) - 2))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)

@@ -29,11 +29,17 @@ def test_run_seed_reaches_every_training_and_evaluation(tmp_path, capsys):
     runs = [line for line in capsys.readouterr().out.splitlines() if " main.py " in line]
     seeded = [line.split(":")[0] for line in runs if line.endswith("seed=7") or " seed=7 " in line]
     unseeded = sorted(line.split(":")[0] for line in runs if "seed=7" not in line)
-    assert len(seeded) == 17                          # 6 pretrainings, 7 linear, 2 kNN, 2 semi-supervised
-    assert unseeded == ["[run ] fusion", "[run ] fusion_notext"]   # score averaging: nothing random
+    # 6 pretrainings, 6 linear, 2 kNN, 2 semi-supervised; on random encoders 3 linear, 1 kNN, 1 semi-supervised
+    assert len(seeded) == 21
+    assert unseeded == ["[run ] fusion", "[run ] fusion_notext", "[run ] fusion_random"]   # score averaging
     assert _dry_run(nwucla, tmp_path) == 0
     runs = [line for line in capsys.readouterr().out.splitlines() if " main.py " in line]
-    assert len(runs) == 19 and not [line for line in runs if "seed=" in line]    # default: the configs' own seed
+    assert len(runs) == 24 and not [line for line in runs if "seed=" in line]    # default: the configs' own seed
+    baselines = [line for line in runs if "pretrained=null" in line]
+    assert sorted(line.split(":")[0] for line in baselines) == [
+        "[run ] knn_random", "[run ] linear_random", "[run ] linear_random_bone", "[run ] linear_random_motion",
+        "[run ] semi_10_random"]
+    assert all("name=nwucla/xview/" in line for line in baselines)   # each in its own run dir
 
 
 def test_finished_runs_with_other_settings_are_refused_not_reused(tmp_path, capsys):
