@@ -56,9 +56,9 @@ PRETRAIN_CONFIGS = {"joint": "pretrain", "bone": "pretrain_bone", "motion": "pre
 LINEAR_CONFIGS = {"joint": "linear", "bone": "linear_bone", "motion": "linear_motion",
                   "joint_notext": "linear_notext", "joint_random": "linear_random",
                   "bone_random": "linear_random_bone", "motion_random": "linear_random_motion"}
-#: fusion runs (config/demo/<name>.yaml, <work-dir>/demo/<name>) and the probes each one fuses
-FUSIONS = {"fusion": [f"linear {key}" for key in STREAMS],
-           "fusion_random": [f"linear {key}_random" for key in STREAMS]}
+#: fusion steps: (config/demo/<run>.yaml and <work-dir>/demo/<run>, the probe steps it fuses)
+FUSIONS = {"fusion": ("fusion", [f"linear {key}" for key in STREAMS]),
+           "fusion random": ("fusion_random", [f"linear {key}_random" for key in STREAMS])}
 
 # --quick: a tiny data set and model, a few epochs (the test suite runs this end to end)
 #: what made the data in --data-dir (the synthetic generator's seed) and the text the pretrainings in
@@ -148,12 +148,11 @@ def build_steps(args) -> List[Step]:
         steps.append(Step(f"linear {key}", [py, "main.py", "linear_evaluation", "--config",
                                             f"config/demo/{config}.yaml", *linear_common],
                           run_finished(demo_runs / config), needs, resume=demo_runs / config))
-    for name, probes in FUSIONS.items():
-        steps.append(Step(name.replace("_", " "), [py, "main.py", "fusion", "--config", f"config/demo/{name}.yaml",
-                                                   f"work_dir={work}"],
-                          run_finished(demo_runs / name), probes))
+    for name, (run, probes) in FUSIONS.items():
+        steps.append(Step(name, [py, "main.py", "fusion", "--config", f"config/demo/{run}.yaml", f"work_dir={work}"],
+                          run_finished(demo_runs / run), probes))
     steps.append(Step("report", [py, "main.py", "report", f"work_dir={work}", "name=demo/report", "overwrite=true"],
-                      never, [f"linear {key}" for key in LINEAR_CONFIGS] + [n.replace("_", " ") for n in FUSIONS]))
+                      never, [f"linear {key}" for key in LINEAR_CONFIGS] + list(FUSIONS)))
     return steps
 
 

@@ -56,6 +56,10 @@ SPLITS = ("train", "val")
 TEXT_SETTINGS = "text_settings.json"   # describer and encoder of the text the pretrainings read (pin_settings)
 # the settings this script's options change: a run (finished or not) with other values is refused, not reused
 CHECKED_KEYS = ("seed", "epochs", "scheduler.milestones", "data.text", "report_epoch", "scores_file")
+#: the J, B, M linear probes of each row of the table (run dirs), by suffix: with text, without, random encoders;
+#: the row's fusion, kNN and semi-supervised runs are fusion<suffix>, knn<suffix>, semi_10<suffix>
+LINEAR_RUNS = {t: tuple(f"linear{s}{t}" for s in ("", "_bone", "_motion")) for t in ("", "_notext")}
+LINEAR_RUNS["_random"] = ("linear_random", "linear_random_bone", "linear_random_motion")
 
 
 def _finished(work: Path, name: str) -> Callable[[], bool]:
@@ -140,17 +144,16 @@ def build_steps(args) -> List[Step]:
                                       "progress_bar=false"], _finished(work, name), [dep], resume=work / RUN / name))
     # the baselines: each evaluation of the joint stream, and the linear probes of every stream, on a randomly
     # initialised encoder (the configs of the pretrained runs with pretrained=null, in their own run dirs)
-    baselines = [("linear_evaluation", f"linear_random{s}", f"linear{s}") for s in ("", "_bone", "_motion")]
+    baselines = [("linear_evaluation", run, config) for run, config in zip(LINEAR_RUNS["_random"], LINEAR_RUNS[""])]
     baselines += [("knn_evaluation", "knn_random", "knn"), ("semi_supervised", "semi_10_random", "semi_10")]
     for proc, name, config in baselines:
         extra = quick_eval if proc != "knn_evaluation" else []
         steps.append(Step(name, py + ["main.py", proc, "--config", f"{CONFIG}/{config}.yaml", *common, *extra,
                                       "pretrained=null", f"name={RUN}/{name}", "progress_bar=false"],
                           _finished(work, name), ["gendata"], resume=work / RUN / name))
-    for t in ("", "_notext", "_random"):
-        probes = [f"linear_random{s}" if t == "_random" else f"linear{s}{t}" for s in ("", "_bone", "_motion")]
+    for t, probes in LINEAR_RUNS.items():
         steps.append(Step(f"fusion{t}", py + ["main.py", "fusion", "--config", f"{CONFIG}/fusion{t}.yaml",
-                                              f"work_dir={work}"], _finished(work, f"fusion{t}"), probes))
+                                              f"work_dir={work}"], _finished(work, f"fusion{t}"), list(probes)))
     return steps
 
 
@@ -168,18 +171,13 @@ def results_table(work: Path, text_label: str) -> str:
     header = ["pretraining", "J linear", "B linear", "M linear", "JB", "JM", "BM", "JBM", "J kNN (k=1)",
               "J semi 10 %"]
     rows = []
-    # (label, linear probes, fusion, kNN, semi-supervised): run dir names
-    for label, lin_runs, fusion, knn_run, semi_run in (
-            (f"AC-SAR (text: {text_label})", ("linear", "linear_bone", "linear_motion"), "fusion", "knn", "semi_10"),
-            ("SCD-Net* (no text)", ("linear_notext", "linear_bone_notext", "linear_motion_notext"), "fusion_notext",
-             "knn_notext", "semi_10_notext"),
-            ("random init (no pretraining)", ("linear_random", "linear_random_bone", "linear_random_motion"),
-             "fusion_random", "knn_random", "semi_10_random")):
-        lin = [(_read(work, run) or {}).get("top1") for run in lin_runs]
-        fus = (_read(work, fusion) or {}).get("combinations", {})
+    for label, t in ((f"AC-SAR (text: {text_label})", ""), ("SCD-Net* (no text)", "_notext"),
+                     ("random init (no pretraining)", "_random")):
+        lin = [(_read(work, run) or {}).get("top1") for run in LINEAR_RUNS[t]]
+        fus = (_read(work, f"fusion{t}") or {}).get("combinations", {})
         fused = [fus.get(c, {}).get("top1") for c in ("JB", "JM", "BM", "JBM")]
-        knn = (_read(work, knn_run) or {}).get("top1")
-        semi = (_read(work, semi_run) or {}).get("top1")
+        knn = (_read(work, f"knn{t}") or {}).get("top1")
+        semi = (_read(work, f"semi_10{t}") or {}).get("top1")
         rows.append([label, *map(f, lin), *map(f, fused), f(knn), f(semi)])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
