@@ -215,18 +215,21 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def fused(fusion: dict, metric: str = "top1") -> Dict[str, float]:
+    """``{J, B, ..., JBM: metric}`` of a fusion run's results.json."""
+    return {label: row[metric] for label, row in fusion["combinations"].items()}
+
+
 def collect_results(work: Path, num_classes: int) -> Dict[str, object]:
     runs = work / "demo"
     fusion = read_json(runs / "fusion" / "results.json")
-    table = {label: row["top1"] for label, row in fusion["combinations"].items()}
-    baseline = read_json(runs / "fusion_random" / "results.json")
     linear = {key: read_json(runs / config / "results.json") for key, config in LINEAR_CONFIGS.items()}
     return {
-        "top1_with_text": table,
+        "top1_with_text": fused(fusion),
         "top1_joint_without_text": linear["joint_notext"]["top1"],
         "top1_joint_random_encoder": linear["joint_random"]["top1"],
-        "top1_random_encoder": {label: row["top1"] for label, row in baseline["combinations"].items()},
-        "top5_with_text": {label: row["top5"] for label, row in fusion["combinations"].items()},
+        "top1_random_encoder": fused(read_json(runs / "fusion_random" / "results.json")),
+        "top5_with_text": fused(fusion, "top5"),
         "monitor": linear["joint"].get("monitor"),
         "report_epoch": linear["joint"].get("report_epoch", "best"),
         "chance_top1": 100.0 / num_classes,
@@ -243,10 +246,10 @@ def results_markdown(res: Dict[str, object]) -> str:
             for label in ("J", "B", "M", "JB", "JM", "BM", "JBM")]
     rows += [("J without text branch (SCD-Net*)", res["top1_joint_without_text"], None),
              ("chance", res["chance_top1"], res["chance_top1"])]
-    cell = lambda value: "–" if value is None else f"{value:.1f}"     # noqa: E731
     lines = ["| stream / fusion | linear top-1 (%), pretrained | randomly initialised encoders |",
              "| --- | --- | --- |"]
-    lines += [f"| {name} | {cell(value)} | {cell(base)} |" for name, value, base in rows if value is not None]
+    lines += [f"| {name} | {value:.1f} | {'–' if base is None else f'{base:.1f}'} |"
+              for name, value, base in rows if value is not None]
     return "\n".join(lines)
 
 

@@ -60,6 +60,8 @@ CHECKED_KEYS = ("seed", "epochs", "scheduler.milestones", "data.text", "report_e
 #: the row's fusion, kNN and semi-supervised runs are fusion<suffix>, knn<suffix>, semi_10<suffix>
 LINEAR_RUNS = {t: tuple(f"linear{s}{t}" for s in ("", "_bone", "_motion")) for t in ("", "_notext")}
 LINEAR_RUNS["_random"] = ("linear_random", "linear_random_bone", "linear_random_motion")
+#: the joint stream's other evaluations (processor, run dir prefix); each row has run<suffix>
+JOINT_EVALS = (("knn_evaluation", "knn"), ("semi_supervised", "semi_10"))
 
 
 def _finished(work: Path, name: str) -> Callable[[], bool]:
@@ -134,23 +136,21 @@ def build_steps(args) -> List[Step]:
             over = train + ([] if notext else text_over) + ["progress_bar=false"]
             steps.append(Step(name, py + ["main.py", "pretrain_acsar", "--config", f"{CONFIG}/{name}.yaml", *over],
                               _finished(work, name), ["gendata"] if notext else ["encode"], resume=work / RUN / name))
-    evals = [("linear_evaluation", f"linear{s}{t}", f"pretrain{s}{t}") for t in ("", "_notext")
-             for s in ("", "_bone", "_motion")]
-    evals += [("knn_evaluation", f"knn{t}", f"pretrain{t}") for t in ("", "_notext")]
-    evals += [("semi_supervised", f"semi_10{t}", f"pretrain{t}") for t in ("", "_notext")]
-    for proc, name, dep in evals:
-        extra = quick_eval if proc != "knn_evaluation" else []
-        steps.append(Step(name, py + ["main.py", proc, "--config", f"{CONFIG}/{name}.yaml", *common, *extra,
-                                      "progress_bar=false"], _finished(work, name), [dep], resume=work / RUN / name))
-    # the baselines: each evaluation of the joint stream, and the linear probes of every stream, on a randomly
-    # initialised encoder (the configs of the pretrained runs with pretrained=null, in their own run dirs)
+    # evaluations: (processor, run name, config, the step it needs, extra overrides); the baselines are each
+    # evaluation of the joint stream, and the linear probes of every stream, on a randomly initialised encoder
+    # (the configs of the pretrained runs with pretrained=null, in their own run dirs)
+    evals = [("linear_evaluation", f"linear{s}{t}", f"linear{s}{t}", f"pretrain{s}{t}", [])
+             for t in ("", "_notext") for s in ("", "_bone", "_motion")]
+    evals += [(proc, f"{run}{t}", f"{run}{t}", f"pretrain{t}", [])
+              for proc, run in JOINT_EVALS for t in ("", "_notext")]
     baselines = [("linear_evaluation", run, config) for run, config in zip(LINEAR_RUNS["_random"], LINEAR_RUNS[""])]
-    baselines += [("knn_evaluation", "knn_random", "knn"), ("semi_supervised", "semi_10_random", "semi_10")]
-    for proc, name, config in baselines:
+    baselines += [(proc, f"{run}_random", run) for proc, run in JOINT_EVALS]
+    evals += [(proc, name, config, "gendata", ["pretrained=null", f"name={RUN}/{name}"])
+              for proc, name, config in baselines]
+    for proc, name, config, dep, over in evals:
         extra = quick_eval if proc != "knn_evaluation" else []
-        steps.append(Step(name, py + ["main.py", proc, "--config", f"{CONFIG}/{config}.yaml", *common, *extra,
-                                      "pretrained=null", f"name={RUN}/{name}", "progress_bar=false"],
-                          _finished(work, name), ["gendata"], resume=work / RUN / name))
+        steps.append(Step(name, py + ["main.py", proc, "--config", f"{CONFIG}/{config}.yaml", *common, *extra, *over,
+                                      "progress_bar=false"], _finished(work, name), [dep], resume=work / RUN / name))
     for t, probes in LINEAR_RUNS.items():
         steps.append(Step(f"fusion{t}", py + ["main.py", "fusion", "--config", f"{CONFIG}/fusion{t}.yaml",
                                               f"work_dir={work}"], _finished(work, f"fusion{t}"), list(probes)))
